@@ -1,0 +1,1 @@
+intermediate: not named by the catalog

@@ -1,0 +1,144 @@
+"""Shared fixtures: the real S3 server, a fresh copy of the example dataset, and a CLI runner.
+
+The S3 server is a local SeaweedFS started once per session, unless
+S3_ENDPOINT_URL is set (docker-compose.test.yml sets it to MinIO); then that
+server is used, with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, the bucket
+S3_TEST_BUCKET, and optionally a read-only identity in
+S3_READER_ACCESS_KEY_ID / S3_READER_SECRET_ACCESS_KEY.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.servers import ADMIN, READER, S3Credentials, SeaweedFS, s3_client
+
+REPO = Path(__file__).resolve().parents[1]
+ENTRYPOINT = REPO / "entrypoint.py"
+EXAMPLE = REPO / "examples" / "humanlung-demo"
+
+
+@dataclass
+class S3Server:
+    endpoint_url: str
+    admin: S3Credentials
+    reader: S3Credentials | None
+    bucket: str
+
+    def client(self, credentials: S3Credentials | None = None) -> Any:
+        return s3_client(self.endpoint_url, credentials or self.admin)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    if os.environ.get("S3_ENDPOINT_URL"):
+        reader = None
+        if os.environ.get("S3_READER_ACCESS_KEY_ID"):
+            reader = S3Credentials(os.environ["S3_READER_ACCESS_KEY_ID"], os.environ["S3_READER_SECRET_ACCESS_KEY"])
+        admin = S3Credentials(os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"])
+        yield S3Server(os.environ["S3_ENDPOINT_URL"], admin, reader, os.environ.get("S3_TEST_BUCKET", "cartload-test"))
+        return
+    with SeaweedFS(tmp_path_factory.mktemp("seaweedfs")) as server:
+        s3 = S3Server(server.endpoint_url, ADMIN, READER, "cartload-test")
+        s3.client().create_bucket(Bucket=s3.bucket)
+        yield s3
+
+
+class S3Prefix:
+    """A fresh prefix in the test bucket, with helpers to look at what landed there."""
+
+    def __init__(self, server: S3Server) -> None:
+        self.server = server
+        self.bucket = server.bucket
+        self.prefix = f"run-{uuid.uuid4().hex[:10]}"
+        self.client = server.client()
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    def names(self, below: str = "") -> set[str]:
+        """Object keys under the prefix, relative to it."""
+        start = f"{self.prefix}/{below}"
+        found = set()
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=start):
+            found.update(item["Key"][len(self.prefix) + 1:] for item in page.get("Contents", []))
+        return found
+
+    def get(self, name: str) -> bytes:
+        return bytes(self.client.get_object(Bucket=self.bucket, Key=f"{self.prefix}/{name}")["Body"].read())
+
+    def head(self, name: str) -> dict[str, Any]:
+        return dict(self.client.head_object(Bucket=self.bucket, Key=f"{self.prefix}/{name}"))
+
+    def multipart_uploads(self) -> list[dict[str, Any]]:
+        answer = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=f"{self.prefix}/")
+        return list(answer.get("Uploads", []))
+
+
+@pytest.fixture
+def s3(s3_server: S3Server) -> S3Prefix:
+    return S3Prefix(s3_server)
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    """A private copy of the example cartload output."""
+    target = tmp_path / "humanlung-demo"
+    shutil.copytree(EXAMPLE, target)
+    return target
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, s3_server: S3Server) -> dict[str, str]:
+    """An environment with only what the uploader should see: test credentials, endpoint, private cache."""
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    return base_env(home) | {
+        "AWS_ACCESS_KEY_ID": s3_server.admin.access_key,
+        "AWS_SECRET_ACCESS_KEY": s3_server.admin.secret_key,
+        "AWS_ENDPOINT_URL_S3": s3_server.endpoint_url,
+    }
+
+
+def base_env(home: Path) -> dict[str, str]:
+    """A clean environment: no AWS config of this machine, no instance-metadata probing."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "AWS_CONFIG_FILE": str(home / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(home / "no-aws-credentials"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "CARTLOAD_UPLOADER_CACHE_DIR": str(home / "cache"),
+        "PYTHONPATH": str(REPO),
+    }
+
+
+def run_cli(*args: str | Path, env: dict[str, str], timeout: float = 300) -> CliResult:
+    """Run entrypoint.py as a user would, and insist that it never shows a traceback."""
+    completed = subprocess.run([sys.executable, str(ENTRYPOINT), *map(str, args)], env=env,
+                               capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    result = CliResult(completed.returncode, completed.stdout, completed.stderr)
+    assert "Traceback" not in result.output, result.output
+    return result

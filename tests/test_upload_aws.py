@@ -1,0 +1,465 @@
+"""upload_aws end to end: entrypoint.py as a subprocess against a real S3 server, then the bucket is checked."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ENTRYPOINT, REPO, S3Prefix, S3Server, run_cli
+
+pytestmark = pytest.mark.e2e
+
+INTERMEDIATES = {"tmp/t18-f24.hex.tsv", "cartload.mk", "run_cartload2.log", "genes_all.pmtiles.done",
+                 "transcripts_pixel_joined.tsv.gz"}
+
+
+def catalog_files(dataset: Path) -> set[str]:
+    """Every file name the example catalog references (read independently of the uploader's code)."""
+    names = set()
+
+    def walk(node: object, key: str = "") -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k not in ("id", "name", "model_id", "decode_id", "default", "title", "description"):
+                    walk(v, k)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v, key)
+        elif isinstance(node, str):
+            names.add(node)
+
+    walk(yaml.safe_load((dataset / "catalog.yaml").read_text())["assets"])
+    return names
+
+
+def upload(dataset: Path, s3: S3Prefix, env: dict[str, str], *extra: str | Path) -> tuple[int, str, dict]:
+    report = dataset.parent / f"report-{time.monotonic_ns()}.json"
+    result = run_cli("upload_aws", "--in-dir", dataset, "--s3-dir", s3.uri, "--report", report, *extra, env=env)
+    document = json.loads(report.read_text()) if report.exists() else {}
+    return result.code, result.output, document
+
+
+def statuses(report: dict) -> dict[str, str]:
+    return {entry["name"]: entry["status"] for entry in report["files"]}
+
+
+def test_uploads_every_catalog_file_with_bytes_hash_and_type_and_nothing_else(dataset, s3, cli_env):
+    code, output, report = upload(dataset, s3, cli_env)
+
+    assert code == 0, output
+    expected = catalog_files(dataset) | {"catalog.yaml"}
+    assert s3.names() == expected
+    assert not (INTERMEDIATES & s3.names())
+    for name in expected:
+        local = (dataset / name).read_bytes()
+        assert s3.get(name) == local, name
+        head = s3.head(name)
+        assert head["Metadata"]["sha256"] == hashlib.sha256(local).hexdigest()
+        assert "ContentEncoding" not in head or not head["ContentEncoding"]
+    assert s3.head("genes_all.pmtiles")["ContentType"] == "application/vnd.pmtiles"
+    assert s3.head("t18-f24-umap.tsv.gz")["ContentType"] == "application/gzip"
+    assert s3.head("t18-f24-rgb.tsv")["ContentType"] == "text/tab-separated-values"
+    assert s3.head("catalog.yaml")["ContentType"] == "application/yaml"
+    assert s3.head("genes_bin_counts.json")["ContentType"] == "application/json"
+    assert s3.head("t18-f24.umap.png")["ContentType"] == "image/png"
+    assert report["ok"] is True and report["totals"]["uploaded"] == len(expected)
+    entry = next(e for e in report["files"] if e["name"] == "genes_all.pmtiles")
+    assert entry["checksum"] == "sha256:" + hashlib.sha256((dataset / "genes_all.pmtiles").read_bytes()).hexdigest()
+    assert entry["destination"] == f"{s3.prefix}/genes_all.pmtiles"
+    assert "catalog: " in output
+
+
+def test_second_run_uploads_nothing(dataset, s3, cli_env):
+    assert upload(dataset, s3, cli_env)[0] == 0
+    before = {k: s3.head(k)["LastModified"] for k in s3.names()}
+
+    code, output, report = upload(dataset, s3, cli_env)
+
+    assert code == 0, output
+    assert set(statuses(report).values()) == {"skipped"}
+    assert {k: s3.head(k)["LastModified"] for k in s3.names()} == before
+
+
+def test_second_run_without_hash_cache_still_skips(dataset, s3, cli_env):
+    assert upload(dataset, s3, cli_env)[0] == 0
+    cli_env["CARTLOAD_UPLOADER_CACHE_DIR"] = str(dataset.parent / "fresh-cache")
+
+    code, _, report = upload(dataset, s3, cli_env)
+
+    assert code == 0 and set(statuses(report).values()) == {"skipped"}
+
+
+def test_same_size_change_with_restored_mtime_is_uploaded_again(dataset, s3, cli_env):
+    assert upload(dataset, s3, cli_env)[0] == 0
+    target = dataset / "t18-f24-model.tsv"
+    old = target.stat()
+    data = bytearray(target.read_bytes())
+    data[100] = ord("X") if data[100] != ord("X") else ord("Y")
+    target.write_bytes(bytes(data))
+    os.utime(target, ns=(old.st_atime_ns, old.st_mtime_ns))  # what `aws s3 sync` is fooled by
+
+    code, output, report = upload(dataset, s3, cli_env)
+
+    assert code == 0, output
+    changed = {name for name, status in statuses(report).items() if status == "uploaded"}
+    assert changed == {"t18-f24-model.tsv"}
+    assert s3.get("t18-f24-model.tsv") == bytes(data)
+
+
+def test_restart_uploads_everything_again(dataset, s3, cli_env):
+    assert upload(dataset, s3, cli_env)[0] == 0
+    code, _, report = upload(dataset, s3, cli_env, "--restart")
+    assert code == 0
+    assert set(statuses(report).values()) == {"uploaded"}
+
+
+def test_dry_run_lists_the_plan_and_writes_nothing(dataset, s3, cli_env):
+    result = run_cli("upload_aws", "--in-dir", dataset, "--s3-dir", s3.uri, "--dry-run", env=cli_env)
+
+    assert result.code == 0, result.output
+    assert s3.names() == set()
+    assert s3.multipart_uploads() == []
+    assert f"upload           24,817  {s3.prefix}/genes_all.pmtiles  (new)" in result.stdout
+    assert "catalog.yaml" in result.stdout.splitlines()[-2]  # the catalog comes last
+    assert "transcripts_pixel_joined" not in result.stdout
+
+
+def test_dry_run_after_upload_reports_skips_and_changes(dataset, s3, cli_env):
+    assert upload(dataset, s3, cli_env)[0] == 0
+    (dataset / "genes_bin_counts.json").write_text('{"bin1": 1}')
+
+    result = run_cli("upload_aws", "--in-dir", dataset, "--s3-dir", s3.uri, "--dry-run", env=cli_env)
+
+    assert result.code == 0
+    lines = {line.split()[2]: line.split()[0] for line in result.stdout.splitlines()[:-1]}
+    assert lines[f"{s3.prefix}/genes_bin_counts.json"] == "replace"
+    assert lines[f"{s3.prefix}/genes_all.pmtiles"] == "skip"
+
+
+def test_upload_groups(dataset, s3, cli_env):
+    code, _, _ = upload(dataset, s3, cli_env, "--upload-basemap-only")
+    assert code == 0
+    assert s3.names() == {"histology.pmtiles"}
+
+    code, _, _ = upload(dataset, s3, cli_env, "--upload-optional-only")
+    assert code == 0
+    assert s3.names() == {"histology.pmtiles", "t18-f24-umap.tsv.gz", "t18-f24.umap.png",
+                         "t18-f24.umap.single.prob.png", "t18-f24-umap.pmtiles", "t18-f24-alias.tsv"}
+
+    code, _, _ = upload(dataset, s3, cli_env, "--upload-basics-only")
+    assert code == 0
+    assert s3.names() == catalog_files(dataset) | {"catalog.yaml"}
+
+
+def test_endpoint_option_and_custom_catalog_path(dataset, s3, cli_env, s3_server):
+    env = {k: v for k, v in cli_env.items() if k != "AWS_ENDPOINT_URL_S3"}
+    custom = dataset.parent / "elsewhere.yaml"
+    custom.write_text("id: x\nassets:\n  sge:\n    all: genes_all.pmtiles\n")
+
+    result = run_cli("upload_aws", "--in-dir", dataset, "--s3-dir", s3.uri, "--catalog-yaml", custom,
+                     "--endpoint-url", s3_server.endpoint_url, "--aws", "/usr/bin/aws", env=env)
+
+    assert result.code == 0, result.output
+    assert s3.names() == {"genes_all.pmtiles", "catalog.yaml"}
+    assert s3.get("catalog.yaml") == custom.read_bytes()
+    assert "no AWS CLI is used" in result.stderr
+
+
+def test_collection_mode(tmp_path, dataset, s3, cli_env):
+    parent = tmp_path / "collection"
+    parent.mkdir()
+    dataset.rename(parent / "Sample_A")
+    second = parent / "Sample_B"
+    second.mkdir()
+    (second / "genes_all.pmtiles").write_bytes(b"PMTiles\x03second")
+    (second / "catalog.yaml").write_text("assets:\n  sge:\n    all: genes_all.pmtiles\n")  # no id
+    listing = tmp_path / "samples.tsv"
+    listing.write_text("Sample_A\textra column\nSample_B\n\n")
+
+    result = run_cli("upload_aws", "--in-dir", parent, "--s3-dir", s3.uri, "--in-list", listing, env=cli_env)
+
+    assert result.code == 0, result.output
+    keys = s3.names()
+    assert {k.split("/")[0] for k in keys} == {"humanlung-demo", "sample-b"}  # catalog id; normalised sample id
+    assert "humanlung-demo/catalog.yaml" in keys and "humanlung-demo/genes_all.pmtiles" in keys
+    assert s3.get("sample-b/genes_all.pmtiles") == b"PMTiles\x03second"
+    assert s3.get("sample-b/catalog.yaml") == (second / "catalog.yaml").read_bytes()
+
+
+def test_large_file_goes_multipart_and_verifies(tmp_path, s3, cli_env):
+    data_dir = tmp_path / "big"
+    data_dir.mkdir()
+    payload = os.urandom(21 * 1024 * 1024 + 17)  # three parts, the last one short
+    (data_dir / "genes_all.pmtiles").write_bytes(payload)
+    (data_dir / "catalog.yaml").write_text("assets:\n  sge:\n    all: genes_all.pmtiles\n")
+
+    result = run_cli("upload_aws", "--in-dir", data_dir, "--s3-dir", s3.uri, env=cli_env)
+
+    assert result.code == 0, result.output
+    head = s3.head("genes_all.pmtiles")
+    assert head["ETag"].strip('"').endswith("-3")
+    assert head["Metadata"]["sha256"] == hashlib.sha256(payload).hexdigest()
+    assert s3.get("genes_all.pmtiles") == payload
+    assert s3.multipart_uploads() == []
+
+
+def test_bytes_that_differ_from_the_hashed_ones_are_rejected_and_catalog_withheld(tmp_path, s3, cli_env):
+    """Every part carries a Content-MD5 from the digests, so the server refuses bytes that do not match them."""
+    data_dir = tmp_path / "poisoned"
+    data_dir.mkdir()
+    (data_dir / "genes_all.pmtiles").write_bytes(os.urandom(9 * 1024 * 1024))
+    (data_dir / "small.tsv").write_text("a\tb\n")
+    (data_dir / "catalog.yaml").write_text("assets:\n  sge:\n    all: genes_all.pmtiles\n  t: small.tsv\n")
+    poison_hash_cache(cli_env, data_dir / "genes_all.pmtiles")
+
+    result = run_cli("upload_aws", "--in-dir", data_dir, "--s3-dir", s3.uri, env=cli_env)
+
+    assert result.code == 1, result.output
+    assert "genes_all.pmtiles" in result.stderr and "BadDigest" in result.stderr
+    assert s3.names() == {"small.tsv"}  # the other file went on; the catalog is withheld
+    assert s3.multipart_uploads() == []
+    resume = next(line for line in result.stderr.splitlines() if "resume with:" in line)
+    assert resume.endswith(f"upload_aws --in-dir {data_dir} --s3-dir {s3.uri}")
+
+
+def poison_hash_cache(env: dict[str, str], path: Path) -> None:
+    """Store wrong part digests for `path` in the uploader's own cache, as a disk or RAM fault would."""
+    code = (
+        "import sys; from pathlib import Path; from uploader.hashing import HashCache, part_md5_name;"
+        "from uploader.plan import resolve_local_file; from uploader.catalog import Group;"
+        "p = Path(sys.argv[1]); f = resolve_local_file(p.parent, p.name, Group.BASICS, 'x', []);"
+        "c = HashCache(Path(sys.argv[2])); n = part_md5_name(8 * 1024 * 1024);"
+        "c.store(f, {'sha256': '0' * 64, n: ','.join(['0' * 32] * 2)}); c.close()"
+    )
+    subprocess.run([sys.executable, "-c", code, str(path), env["CARTLOAD_UPLOADER_CACHE_DIR"]], check=True,
+                   cwd=REPO)
+
+
+def test_works_without_a_writable_cache_directory(dataset, s3, cli_env, tmp_path):
+    read_only = tmp_path / "read-only-home"
+    read_only.mkdir()
+    read_only.chmod(0o500)
+    env = {k: v for k, v in cli_env.items() if k != "CARTLOAD_UPLOADER_CACHE_DIR"} | {"HOME": str(read_only)}
+    if os.geteuid() == 0:  # root writes anywhere: point the cache at a file instead of a directory
+        blocker = tmp_path / "not-a-directory"
+        blocker.write_text("")
+        env["CARTLOAD_UPLOADER_CACHE_DIR"] = str(blocker / "cache")
+
+    result = run_cli("upload_aws", "--in-dir", dataset, "--s3-dir", s3.uri, env=env)
+
+    assert result.code == 0, result.output
+    assert "hash cache off" in result.stderr
+    assert "catalog.yaml" in s3.names()
+
+
+def test_log_output_is_plain_lines_when_not_a_terminal(dataset, s3, cli_env):
+    result = run_cli("upload_aws", "--in-dir", dataset, "--s3-dir", s3.uri, env=cli_env)
+
+    assert result.code == 0
+    assert "\r" not in result.stderr
+    assert f"[21/21] uploaded {s3.prefix}/catalog.yaml" in result.stderr  # the catalog is the last file
+    assert "21 uploaded" in result.stderr.splitlines()[-1]
+
+
+# -- interruption ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def big_dataset(tmp_path: Path) -> Path:
+    data_dir = tmp_path / "slow"
+    data_dir.mkdir()
+    with open(data_dir / "genes_all.pmtiles", "wb") as handle:
+        for _ in range(48):
+            handle.write(os.urandom(8 * 1024 * 1024))  # 384 MiB: seconds to send, even on loopback
+    (data_dir / "catalog.yaml").write_text("assets:\n  sge:\n    all: genes_all.pmtiles\n")
+    return data_dir
+
+
+def start_and_signal_mid_upload(data_dir: Path, s3: S3Prefix, env: dict[str, str],
+                                sig: signal.Signals) -> tuple[int, str]:
+    env = env | {"CARTLOAD_UPLOADER_LOG_INTERVAL": "0.1"}
+    process = subprocess.Popen(
+        [sys.executable, str(ENTRYPOINT), "upload_aws", "--in-dir", str(data_dir), "--s3-dir", s3.uri,
+         "--n-jobs", "2"], env=env, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    assert process.stderr is not None
+    lines = []
+    for line in process.stderr:
+        lines.append(line)
+        if line.startswith("progress:") and not line.startswith("progress: 0 B"):
+            assert s3.multipart_uploads(), "a multipart upload should be in flight"
+            process.send_signal(sig)
+            break
+    lines.extend(process.stderr)
+    return process.wait(timeout=120), "".join(lines)
+
+
+def test_sigterm_mid_upload_aborts_multipart_and_resumes(big_dataset, s3, cli_env):
+    started = time.monotonic()
+    code, output = start_and_signal_mid_upload(big_dataset, s3, cli_env, signal.SIGTERM)
+
+    assert code == 130, output
+    assert time.monotonic() - started < 60
+    assert "resume with:" in output and "Traceback" not in output
+    assert s3.names() == set()
+    assert s3.multipart_uploads() == []
+
+    result = run_cli("upload_aws", "--in-dir", big_dataset, "--s3-dir", s3.uri, env=cli_env)
+    assert result.code == 0, result.output
+    assert s3.names() == {"genes_all.pmtiles", "catalog.yaml"}
+    assert s3.multipart_uploads() == []
+
+
+def test_sigkill_leaves_parts_that_the_next_run_cleans_up(big_dataset, s3, cli_env):
+    code, _ = start_and_signal_mid_upload(big_dataset, s3, cli_env, signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    assert s3.multipart_uploads(), "a killed run cannot clean up after itself"
+
+    result = run_cli("upload_aws", "--in-dir", big_dataset, "--s3-dir", s3.uri, env=cli_env)
+
+    assert result.code == 0, result.output
+    assert s3.multipart_uploads() == []
+    assert s3.get("genes_all.pmtiles") == (big_dataset / "genes_all.pmtiles").read_bytes()
+
+
+# -- bad input: a clear line, a non-zero exit code, nothing uploaded ----------------------------
+
+
+def assert_refused(result, s3: S3Prefix, code: int, *phrases: str) -> None:
+    assert result.code == code, result.output
+    for phrase in phrases:
+        assert phrase in result.stderr, result.stderr
+    assert s3.names() == set()
+    assert s3.multipart_uploads() == []
+
+
+@pytest.mark.parametrize(
+    ("edit", "phrases"),
+    [
+        (lambda d: (d / "genes_bin2.pmtiles").unlink(), ["genes_bin2.pmtiles", "is missing", "assets.sge.bins[1]"]),
+        (lambda d: replace_in_catalog(d, "genes_bin_counts.json", "/etc/passwd"), ["absolute path"]),
+        (lambda d: replace_in_catalog(d, "genes_bin_counts.json", "../outside.json"), ["leaves the dataset"]),
+        (lambda d: symlink(d, "t18-f24-info.tsv", "/etc/hostname"), ["outside"]),
+        (lambda d: symlink(d, "t18-f24-info.tsv", d / "no-such-target"), ["broken symlink"]),
+        (lambda d: directory(d, "t18-f24-rgb.tsv"), ["not a regular file"]),
+        (lambda d: (d / "catalog.yaml").write_text("assets: [unclosed\n"), ["not valid YAML", "line"]),
+        (lambda d: (d / "catalog.yaml").write_text("just a string\n"), ["YAML mapping"]),
+        (lambda d: (d / "catalog.yaml").write_bytes(b"id: \xff\xfe\nassets: {}\n"), ["not valid UTF-8"]),
+        (lambda d: (d / "catalog.yaml").unlink(), ["catalog not found"]),
+    ],
+    ids=["missing", "absolute", "dotdot", "symlink-escape", "broken-symlink", "directory", "bad-yaml",
+         "not-mapping", "not-utf8", "no-catalog"],
+)
+def test_bad_dataset_is_refused_before_any_upload(dataset, s3, cli_env, edit, phrases):
+    edit(dataset)
+    result = run_cli("upload_aws", "--in-dir", dataset, "--s3-dir", s3.uri, env=cli_env)
+    assert_refused(result, s3, 2, *phrases)
+    assert len(result.stderr.strip().splitlines()) <= 3
+
+
+def test_every_problem_is_listed_at_once(dataset, s3, cli_env):
+    (dataset / "genes_bin1.pmtiles").unlink()
+    (dataset / "t18-f24.umap.png").unlink()
+    result = run_cli("upload_aws", "--in-dir", dataset, "--s3-dir", s3.uri, env=cli_env)
+    assert_refused(result, s3, 2, "genes_bin1.pmtiles", "t18-f24.umap.png")
+
+
+def replace_in_catalog(dataset: Path, old: str, new: str) -> None:
+    path = dataset / "catalog.yaml"
+    path.write_text(path.read_text().replace(old, new))
+
+
+def symlink(dataset: Path, name: str, target: str | Path) -> None:
+    (dataset / name).unlink()
+    (dataset / name).symlink_to(target)
+
+
+def directory(dataset: Path, name: str) -> None:
+    (dataset / name).unlink()
+    (dataset / name).mkdir()
+
+
+@pytest.mark.parametrize(
+    ("args", "phrases"),
+    [
+        (["--s3-dir", "https://bucket/x"], ["--s3-dir", "s3://BUCKET"]),
+        (["--s3-dir", "s3://a/x"], ["not a valid bucket name"]),
+        (["--n-jobs", "0"], ["--n-jobs"]),
+        (["--n-jobs", "many"], ["--n-jobs"]),
+        (["--in-list", "x.tsv", "--catalog-yaml", "c.yaml"], ["--catalog-yaml cannot be used with --in-list"]),
+        (["--upload-basics-only", "--upload-basemap-only"], ["exclude each other"]),
+        (["--no-such-option"], ["Usage:"]),
+        (["--endpoint-url", "localhost:9000"], ["--endpoint-url"]),
+    ],
+)
+def test_bad_options_exit_2(dataset, s3, cli_env, args, phrases):
+    base = ["upload_aws", "--in-dir", dataset]
+    if "--s3-dir" not in args:
+        base += ["--s3-dir", s3.uri]
+    result = run_cli(*base, *args, env=cli_env)
+    assert_refused(result, s3, 2, *phrases)
+
+
+def test_missing_in_dir_is_a_usage_error(tmp_path, s3, cli_env):
+    result = run_cli("upload_aws", "--in-dir", tmp_path / "nope", "--s3-dir", s3.uri, env=cli_env)
+    assert_refused(result, s3, 2, "--in-dir", "not found")
+
+
+def test_bucket_that_does_not_exist(dataset, s3, cli_env):
+    result = run_cli("upload_aws", "--in-dir", dataset, "--s3-dir", "s3://no-such-bucket-here/x", env=cli_env)
+    assert_refused(result, s3, 2, "no-such-bucket-here", "does not exist")
+
+
+def test_missing_credentials(dataset, s3, cli_env):
+    env = {k: v for k, v in cli_env.items() if not k.startswith("AWS_ACCESS") and not k.startswith("AWS_SECRET")}
+    result = run_cli("upload_aws", "--in-dir", dataset, "--s3-dir", s3.uri, env=env)
+    assert_refused(result, s3, 3, "no AWS credentials")
+
+
+def test_wrong_secret(dataset, s3, cli_env):
+    result = run_cli("upload_aws", "--in-dir", dataset, "--s3-dir", s3.uri,
+                     env=cli_env | {"AWS_SECRET_ACCESS_KEY": "wrong-secret"})
+    assert_refused(result, s3, 3)
+    assert "wrong-secret" not in result.output
+
+
+def test_unknown_profile(dataset, s3, cli_env):
+    result = run_cli("upload_aws", "--in-dir", dataset, "--s3-dir", s3.uri, "--profile", "nobody", env=cli_env)
+    assert_refused(result, s3, 2, "--profile nobody")
+
+
+def test_profile_from_aws_config_files(dataset, s3, cli_env, s3_server):
+    home = Path(cli_env["HOME"])
+    (home / "credentials").write_text(
+        f"[lab]\naws_access_key_id = {s3_server.admin.access_key}\n"
+        f"aws_secret_access_key = {s3_server.admin.secret_key}\n")
+    env = {k: v for k, v in cli_env.items() if not k.startswith(("AWS_ACCESS", "AWS_SECRET"))}
+    env |= {"AWS_SHARED_CREDENTIALS_FILE": str(home / "credentials"), "AWS_PROFILE": "lab"}
+
+    result = run_cli("upload_aws", "--in-dir", dataset, "--s3-dir", s3.uri, env=env)
+
+    assert result.code == 0, result.output
+    assert "catalog.yaml" in s3.names()
+
+
+def test_read_only_credentials_are_refused_up_front(dataset, s3, cli_env, s3_server: S3Server):
+    if s3_server.reader is None:
+        pytest.fail("this S3 server has no read-only identity: set S3_READER_ACCESS_KEY_ID/S3_READER_SECRET_ACCESS_KEY")
+    env = cli_env | {"AWS_ACCESS_KEY_ID": s3_server.reader.access_key,
+                     "AWS_SECRET_ACCESS_KEY": s3_server.reader.secret_key}
+    result = run_cli("upload_aws", "--in-dir", dataset, "--s3-dir", s3.uri, env=env)
+    assert_refused(result, s3, 3, "access denied")
+
+
+def test_unreachable_endpoint(dataset, s3, cli_env):
+    env = cli_env | {"AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9", "AWS_MAX_ATTEMPTS": "1"}
+    result = run_cli("upload_aws", "--in-dir", dataset, "--s3-dir", s3.uri, env=env)
+    assert_refused(result, s3, 4, "cannot reach")

@@ -1,0 +1,129 @@
+"""The command line: docopt usage texts, dispatch, and the one place errors become exit codes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+from docopt import DocoptExit, docopt
+
+from uploader import __version__
+from uploader.errors import ExitCode, UploaderError
+
+MAIN_USAGE = """cartload-uploader: publish a cartload output directory to S3 or Zenodo.
+
+Usage:
+  cartload-uploader <command> [<args>...]
+  cartload-uploader (-h | --help)
+  cartload-uploader --version
+
+Commands:
+  upload_aws      upload to Amazon S3 or any S3-compatible store
+  upload_zenodo   upload to a Zenodo deposition
+
+Run 'cartload-uploader <command> --help' for the options of a command.
+
+Exit codes:
+  0    success: every file is uploaded and verified (or was already there)
+  1    some files failed: the others are uploaded, the catalog is not published
+  2    usage or input error: nothing was uploaded
+  3    authentication or permission error
+  4    the remote service could not be reached, or kept failing before any upload
+  130  interrupted (Ctrl-C, SIGTERM): finished files are kept; re-run to resume
+
+Environment:
+  CARTLOAD_UPLOADER_CACHE_DIR   where file hashes are cached (default ~/.cache/cartload-uploader)
+  CARTLOAD_UPLOADER_DEBUG=1     show tracebacks for errors too
+  AWS_*                         the usual AWS settings: profile, keys, endpoint, CA bundle, retries
+"""
+
+AWS_USAGE = """Upload a cartload output directory to Amazon S3 or an S3-compatible store.
+
+The catalog (catalog.yaml) is uploaded last, only after every file it names is
+uploaded and verified. Files already there with the same content are skipped,
+so re-running the same command resumes an interrupted upload.
+
+Usage:
+  cartload-uploader upload_aws --in-dir DIR --s3-dir S3URI [options]
+  cartload-uploader upload_aws (-h | --help)
+
+Options:
+  --in-dir DIR            The cartload output directory (in collection mode, the parent of the samples).
+  --s3-dir S3URI          Destination, s3://BUCKET[/PREFIX].
+  --catalog-yaml FILE     The catalog to publish (default: <in-dir>/catalog.yaml).
+  --in-list TSV           Collection mode: a header-less TSV whose first column lists sample
+                          sub-directories; each goes to <s3-dir>/<catalog id>/.
+  --upload-basics-only    Upload only the basic files and the catalog.
+  --upload-optional-only  Upload only the optional files (UMAP, alias).
+  --upload-basemap-only   Upload only the extra basemaps (histology, ...).
+  --n-jobs N              Requests in flight at once [default: 8].
+  --profile NAME          AWS profile (default: AWS_PROFILE, else the default chain).
+  --endpoint-url URL      S3-compatible endpoint (default: AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL).
+  --aws PATH              Accepted for cartloader compatibility and ignored: no AWS CLI is needed.
+  --dry-run               Print what would be uploaded or skipped, and change nothing.
+  --restart               Upload every file again, even those already there.
+  --report FILE           Write a JSON report of every file's outcome ('-' for stdout).
+  --quiet                 Print only errors.
+  --no-progress           No progress bar or progress lines.
+  -h --help               Show this help.
+"""
+
+COMMANDS: dict[str, tuple[str, Callable[[dict[str, Any], list[str]], int]]] = {}
+
+
+def _upload_aws(args: dict[str, Any], argv: list[str]) -> int:
+    from uploader.commands import upload_aws
+    from uploader.settings import aws_settings
+
+    return upload_aws(aws_settings(args, argv))
+
+
+COMMANDS["upload_aws"] = (AWS_USAGE, _upload_aws)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line, run the command, and map its outcome to an exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        top = _parse(MAIN_USAGE, argv, options_first=True)
+        if top["--version"]:
+            print(f"cartload-uploader {__version__}")
+            return ExitCode.OK
+        command = top["<command>"]
+        if command not in COMMANDS:
+            _usage_error(MAIN_USAGE, f"unknown command '{command}': use upload_aws or upload_zenodo")
+        usage, handler = COMMANDS[command]
+        args = _parse(usage, argv)
+        return handler(args, argv)
+    except UploaderError as exc:
+        if os.environ.get("CARTLOAD_UPLOADER_DEBUG"):
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted before any upload started; nothing was changed", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+
+
+def _parse(usage: str, argv: list[str], options_first: bool = False) -> dict[str, Any]:
+    try:
+        return dict(docopt(usage, argv=argv, options_first=options_first, default_help=True))
+    except DocoptExit as exc:
+        # docopt's own exit code is 1, which here means "files failed": usage errors are 2.
+        _usage_error(usage, str(exc).splitlines()[0] if str(exc).strip() else "")
+
+
+def _usage_error(usage: str, message: str) -> NoReturn:
+    section = usage[usage.index("Usage:"):].split("\n\n", 1)[0]
+    text = f"error: {message}\n{section}" if message and not message.startswith("Usage:") else section
+    print(text, file=sys.stderr)
+    sys.exit(ExitCode.USAGE)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt()

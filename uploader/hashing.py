@@ -1,0 +1,166 @@
+"""Content hashes of local files: computed in one read pass, cached by path and stat identity.
+
+A re-run of a 50 GB dataset must not read 50 GB again just to learn that
+nothing changed, so digests are kept in a small SQLite file in the user's
+cache directory. When no writable cache directory exists (a read-only HOME
+under Singularity) the cache is simply off: every run re-hashes, nothing breaks.
+
+Digest names: "sha256" and "md5" of the whole file, and "md5parts:<N>", the
+MD5 of each N-byte part, comma-separated (what S3 needs for Content-MD5 on each
+part and to predict a multipart ETag).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+from uploader.plan import LocalFile
+
+READ_SIZE = 1024 * 1024
+CACHE_ENV = "CARTLOAD_UPLOADER_CACHE_DIR"
+TABLE = "digest_v1"  # a new name when the layout changes: old caches are then simply ignored
+
+
+class Cancelled(Exception):
+    """Hashing stopped because the run is being interrupted."""
+
+
+class HashCache:
+    """Digests keyed by (resolved path, size/mtime/ctime/inode, digest name). Thread-safe."""
+
+    def __init__(self, directory: Path | None) -> None:
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+        self.notice = ""
+        if directory is None:
+            return
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(directory / "hashes.sqlite3", check_same_thread=False, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(
+                f"CREATE TABLE IF NOT EXISTS {TABLE} (path TEXT, identity TEXT, name TEXT, value TEXT,"
+                " PRIMARY KEY (path, identity, name))"
+            )
+            self._db.commit()
+        except (OSError, sqlite3.Error) as exc:
+            self._db = None
+            self.notice = (f"hash cache off: cannot write {directory} ({exc}); files are re-hashed on every run"
+                           f" (set {CACHE_ENV} to a writable directory to keep it)")
+
+    @classmethod
+    def default(cls) -> HashCache:
+        """The cache in $CARTLOAD_UPLOADER_CACHE_DIR, else $XDG_CACHE_HOME or ~/.cache."""
+        return cls(default_cache_dir())
+
+    def lookup(self, file: LocalFile, name: str) -> str | None:
+        if self._db is None:
+            return None
+        try:
+            with self._lock:
+                row = self._db.execute(
+                    f"SELECT value FROM {TABLE} WHERE path=? AND identity=? AND name=?",
+                    (str(file.path), _identity(file), name),
+                ).fetchone()
+        except sqlite3.Error:
+            return None  # a damaged cache only costs a re-hash
+        return row[0] if row else None
+
+    def store(self, file: LocalFile, values: dict[str, str]) -> None:
+        if self._db is None:
+            return
+        rows = [(str(file.path), _identity(file), name, value) for name, value in values.items()]
+        try:
+            with self._lock:
+                # Older versions of the same file are dead weight.
+                self._db.execute(f"DELETE FROM {TABLE} WHERE path=? AND identity!=?", (str(file.path), _identity(file)))
+                self._db.executemany(f"INSERT OR REPLACE INTO {TABLE} VALUES (?, ?, ?, ?)", rows)
+                self._db.commit()
+        except sqlite3.Error:
+            pass  # a cache that cannot be written only costs time on the next run
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+
+
+def default_cache_dir() -> Path | None:
+    """Where the hash cache lives, or None when there is no home to put it in."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]) / "cartload-uploader"
+    home = os.environ.get("HOME")
+    return Path(home) / ".cache" / "cartload-uploader" if home else None
+
+
+def digests(file: LocalFile, names: Iterable[str], cache: HashCache,
+            stop: threading.Event | None = None) -> dict[str, str]:
+    """The requested digests of `file`, from the cache or from one read of the file."""
+    wanted = list(names)
+    found = {name: value for name in wanted if (value := cache.lookup(file, name)) is not None}
+    missing = [name for name in wanted if name not in found]
+    if missing:
+        computed = _compute(file, missing, stop)
+        cache.store(file, computed)
+        found.update(computed)
+    return found
+
+
+def _identity(file: LocalFile) -> str:
+    return ":".join(str(value) for value in file.identity)
+
+
+def part_md5_name(part_size: int) -> str:
+    return f"md5parts:{part_size}"
+
+
+def _compute(file: LocalFile, names: list[str], stop: threading.Event | None) -> dict[str, str]:
+    whole = {name: hashlib.new(name) for name in names if name in ("sha256", "md5")}
+    part_sizes = [int(name.split(":", 1)[1]) for name in names if name.startswith("md5parts:")]
+    parts = {size: _PartHasher(size) for size in part_sizes}
+    buffer = bytearray(READ_SIZE)
+    view = memoryview(buffer)
+    with open(file.path, "rb") as handle:
+        while count := handle.readinto(buffer):
+            if stop is not None and stop.is_set():
+                raise Cancelled()
+            chunk = view[:count]
+            for hasher in whole.values():
+                hasher.update(chunk)
+            for part_hasher in parts.values():
+                part_hasher.update(chunk)
+    result = {name: hasher.hexdigest() for name, hasher in whole.items()}
+    result.update({part_md5_name(size): hasher.hexdigests() for size, hasher in parts.items()})
+    return result
+
+
+class _PartHasher:
+    """MD5 of each consecutive `part_size` slice of a stream."""
+
+    def __init__(self, part_size: int) -> None:
+        self.part_size = part_size
+        self.done: list[str] = []
+        self.current = hashlib.md5()
+        self.filled = 0
+
+    def update(self, chunk: memoryview) -> None:
+        while len(chunk):
+            take = min(len(chunk), self.part_size - self.filled)
+            self.current.update(chunk[:take])
+            self.filled += take
+            chunk = chunk[take:]
+            if self.filled == self.part_size:
+                self.done.append(self.current.hexdigest())
+                self.current, self.filled = hashlib.md5(), 0
+
+    def hexdigests(self) -> str:
+        if self.filled or not self.done:  # an empty file is one empty part
+            self.done.append(self.current.hexdigest())
+            self.current, self.filled = hashlib.md5(), 0
+        return ",".join(self.done)

@@ -1,0 +1,274 @@
+"""The upload plan: which local files go where, validated before any byte is sent.
+
+Building a plan touches only the local file system (stat, read the catalog).
+It collects every problem it finds and raises them together, so a user fixes
+a broken dataset in one round instead of one error per run.
+"""
+
+from __future__ import annotations
+
+import csv
+import enum
+import os
+import re
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from uploader.catalog import Catalog, Group, load_catalog
+from uploader.errors import InputError, UsageError
+
+CATALOG_NAME = "catalog.yaml"
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    """One file to publish: its name at the destination, where it is, and its size."""
+
+    name: str  # relative name as the catalog gives it; the destination key suffix
+    path: Path  # the resolved path on disk
+    size: int
+    mtime_ns: int
+    # ctime and inode cannot be set back by `touch -r` or `cp -p`: with them a
+    # same-size rewrite that restored the old mtime still misses the hash cache.
+    ctime_ns: int = 0
+    inode: int = 0
+    group: Group = Group.BASICS
+
+    @property
+    def identity(self) -> tuple[int, int, int, int]:
+        """What must be unchanged for a cached digest (and a planned upload) to stay valid."""
+        return (self.size, self.mtime_ns, self.ctime_ns, self.inode)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One cartload output directory and the files to publish from it.
+
+    `catalog` is published last, after every file in `files` is verified;
+    it is None when the selected groups exclude it or it is not wanted.
+    """
+
+    in_dir: Path
+    subdir: str  # "" for a single dataset; the dataset id in collection mode
+    files: tuple[LocalFile, ...]
+    catalog: LocalFile | None
+
+    @property
+    def all_files(self) -> tuple[LocalFile, ...]:
+        return self.files + ((self.catalog,) if self.catalog else ())
+
+
+@dataclass(frozen=True)
+class UploadPlan:
+    """Everything a run will publish: one dataset, or a collection of them."""
+
+    datasets: tuple[Dataset, ...]
+
+    @property
+    def file_count(self) -> int:
+        return sum(len(d.all_files) for d in self.datasets)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for d in self.datasets for f in d.all_files)
+
+
+class Action(enum.Enum):
+    """What a run does with one file, decided by comparing it with the remote."""
+
+    UPLOAD = "upload"  # not there yet
+    REPLACE = "replace"  # there, with other content
+    SKIP = "skip"  # there and identical
+    DELETE = "delete"  # remove from the remote (Zenodo --restart)
+
+
+@dataclass
+class Operation:
+    """One step of the executed plan and, once run, its outcome."""
+
+    action: Action
+    dataset: Dataset
+    file: LocalFile | None  # None for a DELETE of a remote-only file
+    destination: str  # the S3 key or Zenodo file name
+    reason: str
+    is_catalog: bool = False
+    status: str = "pending"  # -> uploaded / skipped / deleted / failed
+    error: str = ""
+    checksum: str = ""
+    remote: dict[str, str] = field(default_factory=dict)  # backend's handle on the remote copy
+
+    @property
+    def size(self) -> int:
+        return self.file.size if self.file else 0
+
+    @property
+    def transfers_bytes(self) -> bool:
+        return self.action in (Action.UPLOAD, Action.REPLACE)
+
+
+ALL_GROUPS = frozenset(Group)
+
+
+def plan_from_catalog(in_dir: Path, catalog_path: Path, groups: frozenset[Group] = ALL_GROUPS) -> Dataset:
+    """A dataset from a cartload catalog: the files it names in `groups`, then the catalog."""
+    in_dir = _existing_dir(in_dir, "--in-dir")
+    return _dataset(in_dir, load_catalog(catalog_path), groups, subdir="")
+
+
+def plan_collection(in_dir: Path, in_list: Path, groups: frozenset[Group] = ALL_GROUPS) -> UploadPlan:
+    """One dataset per sample sub-directory listed in the first column of `in_list`."""
+    in_dir = _existing_dir(in_dir, "--in-dir")
+    datasets: list[Dataset] = []
+    problems: list[str] = []
+    owners: dict[str, str] = {}
+    for sample in read_sample_list(in_list):
+        sample_dir = in_dir / sample
+        if not sample_dir.is_dir():
+            problems.append(f"{in_list}: sample '{sample}' has no directory {sample_dir}; fix the list or --in-dir")
+            continue
+        try:
+            catalog = load_catalog(sample_dir / CATALOG_NAME)
+            subdir = collection_subdir(catalog.id, sample)
+            if subdir in owners:
+                raise InputError([f"{in_list}: samples '{owners[subdir]}' and '{sample}' would both upload to "
+                                  f"'{subdir}/'; give their catalogs distinct ids"])
+            owners[subdir] = sample
+            datasets.append(_dataset(sample_dir.absolute(), catalog, groups, subdir))
+        except InputError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise InputError(problems)
+    return UploadPlan(tuple(datasets))
+
+
+def _dataset(in_dir: Path, catalog: Catalog, groups: frozenset[Group], subdir: str) -> Dataset:
+    problems: list[str] = []
+    files = []
+    for ref in catalog.files:
+        if ref.group not in groups:
+            continue
+        local = resolve_local_file(in_dir, ref.name, ref.group, f"{catalog.path} ({ref.where})", problems)
+        if local:
+            files.append(local)
+    if problems:
+        raise InputError(problems)
+    catalog_file = _catalog_file(catalog.path) if Group.BASICS in groups else None
+    return Dataset(in_dir=in_dir, subdir=subdir, files=tuple(files), catalog=catalog_file)
+
+
+def plan_from_names(in_dir: Path, names: Iterable[str], what: str) -> Dataset:
+    """A dataset of exactly the named files, no catalog ordering (Zenodo --upload-method files/all)."""
+    in_dir = _existing_dir(in_dir, "--in-dir")
+    problems: list[str] = []
+    files = [f for name in names if (f := resolve_local_file(in_dir, name, Group.BASICS, what, problems))]
+    if problems:
+        raise InputError(problems)
+    return Dataset(in_dir=in_dir, subdir="", files=tuple(files), catalog=None)
+
+
+def regular_files_in(in_dir: Path) -> list[str]:
+    """Names of the regular files (or symlinks to them) directly inside `in_dir`, sorted."""
+    in_dir = _existing_dir(in_dir, "--in-dir")
+    return sorted(entry.name for entry in os.scandir(in_dir) if entry.is_file())
+
+
+def read_sample_list(in_list: Path) -> list[str]:
+    """Sample sub-directory names from the first column of a header-less TSV."""
+    try:
+        with open(in_list, encoding="utf-8", newline="") as handle:
+            rows = list(csv.reader(handle, delimiter="\t"))
+    except FileNotFoundError:
+        raise UsageError(f"--in-list {in_list}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--in-list {in_list}: cannot read it ({_reason(exc)})") from None
+    samples = [row[0].strip() for row in rows if row and row[0].strip() and not row[0].startswith("#")]
+    if not samples:
+        raise UsageError(f"--in-list {in_list}: lists no samples; put one sample directory per line, first column")
+    problems = [f"--in-list {in_list}: '{s}' is not a sub-directory name of --in-dir" for s in samples
+                if not _is_safe_relative(s)]
+    if problems:
+        raise InputError(problems)
+    return samples
+
+
+def collection_subdir(catalog_id: str | None, sample: str) -> str:
+    """Where a sample goes inside a collection: its catalog id, else its normalised sample id."""
+    subdir = catalog_id if catalog_id else sample.lower().replace("_", "-")
+    return subdir.strip("/")
+
+
+def resolve_local_file(in_dir: Path, name: str, group: Group, where: str, problems: list[str]) -> LocalFile | None:
+    """Check that `name` is a regular file inside `in_dir`; record a problem and return None if not."""
+    problem = _name_problem(name)
+    if problem:
+        problems.append(f"{where}: '{_printable(name)}' {problem}")
+        return None
+    path = in_dir / name
+    try:
+        resolved = path.resolve(strict=True)
+        info = resolved.stat()
+    except FileNotFoundError:
+        broken = " (a broken symlink)" if path.is_symlink() else ""
+        problems.append(f"{where}: '{name}' is missing from {in_dir}{broken}; re-run the pipeline or fix the catalog")
+        return None
+    except OSError as exc:
+        problems.append(f"{where}: '{name}' cannot be read ({_reason(exc)})")
+        return None
+    if not resolved.is_relative_to(in_dir.resolve()):
+        problems.append(f"{where}: '{name}' is a symlink to {resolved}, outside {in_dir}; copy the file in instead")
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        problems.append(f"{where}: '{name}' is not a regular file; only files can be uploaded")
+        return None
+    if not os.access(resolved, os.R_OK):
+        problems.append(f"{where}: '{name}' is not readable (check its permissions)")
+        return None
+    return LocalFile(name=name, path=resolved, size=info.st_size, mtime_ns=info.st_mtime_ns,
+                     ctime_ns=info.st_ctime_ns, inode=info.st_ino, group=group)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _name_problem(name: str) -> str:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not a valid UTF-8 file name; rename the file"
+    if _CONTROL.search(name):
+        return "contains a control character; rename the file"
+    if name.startswith("/") or re.match(r"^[A-Za-z]:[\\/]", name):
+        return "is an absolute path; the catalog must name files relative to --in-dir"
+    if not _is_safe_relative(name):
+        return "leaves the dataset directory ('..' or an empty path part); name files inside --in-dir"
+    return ""
+
+
+def _is_safe_relative(name: str) -> bool:
+    parts = name.replace("\\", "/").split("/")
+    return all(part not in ("", ".", "..") for part in parts)
+
+
+def _catalog_file(catalog_path: Path) -> LocalFile:
+    # The catalog is published under its conventional name, wherever it was read from.
+    info = catalog_path.stat()
+    return LocalFile(name=CATALOG_NAME, path=catalog_path.resolve(), size=info.st_size,
+                     mtime_ns=info.st_mtime_ns, ctime_ns=info.st_ctime_ns, inode=info.st_ino)
+
+
+def _existing_dir(path: Path, option: str) -> Path:
+    if not path.exists():
+        raise UsageError(f"{option} {path}: directory not found")
+    if not path.is_dir():
+        raise UsageError(f"{option} {path}: not a directory")
+    return path.absolute()
+
+
+def _printable(name: str) -> str:
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _reason(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or exc.__class__.__name__

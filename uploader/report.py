@@ -1,0 +1,96 @@
+"""What a run tells the user: the dry-run plan, the summary, and the JSON report.
+
+The plan table and the JSON report are data (stdout or a file); the summary
+is a message (stderr).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from uploader import __version__
+from uploader.errors import UsageError
+from uploader.plan import Action, Operation
+from uploader.progress import human_bytes
+from uploader.runner import RunResult
+
+
+def print_plan(ops: list[Operation], stream: TextIO = sys.stdout) -> None:
+    """The dry-run listing: one line per operation, then totals."""
+    for op in ops:
+        print(f"{op.action.value:<8} {op.size:>14,d}  {op.destination}  ({op.reason})", file=stream)
+    sending = [op for op in ops if op.transfers_bytes]
+    print(f"dry run: {len(sending)} file(s) to upload ({human_bytes(sum(op.size for op in sending))}), "
+          f"{sum(op.action is Action.SKIP for op in ops)} unchanged, "
+          f"{sum(op.action is Action.DELETE for op in ops)} to delete; nothing was changed", file=stream)
+
+
+def summary(result: RunResult) -> str:
+    """One line: counts, bytes, time and rate."""
+    rate = result.bytes_uploaded / result.elapsed if result.elapsed > 0 else 0.0
+    parts = [f"{result.count('uploaded')} uploaded ({human_bytes(result.bytes_uploaded)})",
+             f"{result.count('skipped')} unchanged"]
+    if result.count("deleted"):
+        parts.append(f"{result.count('deleted')} deleted")
+    parts.append(f"{result.count('failed')} failed")
+    if result.count("not-run"):
+        parts.append(f"{result.count('not-run')} not started")
+    return f"{', '.join(parts)} in {result.elapsed:.1f} s ({human_bytes(rate)}/s)"
+
+
+def failure_lines(result: RunResult) -> list[str]:
+    """One line per failed file, with its reason."""
+    return [f"failed: {op.destination}: {op.error}" for op in result.ops if op.status == "failed"]
+
+
+def report_document(result: RunResult, command: str, destination: str) -> dict[str, Any]:
+    """The --report JSON: per file, totals, elapsed time and overall outcome."""
+    files = [
+        {
+            "name": op.file.name if op.file else op.destination,
+            "size": op.size,
+            "destination": op.destination,
+            "action": op.action.value,
+            "status": op.status,
+            "reason": op.error or op.reason,
+            "checksum": op.checksum,
+            "catalog": op.is_catalog,
+        }
+        for op in result.ops
+    ]
+    statuses = ("planned", "uploaded", "skipped", "deleted", "failed", "not-run")
+    return {
+        "tool": f"cartload-uploader {__version__}",
+        "command": command,
+        "destination": destination,
+        "dry_run": result.dry_run,
+        "ok": result.ok,
+        "interrupted": result.interrupted,
+        "elapsed_seconds": round(result.elapsed, 3),
+        "totals": {
+            "files": len(files),
+            "bytes": sum(op.size for op in result.ops),
+            "bytes_uploaded": result.bytes_uploaded,
+            **{status: result.count(status) for status in statuses},
+        },
+        "notes": result.notes,
+        "files": files,
+    }
+
+
+def write_report(path: Path, document: dict[str, Any]) -> None:
+    """Write the report atomically ('-' means stdout)."""
+    text = json.dumps(document, indent=2) + "\n"
+    if str(path) == "-":
+        sys.stdout.write(text)
+        return
+    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    except OSError as exc:
+        raise UsageError(f"--report {path}: cannot write it ({exc.strerror}); choose a writable path") from None
