@@ -1,0 +1,107 @@
+"""The catalog model: which values are files, and in which upload group."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from uploader.catalog import Group, load_catalog
+from uploader.errors import InputError
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "humanlung-demo" / "catalog.yaml"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "catalog.yaml"
+    path.write_text(text)
+    return path
+
+
+def groups(catalog_path: Path) -> dict[str, Group]:
+    return {ref.name: ref.group for ref in load_catalog(catalog_path).files}
+
+
+def test_example_catalog_groups_match_cartloader():
+    found = groups(EXAMPLE)
+    assert found["genes_all.pmtiles"] is Group.BASICS
+    assert found["sge-mono-dark.pmtiles"] is Group.BASICS  # overview and sge basemap
+    assert found["sge-mono-light.pmtiles"] is Group.BASICS
+    assert found["histology.pmtiles"] is Group.BASEMAP
+    assert found["t18-f24-p18-a6-pseudobulk.tsv.gz"] is Group.BASICS
+    for optional in ("t18-f24-umap.tsv.gz", "t18-f24.umap.png", "t18-f24.umap.single.prob.png",
+                     "t18-f24-umap.pmtiles", "t18-f24-alias.tsv"):
+        assert found[optional] is Group.OPTIONAL
+    assert len(found) == 20
+    assert load_catalog(EXAMPLE).id == "humanlung-demo"
+
+
+def test_identifiers_free_text_and_defaults_are_not_files(tmp_path):
+    path = write(tmp_path, """
+id: ds-1
+title: A title.pmtiles lookalike
+description: Xenium v1 data.tsv with spaces
+assets:
+  basemap:
+    sge: {default: dark, dark: dark.pmtiles}
+    he: {default: lowres, lowres: he-low.pmtiles, highres: he-high.pmtiles}
+  factors:
+    - {id: f1.x, name: F1.y, model_id: m.tsv, decode_id: d.tsv, cells_id: c.x, raw_pixel_col: p.q, de: de.tsv}
+""")
+    assert groups(path) == {"dark.pmtiles": Group.BASICS, "he-low.pmtiles": Group.BASEMAP,
+                            "he-high.pmtiles": Group.BASEMAP, "de.tsv": Group.BASICS}
+
+
+def test_unknown_keys_and_values_do_not_break_it(tmp_path):
+    path = write(tmp_path, """
+assets:
+  future_layer:
+    nested: [{deep: {file: new.pmtiles}}, 42, true, null]
+    colour: red
+    note: a sentence, not a file
+    link: https://example.org/data.pmtiles
+  counts: 3
+schema_version: 4
+""")
+    assert groups(path) == {"new.pmtiles": Group.BASICS}
+
+
+def test_a_path_without_extension_is_still_checked(tmp_path):
+    path = write(tmp_path, "assets:\n  x: /etc/passwd\n  y: sub/dir/file\n")
+    assert set(groups(path)) == {"/etc/passwd", "sub/dir/file"}
+
+
+def test_a_file_named_twice_is_listed_once_in_the_stronger_group(tmp_path):
+    path = write(tmp_path, """
+assets:
+  factors:
+    - {umap: {pmtiles: shared.pmtiles}}
+  overview: shared.pmtiles
+""")
+    assert groups(path) == {"shared.pmtiles": Group.BASICS}
+
+
+def test_where_names_the_catalog_position(tmp_path):
+    path = write(tmp_path, "assets:\n  sge:\n    bins: [a.pmtiles, b.pmtiles]\n")
+    assert [ref.where for ref in load_catalog(path).files] == ["assets.sge.bins[0]", "assets.sge.bins[1]"]
+
+
+@pytest.mark.parametrize(
+    ("content", "phrase"),
+    [
+        ("assets: [unclosed\n", "not valid YAML at line"),
+        ("- a\n- b\n", "YAML mapping"),
+        ("id: x\n", "no 'assets' section"),
+        ("", "YAML mapping"),
+    ],
+)
+def test_unusable_catalogs_are_input_errors(tmp_path, content, phrase):
+    with pytest.raises(InputError) as error:
+        load_catalog(write(tmp_path, content))
+    assert phrase in str(error.value)
+    assert str(tmp_path / "catalog.yaml") in str(error.value)
+
+
+def test_missing_catalog(tmp_path):
+    with pytest.raises(InputError, match="catalog not found"):
+        load_catalog(tmp_path / "catalog.yaml")

@@ -1,0 +1,53 @@
+"""The command line itself: help, version, usage errors and exit codes (no server needed)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from tests.conftest import ENTRYPOINT, REPO, base_env, run_cli
+
+import uploader
+
+
+def run(*args: str, tmp_path) -> tuple[int, str, str]:
+    result = run_cli(*args, env=base_env(tmp_path))
+    return result.code, result.stdout, result.stderr
+
+
+def test_version_is_one_parseable_line(tmp_path):
+    code, out, _ = run("--version", tmp_path=tmp_path)
+    assert code == 0
+    assert re.fullmatch(r"cartload-uploader \d+\.\d+\.\d+\n", out)
+    assert uploader.__version__ in out
+
+
+def test_help_lists_commands_exit_codes_and_environment(tmp_path):
+    code, out, _ = run("--help", tmp_path=tmp_path)
+    assert code == 0
+    for text in ("upload_aws", "upload_zenodo", "130", "CARTLOAD_UPLOADER_CACHE_DIR"):
+        assert text in out
+
+
+def test_command_help(tmp_path):
+    code, out, _ = run("upload_aws", "--help", tmp_path=tmp_path)
+    assert code == 0
+    assert "--s3-dir S3URI" in out and "--dry-run" in out
+
+
+def test_usage_errors_exit_2_with_usage(tmp_path):
+    for args in (["frobnicate"], [], ["upload_aws"], ["upload_aws", "--in-dir", "x"]):
+        code, _, err = run(*args, tmp_path=tmp_path)
+        assert code == 2, args
+        assert "Usage:" in err
+
+
+def test_help_is_fast_because_boto3_is_not_imported(tmp_path):
+    code = ("import sys, runpy; sys.argv = ['entrypoint.py', '--help'];"
+            "\ntry:\n runpy.run_path(sys.argv[0], run_name='__main__')\nexcept SystemExit: pass\n"
+            "print('boto3' in sys.modules, 'yaml' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                         env=base_env(tmp_path)).stdout
+    assert out.strip().splitlines()[-1] == "False False"
+    assert ENTRYPOINT.exists()

@@ -1,0 +1,119 @@
+"""The upload plan: validation of every file before anything is sent, collections, groups."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from uploader.catalog import Group
+from uploader.errors import InputError, UsageError
+from uploader.plan import collection_subdir, plan_collection, plan_from_catalog, plan_from_names
+
+CATALOG = "id: ds\nassets:\n  sge: {all: a.pmtiles}\n  t: t.tsv\n  factors:\n    - {umap: {png: u.png}}\n"
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "data"
+    directory.mkdir()
+    (directory / "catalog.yaml").write_text(CATALOG)
+    for name in ("a.pmtiles", "t.tsv", "u.png"):
+        (directory / name).write_bytes(name.encode())
+    return directory
+
+
+def names(dataset) -> list[str]:
+    return [f.name for f in dataset.all_files]
+
+
+def test_catalog_comes_last_and_sizes_are_known(data_dir):
+    dataset = plan_from_catalog(data_dir, data_dir / "catalog.yaml")
+    assert names(dataset) == ["a.pmtiles", "t.tsv", "u.png", "catalog.yaml"]
+    assert dataset.catalog is not None and dataset.catalog.size == len(CATALOG)
+    assert [f.size for f in dataset.files] == [9, 5, 5]
+
+
+def test_groups_select_files_and_only_basics_carry_the_catalog(data_dir):
+    assert names(plan_from_catalog(data_dir, data_dir / "catalog.yaml", frozenset({Group.OPTIONAL}))) == ["u.png"]
+    assert names(plan_from_catalog(data_dir, data_dir / "catalog.yaml", frozenset({Group.BASICS}))) == [
+        "a.pmtiles", "t.tsv", "catalog.yaml"]
+
+
+def test_all_problems_are_reported_together(data_dir):
+    (data_dir / "a.pmtiles").unlink()
+    (data_dir / "t.tsv").unlink()
+    os.symlink("/etc/hostname", data_dir / "t.tsv")
+    with pytest.raises(InputError) as error:
+        plan_from_catalog(data_dir, data_dir / "catalog.yaml")
+    assert len(error.value.problems) == 2
+    assert "a.pmtiles' is missing" in error.value.problems[0]
+    assert "outside" in error.value.problems[1]
+
+
+def test_symlink_inside_the_directory_is_fine(data_dir):
+    (data_dir / "real").mkdir()
+    (data_dir / "t.tsv").rename(data_dir / "real" / "t.tsv")
+    os.symlink("real/t.tsv", data_dir / "t.tsv")
+    dataset = plan_from_catalog(data_dir, data_dir / "catalog.yaml")
+    assert dataset.files[1].path == (data_dir / "real" / "t.tsv").resolve()
+
+
+@pytest.mark.parametrize(
+    ("name", "phrase"),
+    [("/abs.tsv", "absolute path"), ("../x.tsv", "leaves the dataset"), ("a//b.tsv", "leaves the dataset"),
+     ("a\nb.tsv", "control character"), ("bad\udcff.tsv", "not a valid UTF-8")],
+)
+def test_bad_names(data_dir, name, phrase):
+    with pytest.raises(InputError, match=phrase):
+        plan_from_names(data_dir, [name], "--files")
+
+
+def test_not_a_directory(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UsageError, match="--in-dir .*not a directory"):
+        plan_from_catalog(tmp_path / "file", tmp_path / "catalog.yaml")
+
+
+def test_collection_uses_catalog_id_or_normalised_sample_id(tmp_path, data_dir):
+    parent = data_dir.parent
+    other = parent / "My_Sample"
+    other.mkdir()
+    (other / "catalog.yaml").write_text("assets: {x: x.tsv}\n")
+    (other / "x.tsv").write_text("x")
+    listing = tmp_path / "list.tsv"
+    listing.write_text("# comment\ndata\tignored\nMy_Sample\n")
+    plan = plan_collection(parent, listing)
+    assert [d.subdir for d in plan.datasets] == ["ds", "my-sample"]
+    assert plan.file_count == 6
+
+
+def test_collection_refuses_two_samples_with_one_destination(tmp_path, data_dir):
+    twin = data_dir.parent / "twin"
+    twin.mkdir()
+    (twin / "catalog.yaml").write_text("id: ds\nassets: {}\n")
+    listing = tmp_path / "list.tsv"
+    listing.write_text("data\ntwin\n")
+    with pytest.raises(InputError, match="would both upload to 'ds/'"):
+        plan_collection(data_dir.parent, listing)
+
+
+def test_collection_reports_missing_samples_and_bad_lists(tmp_path, data_dir):
+    listing = tmp_path / "list.tsv"
+    listing.write_text("data\nabsent\n../escape\n")
+    with pytest.raises(InputError, match="not a sub-directory name"):
+        plan_collection(data_dir.parent, listing)
+    listing.write_text("data\nabsent\n")
+    with pytest.raises(InputError, match="'absent' has no directory"):
+        plan_collection(data_dir.parent, listing)
+    listing.write_text("\n\n")
+    with pytest.raises(UsageError, match="lists no samples"):
+        plan_collection(data_dir.parent, listing)
+    with pytest.raises(UsageError, match="file not found"):
+        plan_collection(data_dir.parent, tmp_path / "nope.tsv")
+
+
+def test_collection_subdir():
+    assert collection_subdir("xenium-1", "S_1") == "xenium-1"
+    assert collection_subdir(None, "Sample_A_1") == "sample-a-1"
