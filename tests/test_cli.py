@@ -6,9 +6,8 @@ import re
 import subprocess
 import sys
 
-from tests.conftest import ENTRYPOINT, REPO, base_env, run_cli
-
 import uploader
+from tests.conftest import ENTRYPOINT, REPO, base_env, run_cli
 
 
 def run(*args: str, tmp_path) -> tuple[int, str, str]:

@@ -72,7 +72,7 @@ def test_bad_names(data_dir, name, phrase):
 
 def test_not_a_directory(tmp_path):
     (tmp_path / "file").write_text("")
-    with pytest.raises(UsageError, match="--in-dir .*not a directory"):
+    with pytest.raises(UsageError, match=r"--in-dir .*not a directory"):
         plan_from_catalog(tmp_path / "file", tmp_path / "catalog.yaml")
 
 
