@@ -142,3 +142,73 @@ def run_cli(*args: str | Path, env: dict[str, str], timeout: float = 300) -> Cli
     result = CliResult(completed.returncode, completed.stdout, completed.stderr)
     assert "Traceback" not in result.output, result.output
     return result
+
+
+# -- the mock Zenodo --------------------------------------------------------------------------------
+
+
+HELPER_AGENT = "cartload-tests"  # the tests' own calls to the mock, told apart from the uploader's
+
+
+class MockZenodo:
+    """One test's view of the mock Zenodo: its own token (so its own depositions) and the control endpoints."""
+
+    def __init__(self, base_url: str) -> None:
+        import requests
+
+        self.base_url = base_url.rstrip("/")
+        self.api_url = f"{self.base_url}/api"
+        self.token = f"test-token-{uuid.uuid4().hex}"
+        self._http = requests.Session()
+        self._http.headers["User-Agent"] = HELPER_AGENT
+        self.control("tokens", {"token": self.token})
+
+    def control(self, name: str, body: dict[str, Any] | None = None) -> Any:
+        if body is None:
+            return self._http.get(f"{self.base_url}/_mock/{name}", timeout=30).json()
+        return self._http.post(f"{self.base_url}/_mock/{name}", json=body, timeout=30).json()
+
+    def api(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._http.request(method, f"{self.api_url}{path}", timeout=30,
+                                      headers={"Authorization": f"Bearer {self.token}"}, **kwargs)
+        return response.json() if response.content else None
+
+    def depositions(self) -> list[dict[str, Any]]:
+        return list(self.api("GET", "/deposit/depositions", params={"size": 100}))
+
+    def files(self, deposition_id: int) -> dict[str, str]:
+        """file name -> md5 of a deposition's files."""
+        return {f["filename"]: f["checksum"] for f in self.api("GET", f"/deposit/depositions/{deposition_id}/files")}
+
+
+@pytest.fixture(scope="session")
+def zenodo_server() -> Iterator[str]:
+    if os.environ.get("MOCK_ZENODO_URL"):
+        yield os.environ["MOCK_ZENODO_URL"]
+        return
+    from tests.mock_zenodo import serve
+
+    server = serve()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+@pytest.fixture
+def zenodo(zenodo_server: str) -> Iterator[MockZenodo]:
+    mock = MockZenodo(zenodo_server)
+    yield mock
+    mock.control("faults", {"every": 0})
+
+
+@pytest.fixture
+def zenodo_env(tmp_path: Path, zenodo: MockZenodo) -> dict[str, str]:
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    return base_env(home)
+
+
+@pytest.fixture
+def token_file(tmp_path: Path, zenodo: MockZenodo) -> Path:
+    path = tmp_path / "zenodo-token.txt"
+    path.write_text(f"  {zenodo.token}\n")
+    return path

@@ -39,6 +39,7 @@ Environment:
   CARTLOAD_UPLOADER_CACHE_DIR   where file hashes are cached (default ~/.cache/cartload-uploader)
   CARTLOAD_UPLOADER_DEBUG=1     show tracebacks for errors too
   AWS_*                         the usual AWS settings: profile, keys, endpoint, CA bundle, retries
+  ZENODO_TOKEN                  the Zenodo token, when --zenodo-token FILE is not given
 """
 
 AWS_USAGE = """Upload a cartload output directory to Amazon S3 or an S3-compatible store.
@@ -72,6 +73,44 @@ Options:
   -h --help               Show this help.
 """
 
+ZENODO_USAGE = """Upload a cartload output directory to a Zenodo deposition.
+
+Files already in the deposition with the same MD5 are kept; changed ones are
+replaced; catalog.yaml comes last. Nothing is published unless --publish is
+given and every file succeeded.
+
+Usage:
+  cartload-uploader upload_zenodo --in-dir DIR [options] [--creators NAME]... [--files <name>...]
+  cartload-uploader upload_zenodo (-h | --help)
+
+Options:
+  --in-dir DIR                  The directory holding the files.
+  --zenodo-token FILE           A file holding the Zenodo token (default: $ZENODO_TOKEN).
+  --zenodo-id ID                Upload into this deposition: a draft is used as it is; a published
+                                record gets a new version (or its open new-version draft).
+  --zenodo-deposition-id ID     The same as --zenodo-id.
+  --upload-method METHOD        catalog: the catalog's files and catalog.yaml; all: every regular file
+                                in --in-dir; files: the names after --files (default: catalog).
+  --files                       Followed by the file names, with --upload-method files.
+  --catalog-yaml FILE           The catalog (default: <in-dir>/catalog.yaml).
+  --title TEXT                  Title (needed for a new deposition).
+  --creators NAME               "Family, Given"; repeat it (or separate with ;) for several.
+  --description TEXT            Description (HTML allowed; needed to publish).
+  --upload-type TYPE            dataset, software, publication, poster, presentation, image, video,
+                                lesson, physicalobject or other (default for a new deposition: dataset).
+  --publish                     Publish once every file succeeded (default: leave a draft to review).
+  --overwrite                   Replace files of the same name even when unchanged.
+  --restart                     Delete every file of the target draft first (never a published version).
+  --zenodo-url URL              API root (default: https://zenodo.org/api).
+  --sandbox                     Use Zenodo's sandbox (https://sandbox.zenodo.org/api).
+  --n-jobs N                    Files uploaded at once [default: 4].
+  --dry-run                     Print what would be uploaded, replaced, skipped or deleted; change nothing.
+  --report FILE                 Write a JSON report of every file's outcome ('-' for stdout).
+  --quiet                       Print only errors.
+  --no-progress                 No progress bar or progress lines.
+  -h --help                     Show this help.
+"""
+
 COMMANDS: dict[str, tuple[str, Callable[[dict[str, Any], list[str]], int]]] = {}
 
 
@@ -82,7 +121,15 @@ def _upload_aws(args: dict[str, Any], argv: list[str]) -> int:
     return upload_aws(aws_settings(args, argv))
 
 
+def _upload_zenodo(args: dict[str, Any], argv: list[str]) -> int:
+    from uploader.commands import upload_zenodo
+    from uploader.settings import zenodo_settings
+
+    return upload_zenodo(zenodo_settings(args, argv))
+
+
 COMMANDS["upload_aws"] = (AWS_USAGE, _upload_aws)
+COMMANDS["upload_zenodo"] = (ZENODO_USAGE, _upload_zenodo)
 
 
 def main(argv: list[str] | None = None) -> int:

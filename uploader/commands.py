@@ -10,11 +10,11 @@ import sys
 
 from uploader.errors import ExitCode
 from uploader.hashing import HashCache
-from uploader.plan import UploadPlan, plan_collection, plan_from_catalog
+from uploader.plan import UploadPlan, plan_collection, plan_from_catalog, plan_from_names, regular_files_in
 from uploader.progress import progress_factory
 from uploader.report import failure_lines, print_plan, report_document, summary, write_report
 from uploader.runner import Backend, RunOptions, run
-from uploader.settings import AwsSettings, CommonSettings
+from uploader.settings import AwsSettings, CommonSettings, ZenodoCommandSettings
 
 
 def upload_aws(settings: AwsSettings) -> int:
@@ -32,6 +32,26 @@ def upload_aws(settings: AwsSettings) -> int:
     cache = HashCache.default()
     backend = S3Backend(destination, S3Settings(settings.profile, settings.endpoint_url, common.n_jobs), cache)
     return execute(plan, backend, common, cache, destination.uri())
+
+
+def upload_zenodo(settings: ZenodoCommandSettings) -> int:
+    """Publish a dataset (its catalog's files, a whole directory, or named files) into a Zenodo deposition."""
+    from uploader.zenodo import ZenodoBackend, ZenodoSettings, ZenodoToken
+
+    common = settings.common
+    if settings.upload_method == "catalog":
+        dataset = plan_from_catalog(common.in_dir, common.catalog_yaml)
+    elif settings.upload_method == "all":
+        dataset = plan_from_names(common.in_dir, regular_files_in(common.in_dir), f"--in-dir {common.in_dir}")
+    else:
+        dataset = plan_from_names(common.in_dir, settings.files, "--files")
+    cache = HashCache.default()
+    backend = ZenodoBackend(ZenodoSettings(
+        api_url=settings.api_url, token=ZenodoToken(settings.token), deposition_id=settings.deposition_id,
+        metadata=settings.metadata, publish=settings.publish, overwrite=settings.overwrite, n_jobs=common.n_jobs,
+    ), cache)
+    where = f"{settings.api_url} deposition {settings.deposition_id or '(new)'}"
+    return execute(UploadPlan((dataset,)), backend, common, cache, where)
 
 
 def execute(plan: UploadPlan, backend: Backend, common: CommonSettings, cache: HashCache,
@@ -58,6 +78,9 @@ def execute(plan: UploadPlan, backend: Backend, common: CommonSettings, cache: H
     if result.interrupted:
         say(f"interrupted: finished files are kept; resume with: {common.resume_command}")
         return ExitCode.INTERRUPTED
+    if result.not_published:
+        say(f"error: {result.not_published}")
+        return ExitCode.FILES_FAILED
     if not result.ok:
         say(f"some files failed and the catalog was not published; resume with: {common.resume_command}")
         return ExitCode.FILES_FAILED

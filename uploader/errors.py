@@ -16,7 +16,7 @@ class ExitCode(enum.IntEnum):
     """Documented exit codes (also listed in README.md and --help)."""
 
     OK = 0
-    FILES_FAILED = 1  # some files failed; the rest was uploaded, catalog withheld
+    FILES_FAILED = 1  # some files failed (the rest was uploaded, catalog withheld), or publishing was refused
     USAGE = 2  # bad option or bad input; nothing was uploaded
     AUTH = 3  # credentials missing or rejected, or permission denied
     REMOTE = 4  # the remote service could not be reached or kept failing before any upload
@@ -58,6 +58,12 @@ class RemoteError(UploaderError):
     """The remote service is unreachable or failing before anything was uploaded."""
 
     exit_code = ExitCode.REMOTE
+
+
+class NotPublished(UploaderError):
+    """Every file is uploaded, but the final publish step was refused."""
+
+    exit_code = ExitCode.FILES_FAILED
 
 
 class FileUploadError(Exception):

@@ -17,7 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from uploader.errors import FileUploadError
+from uploader.errors import FileUploadError, NotPublished
 from uploader.plan import Action, Operation, UploadPlan
 from uploader.progress import Progress
 
@@ -63,10 +63,15 @@ class RunResult:
     dry_run: bool = False
     interrupted: bool = False
     notes: list[str] = field(default_factory=list)
+    not_published: str = ""  # why the backend's finish (e.g. Zenodo's publish) was refused
+
+    @property
+    def files_ok(self) -> bool:
+        return not self.interrupted and all(op.status != "failed" for op in self.ops)
 
     @property
     def ok(self) -> bool:
-        return not self.interrupted and all(op.status != "failed" for op in self.ops)
+        return self.files_ok and not self.not_published
 
     def count(self, status: str) -> int:
         return sum(1 for op in self.ops if op.status == status)
@@ -109,7 +114,10 @@ def run(plan: UploadPlan, backend: Backend, options: RunOptions,
             if op.status == "pending":
                 op.status, op.error = "not-run", "interrupted"
         return result
-    result.notes = backend.finish(ops, ok=result.ok)
+    try:
+        result.notes = backend.finish(ops, ok=result.files_ok)
+    except NotPublished as refused:
+        result.not_published = refused.message
     return result
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,21 @@ class AwsSettings:
     profile: str | None
     endpoint_url: str | None
     aws_cli: str | None
+
+
+@dataclass(frozen=True)
+class ZenodoCommandSettings:
+    """upload_zenodo: what to upload and where (the backend's own settings are built from this)."""
+
+    common: CommonSettings
+    upload_method: str
+    files: tuple[str, ...]
+    api_url: str
+    token: str = field(repr=False)
+    deposition_id: int | None
+    metadata: dict[str, Any]
+    publish: bool
+    overwrite: bool
 
 
 def common_settings(args: dict[str, Any], argv: list[str]) -> CommonSettings:
@@ -120,3 +135,75 @@ def resume_command(argv: list[str]) -> str:
     else:
         head = [os.path.basename(program)]
     return shlex.join(head + [arg for arg in argv if arg != "--restart"])
+
+
+ZENODO_TOKEN_ENV = "ZENODO_TOKEN"
+UPLOAD_METHODS = ("catalog", "all", "files")
+
+
+def zenodo_settings(args: dict[str, Any], argv: list[str]) -> ZenodoCommandSettings:
+    """upload_zenodo settings from its parsed docopt dictionary."""
+    from uploader.zenodo import PRODUCTION_API, SANDBOX_API, UPLOAD_TYPES
+
+    method = args["--upload-method"] or "catalog"
+    if method not in UPLOAD_METHODS:
+        raise UsageError(f"--upload-method {method}: choose one of {', '.join(UPLOAD_METHODS)}")
+    names = tuple(args["<name>"] or ())
+    if (method == "files") != bool(args["--files"]):
+        raise UsageError("--upload-method files goes with --files NAME... (and --files only with it)")
+    if method == "files" and not names:
+        raise UsageError("--files needs at least one file name")
+    if len(set(names)) != len(names):
+        raise UsageError("--files: a file is named twice; Zenodo file names are unique")
+    if args["--catalog-yaml"] and method != "catalog":
+        raise UsageError("--catalog-yaml only applies to --upload-method catalog")
+    if args["--zenodo-url"] and args["--sandbox"]:
+        raise UsageError("--zenodo-url and --sandbox exclude each other: --sandbox means --zenodo-url " + SANDBOX_API)
+    api_url = args["--zenodo-url"] or (SANDBOX_API if args["--sandbox"] else PRODUCTION_API)
+    if not api_url.startswith(("http://", "https://")):
+        raise UsageError(f"--zenodo-url {api_url}: must start with https:// (e.g. {PRODUCTION_API})")
+    ids = {i for i in (args["--zenodo-id"], args["--zenodo-deposition-id"]) if i}
+    if len(ids) > 1:
+        raise UsageError("--zenodo-id and --zenodo-deposition-id name different depositions; give one")
+    deposition_id = positive_int(ids.pop(), "--zenodo-id", maximum=10**12) if ids else None
+    metadata: dict[str, Any] = {}
+    if args["--title"]:
+        metadata["title"] = args["--title"]
+    creators = [name.strip() for value in args["--creators"] or [] for name in value.split(";") if name.strip()]
+    if creators:
+        metadata["creators"] = [{"name": name} for name in creators]
+    if args["--description"]:
+        metadata["description"] = args["--description"]
+    upload_type = args["--upload-type"] or (None if deposition_id else "dataset")
+    if upload_type:
+        if upload_type not in UPLOAD_TYPES:
+            raise UsageError(f"--upload-type {upload_type}: choose one of {', '.join(UPLOAD_TYPES)}")
+        metadata["upload_type"] = upload_type
+    if deposition_id is None and not (metadata.get("title") and metadata.get("creators")):
+        raise UsageError("a new deposition needs --title and --creators \"Family, Given\""
+                         " (or pass --zenodo-id to upload into an existing one)")
+    return ZenodoCommandSettings(
+        common=common_settings(args, argv), upload_method=method, files=names, api_url=api_url.rstrip("/"),
+        token=read_zenodo_token(args["--zenodo-token"]), deposition_id=deposition_id, metadata=metadata,
+        publish=bool(args["--publish"]), overwrite=bool(args["--overwrite"]),
+    )
+
+
+def read_zenodo_token(path: str | None) -> str:
+    """The token from --zenodo-token FILE (whitespace stripped), else $ZENODO_TOKEN."""
+    if path:
+        try:
+            token = Path(path).read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            raise UsageError(f"--zenodo-token {path}: file not found") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--zenodo-token {path}: cannot read it ({getattr(exc, 'strerror', None) or exc})") \
+                from None
+        if not token:
+            raise UsageError(f"--zenodo-token {path}: the file is empty; put the token in it")
+        return token
+    token = os.environ.get(ZENODO_TOKEN_ENV, "").strip()
+    if not token:
+        raise UsageError("no Zenodo token: pass --zenodo-token FILE (a file holding the token)"
+                         f" or set {ZENODO_TOKEN_ENV}")
+    return token
