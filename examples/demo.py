@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""The main job on the built-in local target: upload examples/ to a local S3 server and show the result.
+"""The main job on the built-in local target: upload examples/ to a local S3 server and a local Zenodo.
 
-Run by `make demo`. Starts a throw-away SeaweedFS on 127.0.0.1, runs the real
-command line (entrypoint.py upload_aws) twice, the second time to show that
-nothing is uploaded again, and lists what landed in the bucket.
+Run by `make demo`. Starts a throw-away SeaweedFS and the mock Zenodo API on
+127.0.0.1, runs the real command line (entrypoint.py upload_aws) twice, the
+second time to show that nothing is uploaded again, lists what landed in the
+bucket, then uploads the same dataset into a new (mock) Zenodo deposition and
+shows the draft.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tests.mock_zenodo import serve as serve_mock_zenodo  # noqa: E402
 from tests.servers import ADMIN, SeaweedFS  # noqa: E402
 
 DATASET = REPO / "examples" / "humanlung-demo"
@@ -65,6 +68,27 @@ def main() -> None:
             print(f"\n{len(uploaded)} objects; not uploaded (pipeline intermediates the catalog does not name): "
                   f"{', '.join(name for name in local if name not in uploaded)}, tmp/")
             print(f"first run {first:.1f} s, second run {second:.1f} s (nothing to upload)")
+            demo_zenodo(Path(workdir), env)
+
+
+def demo_zenodo(workdir: Path, env: dict[str, str]) -> None:
+    token = "demo-token-not-a-real-one"
+    mock = serve_mock_zenodo(tokens=[token])
+    api = f"http://127.0.0.1:{mock.server_port}/api"
+    token_file = workdir / "zenodo-token.txt"
+    token_file.write_text(token + "\n")
+    print(f"\nmock Zenodo API at {api}")
+    run([sys.executable, str(REPO / "entrypoint.py"), "upload_zenodo", "--in-dir", str(DATASET),
+         "--zenodo-token", str(token_file), "--zenodo-url", api, "--title", "Human lung cancer FFPE (demo)",
+         "--creators", "Doe, Jane", "--description", "cartload demo dataset"], env)
+    import requests
+
+    headers = {"Authorization": f"Bearer {token}"}
+    deposition = requests.get(f"{api}/deposit/depositions", headers=headers, timeout=30).json()[0]
+    print(f"\nDeposition {deposition['id']} (draft, not published): {len(deposition['files'])} files, e.g.")
+    for item in deposition["files"][:3]:
+        print(f"  {item['filesize']:>8,d}  md5={item['checksum']}  {item['filename']}")
+    mock.shutdown()
 
 
 if __name__ == "__main__":
