@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import uploader
 from tests.conftest import ENTRYPOINT, REPO, base_env, run_cli
@@ -50,3 +51,10 @@ def test_help_is_fast_because_boto3_is_not_imported(tmp_path):
                          env=base_env(tmp_path)).stdout
     assert out.strip().splitlines()[-1] == "False False"
     assert ENTRYPOINT.exists()
+
+
+def test_installed_console_script_runs_the_same_cli(tmp_path):
+    script = Path(sys.executable).parent / "cartload-uploader"
+    assert script.exists(), "pip install . (make test installs it) provides the cartload-uploader command"
+    out = subprocess.run([str(script), "--version"], capture_output=True, text=True, env=base_env(tmp_path))
+    assert out.returncode == 0 and out.stdout == f"cartload-uploader {uploader.__version__}\n"

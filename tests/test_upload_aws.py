@@ -270,6 +270,34 @@ def test_log_output_is_plain_lines_when_not_a_terminal(dataset, s3, cli_env):
     assert "21 uploaded" in result.stderr.splitlines()[-1]
 
 
+def test_progress_bar_on_a_terminal(dataset, s3, cli_env):
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a real terminal's size
+    process = subprocess.Popen([sys.executable, str(ENTRYPOINT), "upload_aws", "--in-dir", str(dataset),
+                                "--s3-dir", s3.uri], env=cli_env | {"TERM": "xterm"}, stdout=subprocess.PIPE,
+                               stderr=terminal, cwd=REPO)
+    os.close(terminal)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # the terminal closed: the process is done
+            break
+        if not chunk:
+            break
+        seen += chunk
+    assert process.wait(timeout=120) == 0
+    text = seen.decode(errors="replace")
+    assert "\r" in text and "21 file(s)" in text and "B/s" in text  # tqdm's bar: bytes, rate
+    assert "[1/21]" not in text  # no per-file log lines on a terminal
+    assert "21 uploaded" in text
+
+
 # -- interruption ---------------------------------------------------------------------------------
 
 
@@ -302,9 +330,10 @@ def start_and_signal_mid_upload(data_dir: Path, s3: S3Prefix, env: dict[str, str
     return process.wait(timeout=120), "".join(lines)
 
 
-def test_sigterm_mid_upload_aborts_multipart_and_resumes(big_dataset, s3, cli_env):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_signal_mid_upload_aborts_multipart_and_resumes(big_dataset, s3, cli_env, sig):
     started = time.monotonic()
-    code, output = start_and_signal_mid_upload(big_dataset, s3, cli_env, signal.SIGTERM)
+    code, output = start_and_signal_mid_upload(big_dataset, s3, cli_env, sig)
 
     assert code == 130, output
     assert time.monotonic() - started < 60
