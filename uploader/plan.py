@@ -41,6 +41,14 @@ class LocalFile:
         """What must be unchanged for a cached digest (and a planned upload) to stay valid."""
         return (self.size, self.mtime_ns, self.ctime_ns, self.inode)
 
+    def unchanged_on_disk(self) -> bool:
+        """True while the file on disk is still the one that was planned (and hashed)."""
+        try:
+            info = os.stat(self.path)
+        except OSError:
+            return False
+        return (info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino) == self.identity
+
 
 @dataclass(frozen=True)
 class Dataset:

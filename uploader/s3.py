@@ -137,7 +137,8 @@ class S3Backend:
     def transfer(self, op: Operation, progress: Callable[[int], None], stop: threading.Event) -> None:
         file = op.file
         assert file is not None  # S3 plans have no remote-only deletions
-        _check_unchanged_on_disk(file)
+        if not file.unchanged_on_disk():
+            raise FileUploadError("the file changed on disk during the run; re-run to upload its new content")
         try:
             sums = digests(file, ("sha256", part_md5_name(self.part_size(file))), self.cache, stop)
         except Cancelled:
@@ -381,15 +382,6 @@ def _file_error(exc: BaseException) -> FileUploadError:
 
 def _message(exc: Any) -> str:
     return str(exc.response.get("Error", {}).get("Message", "")) or str(exc)
-
-
-def _check_unchanged_on_disk(file: LocalFile) -> None:
-    try:
-        info = os.stat(file.path)
-    except OSError as exc:
-        raise FileUploadError(f"cannot read {file.path}: {exc.strerror}") from None
-    if (info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino) != file.identity:
-        raise FileUploadError("the file changed on disk during the run; re-run to upload its new content")
 
 
 def _is_multipart(file: LocalFile) -> bool:

@@ -188,8 +188,11 @@ class ZenodoClient:
             raise FileUploadError(f"delete refused ({response.status_code}): {_message(response)}")
 
     def put_file(self, deposition: ZenodoDeposition, file: LocalFile, progress: Callable[[int], None],
-                 stop: threading.Event) -> str:
-        """Stream one file into the bucket; retry transient failures; return the MD5 Zenodo computed."""
+                 stop: threading.Event) -> tuple[str, str]:
+        """Stream one file into the bucket, retrying transient failures.
+
+        Returns the MD5 Zenodo computed and the MD5 of the bytes sent (computed while sending).
+        """
         url = f"{deposition.bucket}/{file.name}"
         for attempt in range(1, PUT_ATTEMPTS + 1):
             with open(file.path, "rb") as handle:
@@ -203,12 +206,12 @@ class ZenodoClient:
                         raise FileUploadError("interrupted") from None
                     if attempt == PUT_ATTEMPTS:
                         raise FileUploadError(f"connection failed {attempt} times: {type(exc).__name__}") from None
-                    if self._landed(deposition, file, body.md5()):
-                        return body.md5()
+                    if body.sent == file.size and self._landed(deposition, file, body.md5()):
+                        return body.md5(), body.md5()
                     _sleep(attempt, None)
                     continue
             if response.status_code in (200, 201):
-                return str(response.json().get("checksum", "")).removeprefix("md5:")
+                return str(response.json().get("checksum", "")).removeprefix("md5:"), body.md5()
             progress(-body.sent)
             if response.status_code in RETRY_STATUSES and attempt < PUT_ATTEMPTS:
                 _sleep(attempt, response.headers.get("Retry-After"))
@@ -363,11 +366,14 @@ class ZenodoBackend:
             return
         file = op.file
         assert file is not None
-        md5 = self.client.put_file(self.target, file, progress, stop)
-        expected = self._md5(file, stop)
-        op.checksum = f"md5:{expected}"
-        if md5 != expected:
-            raise FileUploadError(f"Zenodo stored MD5 {md5}, the file has {expected}", retryable=True)
+        stored, sent = self.client.put_file(self.target, file, progress, stop)
+        op.checksum = f"md5:{sent}"
+        if stored != sent:
+            raise FileUploadError(f"Zenodo stored MD5 {stored}, the bytes sent have {sent}", retryable=True)
+        if file.unchanged_on_disk():  # the bytes sent are the file's bytes: no second read to hash it
+            self.cache.store(file, {"md5": sent})
+        else:
+            raise FileUploadError("the file changed on disk during the upload; re-run to upload its new content")
 
     def finish(self, ops: list[Operation], *, ok: bool) -> list[str]:
         if self.target is None:
