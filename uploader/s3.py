@@ -127,8 +127,15 @@ class S3Backend:
                     op.remote["etag"] = listed[1]
                 ops.append(op)
         same_size = [op for op in ops if op.remote.get("etag")]
-        with ThreadPoolExecutor(max_workers=self.settings.n_jobs, thread_name_prefix="compare") as pool:
-            list(pool.map(self._compare_content, same_size))
+        stop = threading.Event()
+        pool = ThreadPoolExecutor(max_workers=self.settings.n_jobs, thread_name_prefix="compare")
+        try:
+            list(pool.map(lambda op: self._compare_content(op, stop), same_size))
+        except KeyboardInterrupt:
+            stop.set()  # hashing a cold 50 GB dataset must not delay Ctrl-C
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
         return ops
 
     def begin(self) -> None:
@@ -207,11 +214,14 @@ class S3Backend:
                     listing[item["Key"]] = (item["Size"], item.get("ETag", "").strip('"'))
         return listing
 
-    def _compare_content(self, op: Operation) -> None:
+    def _compare_content(self, op: Operation, stop: threading.Event) -> None:
         file = op.file
         assert file is not None
         name = part_md5_name(self.part_size(file))
-        sums = digests(file, ("sha256", name), self.cache)
+        try:
+            sums = digests(file, ("sha256", name), self.cache, stop)
+        except Cancelled:
+            return
         if op.remote.pop("etag") == _expected_etag(file, sums[name].split(",")):
             op.action, op.reason = Action.SKIP, "unchanged (same size and MD5)"
             return
