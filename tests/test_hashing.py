@@ -73,6 +73,12 @@ def test_unwritable_cache_is_off_with_a_notice(tmp_path):
     assert digests(local(tmp_path / "f"), ["md5"], cache)["md5"] == hashlib.md5(b"x").hexdigest()
 
 
+def test_no_home_means_no_cache_and_says_so(monkeypatch):
+    for name in ("HOME", "XDG_CACHE_HOME", "CARTLOAD_UPLOADER_CACHE_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    assert "no HOME" in HashCache.default().notice
+
+
 def test_damaged_cache_file_is_ignored(tmp_path):
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "hashes.sqlite3").write_bytes(b"not a database at all" * 100)

@@ -38,6 +38,8 @@ class HashCache:
         self._db: sqlite3.Connection | None = None
         self.notice = ""
         if directory is None:
+            self.notice = (f"hash cache off: no HOME or XDG_CACHE_HOME to keep it in; files are re-hashed on every"
+                           f" run (set {CACHE_ENV} to a writable directory to keep it)")
             return
         try:
             directory.mkdir(parents=True, exist_ok=True)
