@@ -465,6 +465,14 @@ def test_unknown_profile(dataset, s3, cli_env):
     assert_refused(result, s3, 2, "--profile nobody")
 
 
+def test_malformed_aws_config_file(dataset, s3, cli_env):
+    broken = Path(cli_env["HOME"]) / "broken-config"
+    broken.write_text("[default\nregion = x\n")
+    env = cli_env | {"AWS_CONFIG_FILE": str(broken)}
+    result = run_cli("upload_aws", "--in-dir", dataset, "--s3-dir", s3.uri, env=env)
+    assert_refused(result, s3, 2, "AWS configuration problem", "broken-config")
+
+
 def test_profile_from_aws_config_files(dataset, s3, cli_env, s3_server):
     home = Path(cli_env["HOME"])
     (home / "credentials").write_text(

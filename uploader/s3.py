@@ -309,15 +309,22 @@ class S3Backend:
 
 
 def _make_client(settings: S3Settings) -> S3Client:
-    import boto3
     import botocore.exceptions
-    from botocore.config import Config
 
     try:
-        session = boto3.session.Session(profile_name=settings.profile)
+        return _build_client(settings)
     except botocore.exceptions.ProfileNotFound:
         raise UsageError(f"--profile {settings.profile}: no such profile in the AWS config files;"
                          " check ~/.aws/config or run 'aws configure --profile NAME'") from None
+    except botocore.exceptions.BotoCoreError as exc:  # e.g. a config file that does not parse
+        raise UsageError(f"AWS configuration problem: {exc}; fix the file (or AWS_CONFIG_FILE)") from None
+
+
+def _build_client(settings: S3Settings) -> S3Client:
+    import boto3
+    from botocore.config import Config
+
+    session = boto3.session.Session(profile_name=settings.profile)
     options: dict[str, Any] = {
         "max_pool_connections": 2 * settings.n_jobs + 4,
         "user_agent_appid": f"cartload-uploader-{__version__}",
