@@ -61,8 +61,26 @@ def test_cache_hit_skips_reading_and_any_stat_change_misses(tmp_path):
 
 def test_cache_survives_reopening(tmp_path):
     (tmp_path / "f").write_bytes(b"x")
-    HashCache(tmp_path / "c").store(local(tmp_path / "f"), {"sha256": "cached-value"})
+    first = HashCache(tmp_path / "c")
+    first.store(local(tmp_path / "f"), {"sha256": "cached-value"})
+    first.close()
     assert HashCache(tmp_path / "c").lookup(local(tmp_path / "f"), "sha256") == "cached-value"
+
+
+def test_a_large_plan_is_cached_in_batches_and_preloaded_whole(tmp_path):
+    files = []
+    for i in range(2500):  # more than one flush batch and several preload queries
+        (tmp_path / f"t{i}").write_bytes(b"x")
+        files.append(local(tmp_path / f"t{i}"))
+    first = HashCache(tmp_path / "c")
+    for i, file in enumerate(files):
+        first.store(file, {"md5": f"value-{i}"})
+    first.close()
+    second = HashCache(tmp_path / "c")
+    second.preload(files)
+    assert [second.lookup(file, "md5") for file in files] == [f"value-{i}" for i in range(2500)]
+    (tmp_path / "t7").write_bytes(b"y")  # a changed file is a miss, not a stale hit
+    assert second.lookup(local(tmp_path / "t7"), "md5") is None
 
 
 def test_unwritable_cache_is_off_with_a_notice(tmp_path):

@@ -60,6 +60,7 @@ def execute(plan: UploadPlan, backend: Backend, common: CommonSettings, cache: H
     if cache.notice and not common.quiet:
         say(f"note: {cache.notice}")
     options = RunOptions(n_jobs=common.n_jobs, dry_run=common.dry_run, restart=common.restart)
+    cache.preload(file for dataset in plan.datasets for file in dataset.all_files)
     try:
         result = run(plan, backend, options, progress_factory(common.quiet, common.no_progress))
     finally:

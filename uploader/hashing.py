@@ -16,6 +16,7 @@ import hashlib
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -23,6 +24,9 @@ from uploader.plan import LocalFile
 
 READ_SIZE = 1024 * 1024
 CACHE_ENV = "CARTLOAD_UPLOADER_CACHE_DIR"
+PRELOAD_BATCH = 500  # paths per query: under SQLite's limit on parameters
+FLUSH_ROWS = 2000
+FLUSH_SECONDS = 5.0  # a long run keeps what it hashed even if it is killed
 TABLE = "digest_v1"  # a new name when the layout changes: old caches are then simply ignored
 
 
@@ -31,11 +35,20 @@ class Cancelled(Exception):
 
 
 class HashCache:
-    """Digests keyed by (resolved path, size/mtime/ctime/inode, digest name). Thread-safe."""
+    """Digests keyed by (resolved path, size/mtime/ctime/inode, digest name). Thread-safe.
+
+    Lookups are answered from memory (`preload` reads a whole plan's rows in a
+    few queries) and new digests are written in batches: per-file queries and
+    commits cost more than uploading a small file.
+    """
 
     def __init__(self, directory: Path | None) -> None:
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
+        self._known: dict[tuple[str, str, str], str] = {}
+        self._preloaded: set[str] = set()
+        self._pending: list[tuple[str, str, str, str]] = []
+        self._flushed_at = time.monotonic()
         self.notice = ""
         if directory is None:
             self.notice = (f"hash cache off: no HOME or XDG_CACHE_HOME to keep it in; files are re-hashed on every"
@@ -45,6 +58,7 @@ class HashCache:
             directory.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(directory / "hashes.sqlite3", check_same_thread=False, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # a lost cache row only costs a re-hash
             self._db.execute(
                 f"CREATE TABLE IF NOT EXISTS {TABLE} (path TEXT, identity TEXT, name TEXT, value TEXT,"
                 " PRIMARY KEY (path, identity, name))"
@@ -60,35 +74,57 @@ class HashCache:
         """The cache in $CARTLOAD_UPLOADER_CACHE_DIR, else $XDG_CACHE_HOME or ~/.cache."""
         return cls(default_cache_dir())
 
-    def lookup(self, file: LocalFile, name: str) -> str | None:
-        if self._db is None:
-            return None
+    def preload(self, files: Iterable[LocalFile]) -> None:
+        """Read the cached digests of all `files` at once."""
+        paths = sorted({str(file.path) for file in files} - self._preloaded)
+        if self._db is None or not paths:
+            return
         try:
             with self._lock:
-                row = self._db.execute(
-                    f"SELECT value FROM {TABLE} WHERE path=? AND identity=? AND name=?",
-                    (str(file.path), _identity(file), name),
-                ).fetchone()
+                for start in range(0, len(paths), PRELOAD_BATCH):
+                    batch = paths[start:start + PRELOAD_BATCH]
+                    rows = self._db.execute(
+                        f"SELECT path, identity, name, value FROM {TABLE} WHERE path IN"
+                        f" ({','.join('?' * len(batch))})", batch).fetchall()
+                    self._known.update({(path, identity, name): value for path, identity, name, value in rows})
+                self._preloaded.update(paths)
         except sqlite3.Error:
-            return None  # a damaged cache only costs a re-hash
-        return row[0] if row else None
+            pass  # a damaged cache only costs a re-hash
+
+    def lookup(self, file: LocalFile, name: str) -> str | None:
+        key = (str(file.path), _identity(file), name)
+        if key in self._known or key[0] in self._preloaded:
+            return self._known.get(key)
+        self.preload([file])
+        return self._known.get(key)
 
     def store(self, file: LocalFile, values: dict[str, str]) -> None:
-        if self._db is None:
-            return
-        rows = [(str(file.path), _identity(file), name, value) for name, value in values.items()]
-        try:
-            with self._lock:
-                # Older versions of the same file are dead weight.
-                self._db.execute(f"DELETE FROM {TABLE} WHERE path=? AND identity!=?", (str(file.path), _identity(file)))
-                self._db.executemany(f"INSERT OR REPLACE INTO {TABLE} VALUES (?, ?, ?, ?)", rows)
-                self._db.commit()
-        except sqlite3.Error:
-            pass  # a cache that cannot be written only costs time on the next run
+        path, identity = str(file.path), _identity(file)
+        with self._lock:
+            self._known.update({(path, identity, name): value for name, value in values.items()})
+            self._pending.extend((path, identity, name, value) for name, value in values.items())
+            if len(self._pending) >= FLUSH_ROWS or time.monotonic() - self._flushed_at > FLUSH_SECONDS:
+                self._flush()
 
     def close(self) -> None:
+        with self._lock:
+            self._flush()
         if self._db is not None:
             self._db.close()
+            self._db = None
+
+    def _flush(self) -> None:
+        rows, self._pending, self._flushed_at = self._pending, [], time.monotonic()
+        if self._db is None or not rows:
+            return
+        try:
+            # Older versions of the same files are dead weight.
+            self._db.executemany(f"DELETE FROM {TABLE} WHERE path=? AND identity!=?",
+                                 sorted({(path, identity) for path, identity, _, _ in rows}))
+            self._db.executemany(f"INSERT OR REPLACE INTO {TABLE} VALUES (?, ?, ?, ?)", rows)
+            self._db.commit()
+        except sqlite3.Error:
+            pass  # a cache that cannot be written only costs time on the next run
 
 
 def default_cache_dir() -> Path | None:
