@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -151,13 +151,23 @@ class _Executor:
         if not ops:
             return
         pool = ThreadPoolExecutor(max_workers=min(self.n_jobs, len(ops)), thread_name_prefix="upload")
-        running = {pool.submit(self._run_one, op) for op in ops}
+        queued = iter(ops)
+        running: set[Future[None]] = set()
+
+        def top_up() -> None:
+            # A small window, not every op at once: waiting on thousands of
+            # futures for each completion costs more than uploading small files.
+            while len(running) < 2 * self.n_jobs and (op := next(queued, None)) is not None:
+                running.add(pool.submit(self._run_one, op))
+
         try:
+            top_up()
             while running:
                 # A timeout keeps the main thread responsive to Ctrl-C and SIGTERM.
                 done, running = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
                 for future in done:
                     future.result()  # re-raises a bug in our own code
+                top_up()
         except KeyboardInterrupt:
             # Not `with ThreadPoolExecutor`: its exit would wait for every upload to finish.
             self.stop.set()
