@@ -500,3 +500,33 @@ def test_unreachable_endpoint(dataset, s3, cli_env):
     env = cli_env | {"AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9", "AWS_MAX_ATTEMPTS": "1"}
     result = run_cli("upload_aws", "--in-dir", dataset, "--s3-dir", s3.uri, env=env)
     assert_refused(result, s3, 4, "cannot reach")
+
+
+def test_catalog_withheld_when_a_file_changed_in_the_bucket_during_the_run(dataset, s3, cli_env, monkeypatch):
+    """Another writer replaces an uploaded file before the catalog goes up: the final listing catches it."""
+    from uploader.hashing import HashCache
+    from uploader.plan import UploadPlan, plan_from_catalog
+    from uploader.progress import progress_factory
+    from uploader.runner import RunOptions, run
+    from uploader.s3 import S3Backend, S3Destination, S3Settings
+
+    for name, value in cli_env.items():
+        monkeypatch.setenv(name, value)
+    destination = S3Destination.parse(s3.uri)
+    backend = S3Backend(destination, S3Settings(), HashCache(None))
+    plan = UploadPlan((plan_from_catalog(dataset, dataset / "catalog.yaml"),))
+    meddled = f"{s3.prefix}/genes_bin_counts.json"
+    real_transfer = backend.transfer
+
+    def racing_writer(op, progress, stop):  # type: ignore[no-untyped-def]
+        if op.is_catalog:
+            s3.client.put_object(Bucket=s3.bucket, Key=meddled, Body=b'{"someone": "else"}')
+        real_transfer(op, progress, stop)
+
+    monkeypatch.setattr(backend, "transfer", racing_writer)
+    result = run(plan, backend, RunOptions(n_jobs=4), progress_factory(quiet=True, no_progress=True))
+    catalog = next(op for op in result.ops if op.is_catalog)
+    assert catalog.status == "failed" and "not in the bucket as uploaded" in catalog.error
+    assert "genes_bin_counts.json" in catalog.error
+    assert "catalog.yaml" not in s3.names()
+    assert not result.ok

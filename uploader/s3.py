@@ -4,9 +4,18 @@ One boto3 client and one s3transfer TransferManager serve the whole run.
 Integrity does not depend on the store supporting botocore's newer default
 checksums: those are turned off (`when_required`) and every PUT and every
 multipart part carries a Content-MD5 taken from the file's cached part
-digests, so the server rejects corrupted bytes (BadDigest). The file's
-SHA-256 is stored as `x-amz-meta-sha256`, and every object is checked with a
-HEAD after upload (size, hash, Content-Type, no Content-Encoding).
+digests, so the server rejects corrupted bytes (BadDigest). The payload is
+then not SHA-256-signed as well, over http just as botocore already does over
+https when a Content-MD5 is present: a second hash of every byte would prove
+nothing more. The file's SHA-256 is stored as `x-amz-meta-sha256`.
+
+Verification: a single-part upload is confirmed by the ETag its PUT returns
+(the server's MD5 of what it stored); a multipart object, the catalog, and the
+first object of each Content-Type by a HEAD (size, hash, Content-Type, no
+Content-Encoding): a store that drops headers drops them for every object.
+Before a catalog is published, one listing must show every file it names in
+place with the size and ETag uploaded; a HEAD per small file would cost as
+much as uploading it.
 
 An unchanged file is recognised from one listing: same size and an ETag equal
 to the MD5 (or multipart MD5-of-MD5s) predicted from the local digests. Only
@@ -17,6 +26,7 @@ compare the stored SHA-256.
 from __future__ import annotations
 
 import base64
+import io
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -29,7 +39,7 @@ from urllib.parse import urlsplit
 
 from uploader import __version__
 from uploader.content_types import content_type
-from uploader.errors import AuthError, FileUploadError, RemoteError, UsageError
+from uploader.errors import AuthError, FileUploadError, RemoteError, UploaderError, UsageError
 from uploader.hashing import Cancelled, HashCache, digests, part_md5_name
 from uploader.plan import Action, Dataset, LocalFile, Operation, UploadPlan
 
@@ -98,7 +108,10 @@ class S3Backend:
         self._manager: TransferManager | None = None
         self._manager_lock = threading.Lock()
         self._planned_keys: set[str] = set()
+        self._in_place: dict[str, tuple[int, str | None]] = {}  # key -> size, ETag (None: not an MD5)
+        self._headers_proven: set[str] = set()  # Content-Types a HEAD showed the store keeps
         self.client.meta.events.register("before-parameter-build.s3.UploadPart", self._add_part_md5)
+        self.client.meta.events.register_last("before-call.s3.PutObject", _no_continue_for_small_bodies)
 
     # -- runner.Backend -----------------------------------------------------------------
 
@@ -125,6 +138,7 @@ class S3Backend:
                 elif listed:
                     op.action, op.reason = Action.REPLACE, "same size"  # settled by _compare_content
                     op.remote["etag"] = listed[1]
+                    self._in_place[key] = listed
                 ops.append(op)
         same_size = [op for op in ops if op.remote.get("etag")]
         stop = threading.Event()
@@ -154,16 +168,28 @@ class S3Backend:
             raise FileUploadError(f"cannot read {file.path}: {exc.strerror}") from None
         op.checksum = f"sha256:{sums['sha256']}"
         part_md5s = sums[part_md5_name(self.part_size(file))].split(",")
+        etag = _expected_etag(file, part_md5s)
+        if op.is_catalog:
+            self._confirm_dataset_in_place(op)
         extra = {"ContentType": content_type(file.name), "Metadata": {SHA256_META: sums["sha256"]}}
+        self._in_place.pop(op.destination, None)
         try:
-            if not _is_multipart(file):
-                self._put_single(file, op.destination, extra, part_md5s[0])
-                progress(file.size)
-            else:
+            if _is_multipart(file):
                 self._put_multipart(file, op.destination, extra, part_md5s, progress)
+                response: dict[str, Any] = {}
+            else:
+                response = self._put_single(file, op.destination, extra, part_md5s[0])
+                progress(file.size)
         except Exception as exc:
             raise _file_error(exc) from None
-        self._verify(op.destination, file, sums["sha256"], _expected_etag(file, part_md5s))
+        if response and not _etag_is_opaque(response):
+            if response.get("ETag", "").strip('"') != etag:
+                raise FileUploadError("verification failed: the store's MD5 (ETag) differs from the file's",
+                                      retryable=True)
+            if not op.is_catalog and content_type(file.name) in self._headers_proven:
+                self._in_place[op.destination] = (file.size, etag)
+                return
+        self._verify(op.destination, file, sums["sha256"], etag)
 
     def finish(self, ops: list[Operation], *, ok: bool) -> list[str]:
         self.close()
@@ -232,10 +258,14 @@ class S3Backend:
         else:
             op.reason = "content differs (same size)"
 
-    def _put_single(self, file: LocalFile, key: str, extra: dict[str, Any], md5_hex: str) -> None:
-        with open(file.path, "rb") as body:
-            self.client.put_object(Bucket=self.destination.bucket, Key=key, Body=body,
-                                   ContentMD5=_b64(md5_hex), **extra)
+    def _put_single(self, file: LocalFile, key: str, extra: dict[str, Any], md5_hex: str) -> dict[str, Any]:
+        # Read whole (it is under one part): botocore sends a file object with
+        # 'Expect: 100-continue', a round trip per small file.
+        with open(file.path, "rb") as handle:
+            body = handle.read()
+        response = self.client.put_object(Bucket=self.destination.bucket, Key=key, Body=body,
+                                          ContentMD5=_b64(md5_hex), **extra)
+        return dict(response)
 
     def _put_multipart(self, file: LocalFile, key: str, extra: dict[str, Any], part_md5s: list[str],
                        progress: Callable[[int], None]) -> None:
@@ -283,11 +313,31 @@ class S3Backend:
         if head.get("ContentEncoding"):
             problems.append(f"unexpected Content-Encoding {head['ContentEncoding']!r}")
         # With SSE-KMS or SSE-C the ETag is not an MD5; the stored sha256 still is checked.
-        if not head.get("ServerSideEncryption", "").startswith("aws:kms") and not head.get("SSECustomerAlgorithm") \
-                and head.get("ETag", "").strip('"') != etag:
+        opaque = _etag_is_opaque(head)
+        if not opaque and head.get("ETag", "").strip('"') != etag:
             problems.append("ETag does not match the local MD5")
         if problems:
             raise FileUploadError(f"verification failed: {'; '.join(problems)}", retryable=True)
+        self._headers_proven.add(content_type(file.name))
+        self._in_place[key] = (file.size, None if opaque else etag)
+
+    def _confirm_dataset_in_place(self, catalog: Operation) -> None:
+        """One listing shows every file of the catalog's dataset as uploaded (or as found unchanged)."""
+        dataset = catalog.dataset
+        try:
+            listing = self._list(self.destination.dataset_prefix(dataset))
+        except UploaderError as exc:
+            raise FileUploadError(f"not published: {exc.message}", retryable=True) from None
+        wrong = []
+        for file in dataset.files:
+            key = self.destination.key(dataset, file.name)
+            expected, found = self._in_place.get(key), listing.get(key)
+            if expected is None or found is None or found[0] != expected[0] or \
+                    (expected[1] is not None and found[1] != expected[1]):
+                wrong.append(file.name)
+        if wrong:
+            raise FileUploadError(f"not published: {len(wrong)} file(s) are not in the bucket as uploaded"
+                                  f" (e.g. {wrong[0]}); is something else writing there? Re-run to repair")
 
     def _abort_stale_uploads(self) -> None:
         # Parts of an interrupted multipart upload are invisible but billed:
@@ -322,12 +372,18 @@ def _make_client(settings: S3Settings) -> S3Client:
 
 def _build_client(settings: S3Settings) -> S3Client:
     import boto3
+    import botocore.session
     from botocore.config import Config
 
-    session = boto3.session.Session(profile_name=settings.profile)
+    core = botocore.session.get_session()
+    # Timestamps (LastModified) are never used: parsing them with dateutil was a third of a listing's cost.
+    core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=str)
+    session = boto3.session.Session(profile_name=settings.profile, botocore_session=core)
     options: dict[str, Any] = {
         "max_pool_connections": 2 * settings.n_jobs + 4,
         "user_agent_appid": f"cartload-uploader-{__version__}",
+        # Every request that carries data carries a Content-MD5 the server checks (see above).
+        "s3": {"payload_signing_enabled": False},
     }
     # Let explicit AWS_* settings win; otherwise choose what is safe on every store.
     if not os.environ.get("AWS_REQUEST_CHECKSUM_CALCULATION"):
@@ -341,7 +397,7 @@ def _build_client(settings: S3Settings) -> S3Client:
     host = urlsplit(client.meta.endpoint_url).hostname or ""
     if not host.endswith((".amazonaws.com", ".amazonaws.com.cn")):
         # S3-compatible stores on custom endpoints rarely resolve bucket sub-domains.
-        options["s3"] = {"addressing_style": "path"}
+        options["s3"] = {"addressing_style": "path", "payload_signing_enabled": False}
         client = session.client("s3", endpoint_url=settings.endpoint_url, region_name=region,
                                 config=Config(**options))
     if session.get_credentials() is None:
@@ -399,6 +455,20 @@ def _file_error(exc: BaseException) -> FileUploadError:
 
 def _message(exc: Any) -> str:
     return str(exc.response.get("Error", {}).get("Message", "")) or str(exc)
+
+
+def _no_continue_for_small_bodies(params: dict[str, Any], **kwargs: Any) -> None:
+    # botocore asks for '100-continue' before any body; for a body under one part,
+    # in memory, that round trip costs more than sending it would.
+    body = params.get("body")
+    if isinstance(body, io.BytesIO) and body.getbuffer().nbytes < PART_SIZE:
+        params.get("headers", {}).pop("Expect", None)
+
+
+def _etag_is_opaque(response: Any) -> bool:
+    """With SSE-KMS or SSE-C the ETag is not the MD5 of the content."""
+    return str(response.get("ServerSideEncryption", "")).startswith("aws:kms") \
+        or bool(response.get("SSECustomerAlgorithm"))
 
 
 def _is_multipart(file: LocalFile) -> bool:
