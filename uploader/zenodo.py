@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import queue
 import random
 import threading
 import time
@@ -51,6 +52,8 @@ API_TIMEOUT = (30, 60)
 UPLOAD_TIMEOUT = (30, 30 * 60)  # multi-GB PUTs: Zenodo may take long to answer after the last byte
 PUT_ATTEMPTS = 6
 RETRY_STATUSES = (429, 500, 502, 503, 504)
+BLOCK_SIZE = 1 << 20  # bytes per read and per send
+READ_AHEAD_BLOCKS = 4
 
 
 @dataclass(frozen=True)
@@ -210,6 +213,8 @@ class ZenodoClient:
                         return body.md5(), body.md5()
                     _sleep(attempt, None)
                     continue
+                finally:
+                    body.close()  # the server may have answered before reading it all
             if response.status_code in (200, 201):
                 return str(response.json().get("checksum", "")).removeprefix("md5:"), body.md5()
             progress(-body.sent)
@@ -406,12 +411,21 @@ class ZenodoBackend:
 
 
 class _CountingReader:
-    """A file body for requests: reports progress, computes the MD5 as it streams, stops when asked."""
+    """A file body for requests: reads ahead in a thread that computes the MD5, reports progress, stops when asked.
+
+    Hashing in the read-ahead thread (hashlib releases the GIL) overlaps it with
+    sending: hashed in line, the MD5 alone made an upload ~1.8 x slower than curl.
+    """
 
     def __init__(self, handle: BinaryIO, size: int, progress: Callable[[int], None], stop: threading.Event) -> None:
         self.handle, self.size, self.progress, self.stop = handle, size, progress, stop
         self.sent = 0
         self._md5 = hashlib.md5()
+        self._chunks: queue.Queue[bytes | OSError] = queue.Queue(maxsize=READ_AHEAD_BLOCKS)
+        self._closed = threading.Event()
+        self._left = b""
+        self._reader = threading.Thread(target=self._read_ahead, name="read-ahead", daemon=True)
+        self._reader.start()
 
     def __len__(self) -> int:
         return self.size
@@ -419,14 +433,48 @@ class _CountingReader:
     def read(self, amount: int = -1) -> bytes:
         if self.stop.is_set():
             raise OSError("upload interrupted")
-        data = self.handle.read(amount)
-        self._md5.update(data)
+        if not self._left:
+            item = self._chunks.get()
+            if isinstance(item, OSError):
+                raise item
+            self._left = item
+        if amount is None or amount < 0 or amount >= len(self._left):
+            data, self._left = self._left, b""  # the usual case: whole blocks, no copy
+        else:
+            data, self._left = self._left[:amount], self._left[amount:]
         self.sent += len(data)
         self.progress(len(data))
         return data
 
     def md5(self) -> str:
+        """The MD5 of everything read (once the body has been read to its end)."""
+        self._reader.join()
         return self._md5.hexdigest()
+
+    def close(self) -> None:
+        """Stop reading ahead (after a failed request), so the thread and its buffers go away."""
+        self._closed.set()
+        self._reader.join()
+
+    def _read_ahead(self) -> None:
+        while not (self._closed.is_set() or self.stop.is_set()):
+            try:
+                data = self.handle.read(BLOCK_SIZE)
+            except OSError as exc:
+                self._put(exc)
+                return
+            self._md5.update(data)
+            if not self._put(data) or not data:
+                return
+
+    def _put(self, item: bytes | OSError) -> bool:
+        while not (self._closed.is_set() or self.stop.is_set()):
+            try:
+                self._chunks.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
 
 
 def _adapter_class() -> Any:
@@ -436,7 +484,7 @@ def _adapter_class() -> Any:
         """Send request bodies in 1 MiB blocks instead of http.client's 16 KiB (fewer Python calls per GB)."""
 
         def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-            kwargs["blocksize"] = 1 << 20
+            kwargs["blocksize"] = BLOCK_SIZE
             super().init_poolmanager(*args, **kwargs)
 
     return BigBlocks
