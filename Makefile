@@ -2,8 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+TOOLS ?= .bench-tools
 
-.PHONY: demo test lint clean
+.PHONY: demo test bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,5 +23,15 @@ test: $(VENV)/.installed
 	$(PY) -m mypy
 	$(PY) -m pytest
 
+## bench: time ours against aws cli, s5cmd and curl side by side (local servers; ~7 GiB of data in /tmp)
+bench: $(VENV)/.installed $(TOOLS)/.installed
+	$(PY) benchmarks/bench.py --tools $(TOOLS)/bin
+
+# The anchors live apart from our venv: awscli pins its own botocore.
+$(TOOLS)/.installed: benchmarks/requirements.txt
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet -r benchmarks/requirements.txt
+	touch $@
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

@@ -530,3 +530,22 @@ def test_catalog_withheld_when_a_file_changed_in_the_bucket_during_the_run(datas
     assert "genes_bin_counts.json" in catalog.error
     assert "catalog.yaml" not in s3.names()
     assert not result.ok
+
+
+def test_small_bodies_go_without_a_100_continue_round_trip(s3, cli_env, monkeypatch):
+    from uploader.hashing import HashCache
+    from uploader.s3 import PART_SIZE, S3Backend, S3Destination, S3Settings
+
+    for name, value in cli_env.items():
+        monkeypatch.setenv(name, value)
+    backend = S3Backend(S3Destination.parse(s3.uri), S3Settings(), HashCache(None))
+    sent: dict[str, object] = {}
+
+    def capture(request, **kwargs):  # type: ignore[no-untyped-def]
+        sent[request.url.rsplit("/", 1)[1]] = request.headers.get("Expect")
+
+    backend.client.meta.events.register("before-send.s3.PutObject", capture)
+    backend.client.put_object(Bucket=s3.bucket, Key=f"{s3.prefix}/small", Body=b"x" * 100)
+    backend.client.put_object(Bucket=s3.bucket, Key=f"{s3.prefix}/big", Body=b"x" * (PART_SIZE + 1))
+    assert sent == {"small": None, "big": b"100-continue"}
+    assert s3.names() == {"small", "big"}

@@ -111,7 +111,8 @@ class S3Backend:
         self._in_place: dict[str, tuple[int, str | None]] = {}  # key -> size, ETag (None: not an MD5)
         self._headers_proven: set[str] = set()  # Content-Types a HEAD showed the store keeps
         self.client.meta.events.register("before-parameter-build.s3.UploadPart", self._add_part_md5)
-        self.client.meta.events.register_last("before-call.s3.PutObject", _no_continue_for_small_bodies)
+        # On 'before-call.s3', after botocore's own handler there that adds the header.
+        self.client.meta.events.register_last("before-call.s3", _no_continue_for_small_bodies)
 
     # -- runner.Backend -----------------------------------------------------------------
 

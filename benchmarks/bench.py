@@ -1,0 +1,432 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark: cartload-uploader against aws cli, s5cmd and curl, in one run.
+
+Run by `make bench` (which installs the anchors from benchmarks/requirements.txt
+into .bench-tools/). Starts a local SeaweedFS and the mock Zenodo server on
+127.0.0.1, generates the synthetic datasets (datasets.py; ~7 GiB, reused),
+runs every tool in turn for several rounds (the order rotates each round; a
+fresh destination prefix per round; our hash cache starts cold on a first
+upload), checks after every round that the bytes arrived intact, and prints
+medians: wall seconds, client CPU seconds, peak RSS, and our ratio to each
+anchor (the median of the per-round ratios). Absolute times drift on a shared
+2-core machine; the ratios are the targets.
+
+    python benchmarks/bench.py [--rounds N] [--only WORKLOAD ...] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.datasets import SyntheticDataset, prepare, restore, rewrite_same_size  # noqa: E402
+from tests.servers import ADMIN, SeaweedFS, free_ports  # noqa: E402
+
+BUCKET = "bench"
+ZENODO_TOKEN = "bench-token-not-a-secret"
+TIME = "/usr/bin/time"  # GNU time (Debian package `time`)
+WORKLOADS = ("startup", "large", "small", "noop", "one-changed", "huge-file", "zenodo")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Whole-process figures of one command, from wait4()."""
+
+    wall: float
+    cpu: float
+    rss_mib: float
+    written: int | None = None  # objects written, for the re-run workloads
+
+
+@dataclass
+class Results:
+    """Every measurement, by (workload, tool), in round order."""
+
+    runs: dict[tuple[str, str], list[Measurement]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, workload: str, tool: str, measurement: Measurement) -> None:
+        self.runs.setdefault((workload, tool), []).append(measurement)
+        written = "" if measurement.written is None else f", {measurement.written} written"
+        print(f"  {workload:<12} {tool:<14} {measurement.wall:7.2f} s wall {measurement.cpu:7.2f} s CPU"
+              f" {measurement.rss_mib:7.1f} MiB{written}", flush=True)
+
+    def median(self, workload: str, tool: str, attr: str) -> float:
+        return statistics.median(getattr(m, attr) for m in self.runs[(workload, tool)])
+
+    def ratio(self, workload: str, tool: str, anchor: str, attr: str) -> float:
+        """The median over rounds of ours/anchor (rounds paired in order)."""
+        pairs = zip(self.runs[(workload, tool)], self.runs[(workload, anchor)], strict=False)
+        return statistics.median(getattr(a, attr) / max(getattr(b, attr), 1e-9) for a, b in pairs)
+
+
+def measure(command: list[str], env: dict[str, str], cwd: Path | None = None) -> Measurement:
+    """Run a command to completion; wall, user+system CPU and peak RSS of the whole process.
+
+    GNU time does the measuring: a child forked from this (larger) Python
+    process would report this process's RSS as its own peak.
+    """
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as figures:
+        started = time.perf_counter()
+        done = subprocess.run([TIME, "-q", "-f", "%U %S %M", "-o", figures.name, *command], env=env, cwd=cwd,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
+        wall = time.perf_counter() - started
+        if done.returncode != 0:
+            tail = done.stdout.decode(errors="replace")[-2000:]
+            raise RuntimeError(f"{shlex.join(command)} exited with {done.returncode}:\n{tail}")
+        user, system, rss_kib = figures.read().split()[-3:]
+    return Measurement(wall, float(user) + float(system), int(rss_kib) / 1024)
+
+
+class Bench:
+    """The servers, tools and environment one benchmark run shares."""
+
+    def __init__(self, workdir: Path, tools: Path, rounds: int) -> None:
+        self.workdir = workdir
+        self.tools = tools
+        self.rounds = rounds
+        self.results = Results()
+        self.endpoint = ""
+        self.client: Any = None
+        home = workdir / "home"  # no user ~/.aws or cache leaks into the anchors' runs
+        (home / ".aws").mkdir(parents=True, exist_ok=True)
+        (home / ".aws" / "config").write_text("[default]\nregion = us-east-1\ns3 =\n  addressing_style = path\n")
+        self.env = {
+            "PATH": f"{tools}:{os.environ.get('PATH', '/usr/bin:/bin')}", "HOME": str(home),
+            "AWS_ACCESS_KEY_ID": ADMIN.access_key, "AWS_SECRET_ACCESS_KEY": ADMIN.secret_key,
+            "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true", "LANG": "C.UTF-8",
+        }
+
+    # -- the tools, as a researcher would run them ----------------------------------------
+
+    def ours(self, source: Path, prefix: str, cache: str) -> tuple[list[str], dict[str, str]]:
+        command = [sys.executable, str(REPO / "entrypoint.py"), "upload_aws", "--in-dir", str(source),
+                   "--s3-dir", f"s3://{BUCKET}/{prefix}", "--quiet", "--no-progress"]
+        return command, self.env | {"AWS_ENDPOINT_URL_S3": self.endpoint,
+                                    "CARTLOAD_UPLOADER_CACHE_DIR": str(self.workdir / "cache" / cache)}
+
+    def aws(self, verb: str, source: Path, prefix: str) -> list[str]:
+        extra = ["--recursive"] if verb == "cp" else []
+        return [str(self.tools / "aws"), "s3", verb, *extra, "--only-show-errors", "--endpoint-url", self.endpoint,
+                f"{source}/", f"s3://{BUCKET}/{prefix}/"]
+
+    def s5cmd(self, verb: str, source: Path, prefix: str) -> list[str]:
+        return [str(self.tools / "s5cmd"), "--endpoint-url", self.endpoint, "--log", "error", verb,
+                f"{source}/*", f"s3://{BUCKET}/{prefix}/"]
+
+    # -- checks ---------------------------------------------------------------------------
+
+    def listing(self, prefix: str) -> dict[str, tuple[int, str, Any]]:
+        found = {}
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix + "/"):
+            for item in page.get("Contents", []):
+                found[item["Key"][len(prefix) + 1:]] = (item["Size"], item["ETag"].strip('"'), item["LastModified"])
+        return found
+
+    def check_intact(self, dataset: SyntheticDataset, prefix: str) -> None:
+        """Every file of the dataset is there with its size and an ETag that only its bytes give."""
+        listing = self.listing(prefix)
+        for name, facts in dataset.files.items():
+            if name not in listing:
+                raise RuntimeError(f"{prefix}/{name} is missing")
+            size, etag, _ = listing[name]
+            if size != facts.size or etag not in facts.etags:
+                raise RuntimeError(f"{prefix}/{name}: size {size} etag {etag}, expected {facts.size} {facts.etags}")
+
+    def count_written(self, prefix: str, before: dict[str, tuple[int, str, Any]]) -> int:
+        after = self.listing(prefix)
+        return sum(1 for key, value in after.items() if before.get(key) != value)
+
+
+# -- the workloads ---------------------------------------------------------------------------
+
+
+def startup(bench: Bench, data: dict[str, SyntheticDataset]) -> None:
+    """`--help` start-up time (boto3 must not be imported for it)."""
+    for _ in range(10):
+        bench.results.add("startup", "ours --help",
+                          measure([sys.executable, str(REPO / "entrypoint.py"), "--help"], bench.env))
+    for _ in range(10):
+        bench.results.add("startup", "aws --version", measure([str(bench.tools / "aws"), "--version"], bench.env))
+
+
+def first_upload(workload: str) -> Callable[[Bench, dict[str, SyntheticDataset]], None]:
+    def run(bench: Bench, data: dict[str, SyntheticDataset]) -> None:
+        dataset = data[workload]
+        source = dataset.directory
+        for round_ in range(bench.rounds):
+            tools = _rotated(["ours", "s5cmd", "aws cli"], round_)
+            for tool in tools:
+                prefix = f"{workload}/{tool.replace(' ', '-')}/r{round_}"
+                if tool == "ours":
+                    command, env = bench.ours(source, prefix, cache=f"{workload}-r{round_}")
+                elif tool == "s5cmd":
+                    command, env = bench.s5cmd("cp", source, prefix), bench.env
+                else:
+                    command, env = bench.aws("cp", source, prefix), bench.env
+                # The anchors upload the whole directory; it holds exactly the catalog's files.
+                bench.results.add(workload, tool, measure(command, env))
+                bench.check_intact(dataset, prefix)
+    return run
+
+
+def rerun(kind: str) -> Callable[[Bench, dict[str, SyntheticDataset]], None]:
+    """Re-run each tool's sync against the prefix its last first-upload round filled."""
+
+    def run(bench: Bench, data: dict[str, SyntheticDataset]) -> None:
+        for name in ("large", "small"):
+            changed: list[str] = []
+            try:
+                _rerun_rounds(bench, data[name], kind, changed)
+            finally:
+                for table in changed:
+                    restore(data[name], table)
+    return run
+
+
+def _rerun_rounds(bench: Bench, dataset: SyntheticDataset, kind: str, changed: list[str]) -> None:
+    last = bench.rounds - 1
+    name = dataset.name
+    for round_ in range(bench.rounds):
+        if kind == "one-changed":
+            # A different table each round: new content, same size, an older mtime.
+            table = sorted(n for n in dataset.files if n.endswith(".tsv"))[round_]
+            changed.append(table)
+            dataset = rewrite_same_size(dataset, table, f"changed-{round_}")
+        for tool in _rotated(["ours", "s5cmd", "aws cli"], round_):
+            prefix = f"{name}/{tool.replace(' ', '-')}/r{last}"
+            before = bench.listing(prefix)
+            time.sleep(1.1)  # LastModified has 1 s resolution: a rewrite must show
+            if tool == "ours":
+                command, env = bench.ours(dataset.directory, prefix, cache=f"{name}-r{last}")
+            elif tool == "s5cmd":
+                command, env = bench.s5cmd("sync", dataset.directory, prefix), bench.env
+            else:
+                command, env = bench.aws("sync", dataset.directory, prefix), bench.env
+            m = measure(command, env)
+            written = bench.count_written(prefix, before)
+            bench.results.add(f"{kind} {name}", tool, Measurement(m.wall, m.cpu, m.rss_mib, written))
+            if tool == "ours":
+                bench.check_intact(dataset, prefix)
+
+
+def huge_file(bench: Bench, data: dict[str, SyntheticDataset]) -> None:
+    """One 5 GiB file: memory with --n-jobs 8 (one round: RSS does not drift like time does)."""
+    dataset = data["huge"]
+    for tool in ("ours", "s5cmd", "aws cli"):
+        prefix = f"huge/{tool.replace(' ', '-')}"
+        if tool == "ours":
+            command, env = bench.ours(dataset.directory, prefix, cache="huge")
+            command += ["--n-jobs", "8"]
+        elif tool == "s5cmd":
+            command, env = bench.s5cmd("cp", dataset.directory, prefix), bench.env
+        else:
+            command, env = bench.aws("cp", dataset.directory, prefix), bench.env
+        bench.results.add("huge-file", tool, measure(command, env))
+        bench.check_intact(dataset, prefix)
+        _delete_prefix(bench, prefix)
+
+
+def zenodo(bench: Bench, data: dict[str, SyntheticDataset]) -> None:
+    """One 1 GiB file into a new deposition of the mock Zenodo, against `curl -T` of the same file."""
+    import requests
+
+    dataset = data["zenodo"]
+    port = free_ports(1)[0]
+    server = subprocess.Popen([sys.executable, "-m", "tests.mock_zenodo", "--port", str(port),
+                               "--token", ZENODO_TOKEN], cwd=REPO, stdout=subprocess.DEVNULL)
+    api = f"http://127.0.0.1:{port}/api"
+    headers = {"Authorization": f"Bearer {ZENODO_TOKEN}"}
+    token_file = bench.workdir / "zenodo-token"
+    token_file.write_text(ZENODO_TOKEN)
+    header_file = bench.workdir / "zenodo-headers"  # curl reads the token from a file, not argv
+    header_file.write_text(f"Authorization: Bearer {ZENODO_TOKEN}\nContent-Type: application/octet-stream\n")
+    name, facts = "genes_all.pmtiles", dataset.files["genes_all.pmtiles"]
+    try:
+        _wait_for(lambda: requests.get(f"{api}/deposit/depositions", headers=headers, timeout=5).ok)
+        for round_ in range(bench.rounds):
+            for tool in _rotated(["ours", "curl"], round_):
+                if tool == "ours":
+                    command = [sys.executable, str(REPO / "entrypoint.py"), "upload_zenodo", "--in-dir",
+                               str(dataset.directory), "--upload-method", "files", "--files", name,
+                               "--zenodo-token", str(token_file), "--zenodo-url", api, "--title", "bench",
+                               "--creators", "Doe, Jane", "--quiet", "--no-progress"]
+                    env = bench.env | {"CARTLOAD_UPLOADER_CACHE_DIR": str(bench.workdir / "cache" / f"z{round_}")}
+                    bench.results.add("zenodo", tool, measure(command, env))
+                    deposition = requests.get(f"{api}/deposit/depositions", headers=headers, timeout=30).json()[0]
+                else:
+                    deposition = requests.post(f"{api}/deposit/depositions", json={}, headers=headers,
+                                               timeout=30).json()
+                    command = ["curl", "-sS", "--fail", "-o", "/dev/null", "-H", f"@{header_file}",
+                               "-T", str(dataset.directory / name), f"{deposition['links']['bucket']}/{name}"]
+                    bench.results.add("zenodo", tool, measure(command, bench.env))
+                    deposition = requests.get(deposition["links"]["self"], headers=headers, timeout=30).json()
+                stored = {f["filename"]: f["checksum"] for f in deposition["files"]}
+                if stored != {name: facts.md5}:
+                    raise RuntimeError(f"zenodo ({tool}): deposition holds {stored}, expected {name} {facts.md5}")
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def _rotated(tools: list[str], round_: int) -> list[str]:
+    shift = round_ % len(tools)
+    return tools[shift:] + tools[:shift]
+
+
+def _wait_for(ready: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if ready():
+                return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.2)
+
+
+def _delete_prefix(bench: Bench, prefix: str) -> None:
+    keys = [{"Key": f"{prefix}/{name}"} for name in bench.listing(prefix)]
+    for start in range(0, len(keys), 1000):
+        bench.client.delete_objects(Bucket=BUCKET, Delete={"Objects": keys[start:start + 1000]})
+
+
+# -- the report ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    workload: str
+    what: str
+    measured: Callable[[Results], float]
+    limit: float
+
+    def line(self, results: Results) -> tuple[str, bool]:
+        value = self.measured(results)
+        ok = value <= self.limit
+        return f"| {self.workload} | {self.what} | {value:.2f} | <= {self.limit:g} | {'met' if ok else 'MISSED'} |", ok
+
+
+TARGETS = [
+    Target("large", "wall, ours / s5cmd", lambda r: r.ratio("large", "ours", "s5cmd", "wall"), 1.0),
+    Target("large", "CPU, ours / s5cmd", lambda r: r.ratio("large", "ours", "s5cmd", "cpu"), 1.5),
+    Target("small", "wall, ours / s5cmd", lambda r: r.ratio("small", "ours", "s5cmd", "wall"), 2.0),
+    Target("small", "wall, ours / aws cli", lambda r: r.ratio("small", "ours", "aws cli", "wall"), 0.2),
+    Target("noop large", "wall, ours / aws s3 sync",
+           lambda r: r.ratio("noop large", "ours", "aws cli", "wall"), 1.0),
+    Target("noop small", "wall, ours / aws s3 sync",
+           lambda r: r.ratio("noop small", "ours", "aws cli", "wall"), 1.0),
+    Target("noop", "objects written by ours (max of rounds)",
+           lambda r: max(m.written or 0 for k in ("noop large", "noop small") for m in r.runs[(k, "ours")]), 0),
+    Target("one-changed", "objects written by ours, |n - 1| (worst round)",
+           lambda r: max(abs((m.written or 0) - 1) for k in ("one-changed large", "one-changed small")
+                         for m in r.runs[(k, "ours")]), 0),
+    Target("huge-file", "peak RSS of ours, MiB (--n-jobs 8)", lambda r: r.median("huge-file", "ours", "rss_mib"), 200),
+    Target("zenodo", "wall, ours / curl -T", lambda r: r.ratio("zenodo", "ours", "curl", "wall"), 1.1),
+    Target("zenodo", "peak RSS of ours, MiB", lambda r: r.median("zenodo", "ours", "rss_mib"), 100),
+    Target("startup", "`--help`, seconds", lambda r: r.median("startup", "ours --help", "wall"), 0.3),
+]
+
+
+def report(results: Results, rounds: int) -> tuple[str, bool]:
+    """The markdown tables: medians per workload and tool, then each target."""
+    lines = [f"Run {date.today().isoformat()} on {os.cpu_count()} cores ({_cpu_name()}), {rounds} rounds"
+             " (huge-file: 1), medians; ratios are medians of per-round ours/anchor.", "",
+             "| workload | tool | wall s | CPU s | peak RSS MiB | written | wall ratio | CPU ratio |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for (workload, tool), runs in results.runs.items():
+        anchors = [t for (w, t) in results.runs if w == workload and t != tool]
+        written = "" if runs[0].written is None else "/".join(str(m.written) for m in runs)
+        ratio_wall = ratio_cpu = ""
+        if tool == "ours" and anchors:
+            ratio_wall = " ".join(f"{results.ratio(workload, 'ours', a, 'wall'):.2f} x {a}" for a in anchors)
+            ratio_cpu = " ".join(f"{results.ratio(workload, 'ours', a, 'cpu'):.2f} x {a}" for a in anchors)
+        lines.append(f"| {workload} | {tool} | {results.median(workload, tool, 'wall'):.2f} |"
+                     f" {results.median(workload, tool, 'cpu'):.2f} | {results.median(workload, tool, 'rss_mib'):.0f} |"
+                     f" {written} | {ratio_wall} | {ratio_cpu} |")
+    lines += ["", "| workload | target | measured | limit | |", "|---|---|---:|---:|---|"]
+    all_ok = True
+    measured_workloads = {w.split(" ")[0] for (w, _) in results.runs}
+    for target in TARGETS:
+        if target.workload.split(" ")[0] not in measured_workloads:
+            continue
+        line, ok = target.line(results)
+        lines.append(line)
+        all_ok &= ok
+    return "\n".join(lines), all_ok
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", action="append", choices=WORKLOADS, help="run only this workload (repeatable)")
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "cartload-bench",
+                        help="datasets (kept) and server data (wiped) go here")
+    parser.add_argument("--tools", type=Path, default=REPO / ".bench-tools" / "bin",
+                        help="where aws and s5cmd are installed (make bench installs them there)")
+    args = parser.parse_args()
+    selected = args.only or list(WORKLOADS)
+    if "noop" in selected or "one-changed" in selected:  # they re-run what the first uploads filled
+        selected = list(dict.fromkeys(["large", "small", *selected]))
+    for tool in ("aws", "s5cmd"):
+        if not (args.tools / tool).exists():
+            sys.exit(f"{args.tools / tool} is missing: run 'make bench', or pass --tools DIR")
+    if not Path(TIME).exists():
+        sys.exit(f"{TIME} is missing: apt-get install time (GNU time measures CPU and peak RSS)")
+    if shutil.which("curl") is None and "zenodo" in selected:
+        sys.exit("curl is missing (apt-get install curl)")
+
+    data = prepare(args.workdir / "data")
+    bench = Bench(args.workdir, args.tools, args.rounds)
+    steps: dict[str, Callable[[Bench, dict[str, SyntheticDataset]], None]] = {
+        "startup": startup, "large": first_upload("large"), "small": first_upload("small"),
+        "noop": rerun("noop"), "one-changed": rerun("one-changed"), "huge-file": huge_file, "zenodo": zenodo,
+    }
+    server_dir = args.workdir / "seaweedfs"
+    shutil.rmtree(server_dir, ignore_errors=True)
+    try:
+        with SeaweedFS(server_dir) as server:
+            bench.endpoint = server.endpoint_url
+            bench.client = server.client()
+            bench.client.create_bucket(Bucket=BUCKET)
+            for workload in WORKLOADS:
+                if workload in selected:
+                    print(f"{workload}:", flush=True)
+                    steps[workload](bench, data)
+    finally:
+        shutil.rmtree(server_dir, ignore_errors=True)
+    table, all_ok = report(bench.results, args.rounds)
+    print("\n" + table)
+    (args.workdir / "results.md").write_text(table + "\n")
+    print(f"\n(also written to {args.workdir / 'results.md'})")
+    return 0 if all_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
