@@ -334,7 +334,7 @@ TARGETS = [
            lambda r: r.ratio("noop small", "ours", "aws cli", "wall"), 1.0),
     Target("noop", "objects written by ours (max of rounds)",
            lambda r: max(m.written or 0 for k in ("noop large", "noop small") for m in r.runs[(k, "ours")]), 0),
-    Target("one-changed", "objects written by ours, |n - 1| (worst round)",
+    Target("one-changed", "objects written by ours, distance from 1 (worst round)",
            lambda r: max(abs((m.written or 0) - 1) for k in ("one-changed large", "one-changed small")
                          for m in r.runs[(k, "ours")]), 0),
     Target("huge-file", "peak RSS of ours, MiB (--n-jobs 8)", lambda r: r.median("huge-file", "ours", "rss_mib"), 200),
