@@ -20,6 +20,7 @@ import argparse
 import os
 import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -391,6 +392,8 @@ def main() -> int:
     parser.add_argument("--tools", type=Path, default=REPO / ".bench-tools" / "bin",
                         help="where aws and s5cmd are installed (make bench installs them there)")
     args = parser.parse_args()
+    # SIGTERM unwinds like Ctrl-C, so the SeaweedFS started below is stopped too.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
     selected = args.only or list(WORKLOADS)
     if "noop" in selected or "one-changed" in selected:  # they re-run what the first uploads filled
         selected = list(dict.fromkeys(["large", "small", *selected]))
