@@ -434,7 +434,7 @@ class _CountingReader:
         if self.stop.is_set():
             raise OSError("upload interrupted")
         if not self._left:
-            item = self._chunks.get()
+            item = self._next_block()
             if isinstance(item, OSError):
                 raise item
             self._left = item
@@ -466,6 +466,15 @@ class _CountingReader:
             self._md5.update(data)
             if not self._put(data) or not data:
                 return
+
+    def _next_block(self) -> bytes | OSError:
+        # Never wait for good: the read-ahead thread stops without a last block when the run is interrupted.
+        while True:
+            try:
+                return self._chunks.get(timeout=0.2)
+            except queue.Empty:
+                if self.stop.is_set() or self._closed.is_set():
+                    return OSError("upload interrupted")
 
     def _put(self, item: bytes | OSError) -> bool:
         while not (self._closed.is_set() or self.stop.is_set()):
