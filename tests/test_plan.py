@@ -60,6 +60,24 @@ def test_symlink_inside_the_directory_is_fine(data_dir):
     assert dataset.files[1].path == (data_dir / "real" / "t.tsv").resolve()
 
 
+def test_files_under_a_symlinked_directory_are_checked_by_where_they_really_are(tmp_path, data_dir):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "x.tsv").write_text("x")
+    (data_dir / "real").mkdir()
+    (data_dir / "real" / "y.tsv").write_text("y")
+    os.symlink(outside, data_dir / "out")
+    os.symlink("real", data_dir / "in")
+    dataset = plan_from_names(data_dir, ["in/y.tsv", "t.tsv"], "--files")
+    assert [f.path for f in dataset.files] == [(data_dir / "real" / "y.tsv").resolve(), (data_dir / "t.tsv").resolve()]
+    with pytest.raises(InputError) as error:
+        plan_from_names(data_dir, ["in/y.tsv", "out/x.tsv", "in/none.tsv", "t.tsv/z"], "--files")
+    assert len(error.value.problems) == 3
+    assert "out/x.tsv' is a symlink to" in error.value.problems[0] and "outside" in error.value.problems[0]
+    assert "in/none.tsv' is missing" in error.value.problems[1]
+    assert "t.tsv/z' cannot be read" in error.value.problems[2]
+
+
 @pytest.mark.parametrize(
     ("name", "phrase"),
     [("/abs.tsv", "absolute path"), ("../x.tsv", "leaves the dataset"), ("a//b.tsv", "leaves the dataset"),

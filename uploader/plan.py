@@ -154,10 +154,12 @@ def plan_collection(in_dir: Path, in_list: Path, groups: frozenset[Group] = ALL_
 def _dataset(in_dir: Path, catalog: Catalog, groups: frozenset[Group], subdir: str) -> Dataset:
     problems: list[str] = []
     files = []
+    real_dirs: dict[str, str] = {}
     for ref in catalog.files:
         if ref.group not in groups:
             continue
-        local = resolve_local_file(in_dir, ref.name, ref.group, f"{catalog.path} ({ref.where})", problems)
+        local = resolve_local_file(in_dir, ref.name, ref.group, f"{catalog.path} ({ref.where})", problems,
+                                   real_dirs)
         if local:
             files.append(local)
     if problems:
@@ -170,7 +172,8 @@ def plan_from_names(in_dir: Path, names: Iterable[str], what: str) -> Dataset:
     """A dataset of exactly the named files, no catalog ordering (Zenodo --upload-method files/all)."""
     in_dir = _existing_dir(in_dir, "--in-dir")
     problems: list[str] = []
-    files = [f for name in names if (f := resolve_local_file(in_dir, name, Group.BASICS, what, problems))]
+    real_dirs: dict[str, str] = {}
+    files = [f for name in names if (f := resolve_local_file(in_dir, name, Group.BASICS, what, problems, real_dirs))]
     if problems:
         raise InputError(problems)
     return Dataset(in_dir=in_dir, subdir="", files=tuple(files), catalog=None)
@@ -207,16 +210,26 @@ def collection_subdir(catalog_id: str | None, sample: str) -> str:
     return subdir.strip("/")
 
 
-def resolve_local_file(in_dir: Path, name: str, group: Group, where: str, problems: list[str]) -> LocalFile | None:
-    """Check that `name` is a regular file inside `in_dir`; record a problem and return None if not."""
+def resolve_local_file(in_dir: Path, name: str, group: Group, where: str, problems: list[str],
+                       real_dirs: dict[str, str] | None = None) -> LocalFile | None:
+    """Check that `name` is a regular file inside `in_dir`; record a problem and return None if not.
+
+    `real_dirs` remembers resolved directories between calls for one plan: a
+    catalog of 2,000 files in one directory then costs one lstat each, not two
+    symlink walks each.
+    """
     problem = _name_problem(name)
     if problem:
         problems.append(f"{where}: '{_printable(name)}' {problem}")
         return None
+    real_dirs = {} if real_dirs is None else real_dirs
     path = in_dir / name
     try:
-        resolved = path.resolve(strict=True)
-        info = resolved.stat()
+        resolved = Path(_real_dir(path.parent, real_dirs), path.name)
+        info = resolved.lstat()
+        if stat.S_ISLNK(info.st_mode):
+            resolved = resolved.resolve(strict=True)
+            info = resolved.stat()
     except FileNotFoundError:
         broken = " (a broken symlink)" if path.is_symlink() else ""
         problems.append(f"{where}: '{name}' is missing from {in_dir}{broken}; re-run the pipeline or fix the catalog")
@@ -224,7 +237,7 @@ def resolve_local_file(in_dir: Path, name: str, group: Group, where: str, proble
     except OSError as exc:
         problems.append(f"{where}: '{name}' cannot be read ({_reason(exc)})")
         return None
-    if not resolved.is_relative_to(in_dir.resolve()):
+    if not resolved.is_relative_to(_real_dir(in_dir, real_dirs)):
         problems.append(f"{where}: '{name}' is a symlink to {resolved}, outside {in_dir}; copy the file in instead")
         return None
     if not stat.S_ISREG(info.st_mode):
@@ -235,6 +248,13 @@ def resolve_local_file(in_dir: Path, name: str, group: Group, where: str, proble
         return None
     return LocalFile(name=name, path=resolved, size=info.st_size, mtime_ns=info.st_mtime_ns,
                      ctime_ns=info.st_ctime_ns, inode=info.st_ino, group=group)
+
+
+def _real_dir(directory: Path, known: dict[str, str]) -> str:
+    key = str(directory)
+    if key not in known:
+        known[key] = os.path.realpath(directory)
+    return known[key]
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
