@@ -68,3 +68,27 @@ def test_part_size_grows_to_stay_within_10000_parts():
 )
 def test_content_types(name, expected):
     assert content_type(name) == expected
+
+
+def test_requests_name_the_tool_and_use_path_style_on_custom_endpoints(monkeypatch):
+    from botocore.awsrequest import AWSResponse
+
+    from uploader import __version__
+    from uploader.s3 import S3Settings, _build_client
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
+    client = _build_client(S3Settings(endpoint_url="http://127.0.0.1:9"))
+    sent = []
+
+    def capture(request, **kwargs):  # answer locally: nothing listens on port 9
+        sent.append(request)
+        response = AWSResponse(request.url, 200, {"ETag": '"e"'}, None)
+        response._content = b""
+        return response
+
+    client.meta.events.register("before-send.s3", capture)
+    client.put_object(Bucket="bucket", Key="a/b.tsv", Body=b"x")
+    client.put_object(Bucket="bucket", Key="c.tsv", Body=b"y")
+    assert [r.url for r in sent] == ["http://127.0.0.1:9/bucket/a/b.tsv", "http://127.0.0.1:9/bucket/c.tsv"]
+    assert all(r.headers["User-Agent"].startswith(f"cartload-uploader/{__version__} Boto3/".encode()) for r in sent)
