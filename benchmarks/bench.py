@@ -170,12 +170,17 @@ def first_upload(workload: str) -> Callable[[Bench, dict[str, SyntheticDataset]]
     def run(bench: Bench, data: dict[str, SyntheticDataset]) -> None:
         dataset = data[workload]
         source = dataset.directory
+        # For small files, also what boto3 alone costs (see boto3_floor.py): the floor under ours.
+        tools = ["ours", "s5cmd", "aws cli", *(["boto3 floor"] if workload == "small" else [])]
         for round_ in range(bench.rounds):
-            tools = _rotated(["ours", "s5cmd", "aws cli"], round_)
-            for tool in tools:
+            for tool in _rotated(tools, round_):
                 prefix = f"{workload}/{tool.replace(' ', '-')}/r{round_}"
                 if tool == "ours":
                     command, env = bench.ours(source, prefix, cache=f"{workload}-r{round_}")
+                elif tool == "boto3 floor":
+                    command = [sys.executable, str(REPO / "benchmarks" / "boto3_floor.py"), str(source),
+                               f"s3://{BUCKET}/{prefix}"]
+                    env = bench.env | {"AWS_ENDPOINT_URL_S3": bench.endpoint}
                 elif tool == "s5cmd":
                     command, env = bench.s5cmd("cp", source, prefix), bench.env
                 else:
@@ -261,7 +266,9 @@ def zenodo(bench: Bench, data: dict[str, SyntheticDataset]) -> None:
     try:
         _wait_for(lambda: requests.get(f"{api}/deposit/depositions", headers=headers, timeout=5).ok)
         for round_ in range(bench.rounds):
-            for tool in _rotated(["ours", "curl"], round_):
+            # 'curl + md5sum': curl -T with an MD5 of the file computed beside it, the work a checked
+            # upload cannot skip (Zenodo's checksum is compared with it) on the same 2 cores.
+            for tool in _rotated(["ours", "curl", "curl + md5sum"], round_):
                 if tool == "ours":
                     command = [sys.executable, str(REPO / "entrypoint.py"), "upload_zenodo", "--in-dir",
                                str(dataset.directory), "--upload-method", "files", "--files", name,
@@ -275,6 +282,9 @@ def zenodo(bench: Bench, data: dict[str, SyntheticDataset]) -> None:
                                                timeout=30).json()
                     command = ["curl", "-sS", "--fail", "-o", "/dev/null", "-H", f"@{header_file}",
                                "-T", str(dataset.directory / name), f"{deposition['links']['bucket']}/{name}"]
+                    if tool == "curl + md5sum":
+                        command = ["sh", "-c", '"$@" & sent=$!; md5sum "$0" >/dev/null && wait $sent',
+                                   str(dataset.directory / name), *command]
                     bench.results.add("zenodo", tool, measure(command, bench.env))
                     deposition = requests.get(deposition["links"]["self"], headers=headers, timeout=30).json()
                 stored = {f["filename"]: f["checksum"] for f in deposition["files"]}
@@ -317,11 +327,13 @@ class Target:
     what: str
     measured: Callable[[Results], float]
     limit: float
+    reference: bool = False  # shown for what it explains (a floor, a physical limit), never judged
 
     def line(self, results: Results) -> tuple[str, bool]:
         value = self.measured(results)
-        ok = value <= self.limit
-        return f"| {self.workload} | {self.what} | {value:.2f} | <= {self.limit:g} | {'met' if ok else 'MISSED'} |", ok
+        ok = value <= self.limit or self.reference
+        verdict = "reference" if self.reference else "met" if ok else "MISSED"
+        return f"| {self.workload} | {self.what} | {value:.2f} | <= {self.limit:g} | {verdict} |", ok
 
 
 TARGETS = [
@@ -329,6 +341,8 @@ TARGETS = [
     Target("large", "CPU, ours / s5cmd", lambda r: r.ratio("large", "ours", "s5cmd", "cpu"), 1.5),
     Target("small", "wall, ours / s5cmd", lambda r: r.ratio("small", "ours", "s5cmd", "wall"), 2.0),
     Target("small", "wall, ours / aws cli", lambda r: r.ratio("small", "ours", "aws cli", "wall"), 0.2),
+    Target("small", "wall, boto3 floor / s5cmd (reference: boto3 alone)",
+           lambda r: r.ratio("small", "boto3 floor", "s5cmd", "wall"), 2.0, reference=True),
     Target("noop large", "wall, ours / aws s3 sync",
            lambda r: r.ratio("noop large", "ours", "aws cli", "wall"), 1.0),
     Target("noop small", "wall, ours / aws s3 sync",
@@ -340,6 +354,8 @@ TARGETS = [
                          for m in r.runs[(k, "ours")]), 0),
     Target("huge-file", "peak RSS of ours, MiB (--n-jobs 8)", lambda r: r.median("huge-file", "ours", "rss_mib"), 200),
     Target("zenodo", "wall, ours / curl -T", lambda r: r.ratio("zenodo", "ours", "curl", "wall"), 1.1),
+    Target("zenodo", "wall, ours / curl -T with md5sum beside it (reference)",
+           lambda r: r.ratio("zenodo", "ours", "curl + md5sum", "wall"), 1.1, reference=True),
     Target("zenodo", "peak RSS of ours, MiB", lambda r: r.median("zenodo", "ours", "rss_mib"), 100),
     Target("startup", "`--help`, seconds", lambda r: r.median("startup", "ours --help", "wall"), 0.3),
 ]
