@@ -111,3 +111,22 @@ def test_hashing_stops_when_asked(tmp_path):
     stop.set()
     with pytest.raises(Cancelled):
         digests(local(tmp_path / "f"), ["sha256"], HashCache(None), stop)
+
+
+@pytest.mark.parametrize("side_by_side", [False, True])
+def test_every_digest_of_one_read_is_right_whether_or_not_hashed_side_by_side(tmp_path, monkeypatch, side_by_side):
+    import uploader.hashing as hashing
+
+    monkeypatch.setattr(hashing, "PARALLEL_MIN_SIZE", 1 if side_by_side else 1 << 40)
+    data = os.urandom(3 * hashing.READ_SIZE + 12345)
+    (tmp_path / "f").write_bytes(data)
+    part = hashing.READ_SIZE + 7  # parts that straddle read blocks
+    found = digests(local(tmp_path / "f"), ["sha256", "md5", part_md5_name(part)], HashCache(None))
+    assert found["sha256"] == hashlib.sha256(data).hexdigest()
+    assert found["md5"] == hashlib.md5(data).hexdigest()
+    assert found[part_md5_name(part)].split(",") == [
+        hashlib.md5(data[start:start + part]).hexdigest() for start in range(0, len(data), part)]
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Cancelled):
+        digests(local(tmp_path / "f"), ["sha256", "md5"], HashCache(None), stop)
