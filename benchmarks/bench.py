@@ -11,6 +11,10 @@ medians: wall seconds, client CPU seconds, peak RSS, and our ratio to each
 anchor (the median of the per-round ratios). Absolute times drift on a shared
 2-core machine; the ratios are the targets.
 
+Reference rows (a bare-boto3 uploader, s5cmd with our hash pass beside it,
+curl with an md5sum beside it) are the floors under the targets ours misses;
+they are shown, never judged.
+
     python benchmarks/bench.py [--rounds N] [--only WORKLOAD ...] [--workdir DIR]
 """
 
