@@ -130,3 +130,12 @@ def test_every_digest_of_one_read_is_right_whether_or_not_hashed_side_by_side(tm
     stop.set()
     with pytest.raises(Cancelled):
         digests(local(tmp_path / "f"), ["sha256", "md5"], HashCache(None), stop)
+
+
+def test_a_file_bigger_than_when_it_was_planned_is_hashed_whole(tmp_path):
+    from dataclasses import replace
+
+    data = os.urandom(200 * 1024)  # over the buffer a small file is given
+    (tmp_path / "f").write_bytes(data)
+    planned_small = replace(local(tmp_path / "f"), size=10)
+    assert digests(planned_small, ["md5"], HashCache(None))["md5"] == hashlib.md5(data).hexdigest()
