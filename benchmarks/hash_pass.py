@@ -18,19 +18,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from uploader.catalog import Group
 from uploader.hashing import HashCache, digests, part_md5_name
-from uploader.plan import resolve_local_file
+from uploader.plan import LocalFile, resolve_local_file
 from uploader.s3 import S3Backend
 
 
 def main() -> int:
     source = Path(sys.argv[1])
-    files = [resolve_local_file(source, entry.name, Group.BASICS, "hash pass", [])
-             for entry in os.scandir(source) if entry.is_file() and entry.name[0] != "."]
+    names = [entry.name for entry in os.scandir(source) if entry.is_file() and entry.name[0] != "."]
+    files = [file for name in names if (file := resolve_local_file(source, name, Group.BASICS, "hash pass", []))]
     cache = HashCache(None)
 
-    def hash_one(file: object) -> None:
-        assert file is not None
-        digests(file, ("sha256", part_md5_name(S3Backend.part_size(file))), cache)  # type: ignore[arg-type]
+    def hash_one(file: LocalFile) -> None:
+        digests(file, ("sha256", part_md5_name(S3Backend.part_size(file))), cache)
 
     with ThreadPoolExecutor(8) as pool:  # as upload_aws's 8 jobs do
         list(pool.map(hash_one, files))
