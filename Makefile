@@ -4,7 +4,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TOOLS ?= .bench-tools
 
-.PHONY: demo test bench clean
+.PHONY: help demo test test-fast bench clean
+
+## help: list the targets
+help:
+	@sed -n 's/^## //p' Makefile
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +27,10 @@ test: $(VENV)/.installed
 	$(PY) -m mypy
 	$(PY) -m pytest
 
+## test-fast: every test that needs no server (in-memory backend, plan, catalog, CLI): seconds
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -m "not e2e"
+
 ## bench: time ours against aws cli, s5cmd and curl side by side (local servers; ~7 GiB of data in /tmp)
 bench: $(VENV)/.installed $(TOOLS)/.installed
 	$(PY) benchmarks/bench.py --tools $(TOOLS)/bin
@@ -33,5 +41,6 @@ $(TOOLS)/.installed: benchmarks/requirements.txt
 	$(TOOLS)/bin/python -m pip install --quiet -r benchmarks/requirements.txt
 	touch $@
 
+## clean: remove the virtualenvs and caches
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

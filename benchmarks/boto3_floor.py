@@ -19,7 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from uploader.s3 import S3Destination, S3Settings, _build_client, _no_continue_for_small_bodies
+from uploader.s3.client import S3Settings, _build_client
+from uploader.s3.destination import S3Destination
+from uploader.s3.writer import _no_continue_for_small_bodies
 
 
 def main() -> int:

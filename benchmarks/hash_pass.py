@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from uploader.catalog import Group
 from uploader.hashing import HashCache, digests, part_md5_name
 from uploader.plan import LocalFile, resolve_local_file
-from uploader.s3 import S3Backend
+from uploader.s3.writer import part_size
 
 
 def main() -> int:
@@ -29,7 +29,7 @@ def main() -> int:
     cache = HashCache(None)
 
     def hash_one(file: LocalFile) -> None:
-        digests(file, ("sha256", part_md5_name(S3Backend.part_size(file))), cache)
+        digests(file, ("sha256", part_md5_name(part_size(file.size))), cache)
 
     with ThreadPoolExecutor(8) as pool:  # as upload_aws's 8 jobs do
         list(pool.map(hash_one, files))

@@ -104,7 +104,7 @@ def test_collection_uses_catalog_id_or_normalised_sample_id(tmp_path, data_dir):
     listing.write_text("# comment\ndata\tignored\nMy_Sample\n")
     plan = plan_collection(parent, listing)
     assert [d.subdir for d in plan.datasets] == ["ds", "my-sample"]
-    assert plan.file_count == 6
+    assert sum(len(d.all_files) for d in plan.datasets) == 6
 
 
 def test_collection_refuses_two_samples_with_one_destination(tmp_path, data_dir):

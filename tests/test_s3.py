@@ -9,8 +9,11 @@ import pytest
 
 from uploader.content_types import content_type
 from uploader.errors import UsageError
+from uploader.hashing import HashCache, digests, multipart_etag_name, part_md5_name
 from uploader.plan import Dataset, LocalFile
-from uploader.s3 import PART_SIZE, S3Backend, S3Destination, _expected_etag
+from uploader.s3.backend import _digests_of_etag
+from uploader.s3.destination import S3Destination
+from uploader.s3.writer import PART_SIZE, part_size
 
 
 @pytest.mark.parametrize(
@@ -39,24 +42,38 @@ def test_keys_are_prefix_subdir_and_catalog_name():
     assert S3Destination("b", "p").dataset_prefix(sample) == "p/sample-1/"
 
 
-def file_of(size: int) -> LocalFile:
-    return LocalFile("f", Path("/f"), size, 0)
+def etag_of(tmp_path: Path, data: bytes) -> str:
+    """The multipart ETag the uploader predicts for a file holding `data` (derived from its part MD5s)."""
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    file = LocalFile("f", path, len(data), path.stat().st_mtime_ns)
+    return digests(file, [multipart_etag_name(PART_SIZE)], HashCache(None))[multipart_etag_name(PART_SIZE)]
 
 
-def test_expected_etag_single_and_multipart():
-    md5 = hashlib.md5(b"abc").hexdigest()
-    assert _expected_etag(file_of(3), [md5]) == md5
-    parts = [hashlib.md5(b"1").hexdigest(), hashlib.md5(b"2").hexdigest()]
+def test_expected_etag_single_and_multipart(tmp_path):
+    assert etag_of(tmp_path, b"abc") == hashlib.md5(b"abc").hexdigest()
+    data = b"1" * PART_SIZE + b"2"
+    parts = [hashlib.md5(data[:PART_SIZE]).hexdigest(), hashlib.md5(b"2").hexdigest()]
     joined = hashlib.md5(bytes.fromhex(parts[0]) + bytes.fromhex(parts[1])).hexdigest()
-    assert _expected_etag(file_of(PART_SIZE + 1), parts) == f"{joined}-2"
+    assert etag_of(tmp_path, data) == f"{joined}-2"
     # exactly one part size still goes multipart (s3transfer's threshold is inclusive)
-    one = hashlib.md5(bytes.fromhex(md5)).hexdigest()
-    assert _expected_etag(file_of(PART_SIZE), [md5]) == f"{one}-1"
+    whole = hashlib.md5(data[:PART_SIZE]).hexdigest()
+    assert etag_of(tmp_path, data[:PART_SIZE]) == f"{hashlib.md5(bytes.fromhex(whole)).hexdigest()}-1"
+
+
+def test_a_listed_etag_vouches_only_for_what_it_can_be():
+    md5 = hashlib.md5(b"x").hexdigest()
+    assert _digests_of_etag(md5, 10) == {multipart_etag_name(PART_SIZE): md5}
+    assert _digests_of_etag(md5, 3 * PART_SIZE) == {"md5": md5}  # another tool's single PUT of a big file
+    assert _digests_of_etag(f"{md5}-3", 3 * PART_SIZE) == {multipart_etag_name(PART_SIZE): f"{md5}-3"}
+    assert _digests_of_etag(f"{md5}-2", 3 * PART_SIZE) == {}  # another part size: a HEAD must tell
+    assert _digests_of_etag("opaque-kms-etag", 10) == {}
 
 
 def test_part_size_grows_to_stay_within_10000_parts():
-    assert S3Backend.part_size(file_of(10 * 2**30)) == PART_SIZE
-    assert S3Backend.part_size(file_of(200 * 2**30)) * 10_000 >= 200 * 2**30
+    assert part_size(10 * 2**30) == PART_SIZE
+    assert part_size(200 * 2**30) * 10_000 >= 200 * 2**30
+    assert part_md5_name(PART_SIZE) == f"md5parts:{PART_SIZE}"
 
 
 @pytest.mark.parametrize(
@@ -74,7 +91,7 @@ def test_requests_name_the_tool_and_use_path_style_on_custom_endpoints(monkeypat
     from botocore.awsrequest import AWSResponse
 
     from uploader import __version__
-    from uploader.s3 import S3Settings, _build_client
+    from uploader.s3.client import S3Settings, _build_client
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")

@@ -505,40 +505,47 @@ def test_unreachable_endpoint(dataset, s3, cli_env):
 def test_catalog_withheld_when_a_file_changed_in_the_bucket_during_the_run(dataset, s3, cli_env, monkeypatch):
     """Another writer replaces an uploaded file before the catalog goes up: the final listing catches it."""
     from uploader.hashing import HashCache
+    from uploader.operations import Status
     from uploader.plan import UploadPlan, plan_from_catalog
     from uploader.progress import progress_factory
     from uploader.runner import RunOptions, run
-    from uploader.s3 import S3Backend, S3Destination, S3Settings
+    from uploader.s3.backend import S3Backend
+    from uploader.s3.client import S3Settings
+    from uploader.s3.destination import S3Destination
 
     for name, value in cli_env.items():
         monkeypatch.setenv(name, value)
     destination = S3Destination.parse(s3.uri)
-    backend = S3Backend(destination, S3Settings(), HashCache(None))
+    backend = S3Backend(destination, S3Settings())
     plan = UploadPlan((plan_from_catalog(dataset, dataset / "catalog.yaml"),))
     meddled = f"{s3.prefix}/genes_bin_counts.json"
-    real_transfer = backend.transfer
+    real_remote_files = backend.remote_files
+    listings = []
 
-    def racing_writer(op, progress, stop):  # type: ignore[no-untyped-def]
-        if op.is_catalog:
+    def racing_writer(dataset):  # type: ignore[no-untyped-def]
+        listings.append(dataset)
+        if len(listings) == 2:  # the listing taken just before the catalog is published
             s3.client.put_object(Bucket=s3.bucket, Key=meddled, Body=b'{"someone": "else"}')
-        real_transfer(op, progress, stop)
+        return real_remote_files(dataset)
 
-    monkeypatch.setattr(backend, "transfer", racing_writer)
-    result = run(plan, backend, RunOptions(n_jobs=4), progress_factory(quiet=True, no_progress=True))
+    monkeypatch.setattr(backend, "remote_files", racing_writer)
+    result = run(plan, backend, RunOptions(n_jobs=4), HashCache(None), progress_factory(quiet=True, no_progress=True))
     catalog = next(op for op in result.ops if op.is_catalog)
-    assert catalog.status == "failed" and "not in the bucket as uploaded" in catalog.error
+    assert catalog.status is Status.FAILED and "not in place as uploaded" in catalog.error
     assert "genes_bin_counts.json" in catalog.error
     assert "catalog.yaml" not in s3.names()
     assert not result.ok
 
 
 def test_small_bodies_go_without_a_100_continue_round_trip(s3, cli_env, monkeypatch):
-    from uploader.hashing import HashCache
-    from uploader.s3 import PART_SIZE, S3Backend, S3Destination, S3Settings
+    from uploader.s3.backend import S3Backend
+    from uploader.s3.client import S3Settings
+    from uploader.s3.destination import S3Destination
+    from uploader.s3.writer import PART_SIZE
 
     for name, value in cli_env.items():
         monkeypatch.setenv(name, value)
-    backend = S3Backend(S3Destination.parse(s3.uri), S3Settings(), HashCache(None))
+    backend = S3Backend(S3Destination.parse(s3.uri), S3Settings())
     sent: dict[str, object] = {}
 
     def capture(request, **kwargs):  # type: ignore[no-untyped-def]

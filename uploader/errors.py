@@ -1,7 +1,7 @@
-"""The uploader's exception family and its exit codes.
+"""The uploader's exit statuses and its exception family.
 
 Every error a user can cause or fix is an `UploaderError`. Each subclass
-carries the exit code shell scripts can test for; the message is one line
+carries the exit status shell scripts can test for; the message is one line
 that names the file or option at fault and ends with what to do. The
 entrypoint catches this family once and prints the message; anything else
 is a bug and keeps its traceback.
@@ -12,21 +12,35 @@ from __future__ import annotations
 import enum
 
 
-class ExitCode(enum.IntEnum):
-    """Documented exit codes (also listed in README.md and --help)."""
+class ExitStatus(enum.IntEnum):
+    """The documented exit statuses (README.md and --help list them; the table is fixed).
 
-    OK = 0
-    FILES_FAILED = 1  # some files failed (the rest was uploaded, catalog withheld), or publishing was refused
-    USAGE = 2  # bad option or bad input; nothing was uploaded
+    When several apply, the first of PRECEDENCE wins.
+    """
+
+    OK = 0  # every file uploaded and verified, or already there
+    FILES_FAILED = 1  # some files failed, or the run stopped after uploading some; the new catalog is not published
+    USAGE = 2  # usage or input error: nothing uploaded
     AUTH = 3  # credentials missing or rejected, or permission denied
-    REMOTE = 4  # the remote service could not be reached or kept failing before any upload
-    INTERRUPTED = 130  # Ctrl-C or SIGTERM
+    REMOTE = 4  # the remote could not be reached, stopped answering, or kept failing before any upload
+    NOT_USABLE = 5  # uploaded and verified, but readers cannot use it (only when that check is enforced)
+    OFFLINE = 6  # a failed update left a previously published dataset offline until a re-run completes
+    INTERRUPTED = 130  # Ctrl-C or SIGTERM: finished files are kept
+
+
+PRECEDENCE = (ExitStatus.INTERRUPTED, ExitStatus.USAGE, ExitStatus.AUTH, ExitStatus.OFFLINE, ExitStatus.REMOTE,
+              ExitStatus.FILES_FAILED, ExitStatus.NOT_USABLE, ExitStatus.OK)
+
+
+def first_applicable(statuses: set[ExitStatus]) -> ExitStatus:
+    """The status that wins when several apply (conventions.md: 130, 2, 3, 6, 4, 1, 5, 0)."""
+    return next((status for status in PRECEDENCE if status in statuses), ExitStatus.OK)
 
 
 class UploaderError(Exception):
     """Base of every error the user can act on."""
 
-    exit_code = ExitCode.USAGE
+    exit_status = ExitStatus.USAGE
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -51,19 +65,19 @@ class InputError(UploaderError):
 class AuthError(UploaderError):
     """Credentials are missing or rejected, or an action is not permitted."""
 
-    exit_code = ExitCode.AUTH
+    exit_status = ExitStatus.AUTH
 
 
 class RemoteError(UploaderError):
     """The remote service is unreachable or failing before anything was uploaded."""
 
-    exit_code = ExitCode.REMOTE
+    exit_status = ExitStatus.REMOTE
 
 
 class NotPublished(UploaderError):
     """Every file is uploaded, but the final publish step was refused."""
 
-    exit_code = ExitCode.FILES_FAILED
+    exit_status = ExitStatus.FILES_FAILED
 
 
 class FileUploadError(Exception):
@@ -73,4 +87,3 @@ class FileUploadError(Exception):
         super().__init__(reason)
         self.reason = reason
         self.retryable = retryable
-

@@ -5,9 +5,15 @@ nothing changed, so digests are kept in a small SQLite file in the user's
 cache directory. When no writable cache directory exists (a read-only HOME
 under Singularity) the cache is simply off: every run re-hashes, nothing breaks.
 
-Digest names: "sha256" and "md5" of the whole file, and "md5parts:<N>", the
-MD5 of each N-byte part, comma-separated (what S3 needs for Content-MD5 on each
-part and to predict a multipart ETag).
+Digest names: "sha256" and "md5" of the whole file; "md5parts:<N>", the MD5 of
+each N-byte part, comma-separated (what S3 needs for Content-MD5 on each part);
+and "multipart-etag:<N>", derived from those without reading the file again:
+the ETag S3 and the stores that copy it give a file uploaded in N-byte parts
+(the MD5 for a file under one part, else the MD5 of the part MD5s, "-", the
+part count).
+
+The runner alone hashes: `digest_files` hashes many files in one pool that
+stops at once on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -143,14 +149,60 @@ def default_cache_dir() -> Path | None:
 def digests(file: LocalFile, names: Iterable[str], cache: HashCache,
             stop: threading.Event | None = None) -> dict[str, str]:
     """The requested digests of `file`, from the cache or from one read of the file."""
-    wanted = list(names)
-    found = {name: value for name in wanted if (value := cache.lookup(file, name)) is not None}
-    missing = [name for name in wanted if name not in found]
+    wanted = list(dict.fromkeys(names))
+    read = list(dict.fromkeys(_read_digest_name(name) for name in wanted))
+    found = {name: value for name in read if (value := cache.lookup(file, name)) is not None}
+    missing = [name for name in read if name not in found]
     if missing:
         computed = _compute(file, missing, stop)
         cache.store(file, computed)
         found.update(computed)
+    return {name: _derive(name, found, file.size) for name in wanted}
+
+
+def digest_files(jobs: Sequence[tuple[LocalFile, Sequence[str]]], cache: HashCache,
+                 workers: int) -> list[dict[str, str]]:
+    """The digests of many files, hashed side by side; Ctrl-C stops every read at once."""
+    stop = threading.Event()
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="hash")
+    try:
+        found = list(pool.map(lambda job: digests(job[0], job[1], cache, stop), jobs))
+    except KeyboardInterrupt:
+        stop.set()  # hashing a cold 50 GB dataset must not delay Ctrl-C
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     return found
+
+
+def is_digest_name(name: str) -> bool:
+    """Whether `digests` can compute a digest of this name."""
+    kind, _, size = name.partition(":")
+    return name in ("md5", "sha256") or (kind in ("md5parts", MULTIPART_ETAG) and size.isdigit() and int(size) > 0)
+
+
+MULTIPART_ETAG = "multipart-etag"
+
+
+def multipart_etag_name(part_size: int) -> str:
+    return f"{MULTIPART_ETAG}:{part_size}"
+
+
+def _read_digest_name(name: str) -> str:
+    # A multipart ETag is derived from the part MD5s: reading those is reading the file.
+    kind, _, size = name.partition(":")
+    return part_md5_name(int(size)) if kind == MULTIPART_ETAG else name
+
+
+def _derive(name: str, found: dict[str, str], file_size: int) -> str:
+    kind, _, size = name.partition(":")
+    if kind != MULTIPART_ETAG:
+        return found[name]
+    part_md5s = found[part_md5_name(int(size))].split(",")
+    if file_size < int(size):  # one PUT, no multipart upload: the ETag is the MD5
+        return part_md5s[0]
+    joined = b"".join(bytes.fromhex(value) for value in part_md5s)
+    return f"{hashlib.md5(joined).hexdigest()}-{len(part_md5s)}"
 
 
 def _identity(file: LocalFile) -> str:

@@ -8,12 +8,11 @@ a broken dataset in one round instead of one error per run.
 from __future__ import annotations
 
 import csv
-import enum
 import os
 import re
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from uploader.catalog import Catalog, Group, load_catalog
@@ -73,47 +72,6 @@ class UploadPlan:
     """Everything a run will publish: one dataset, or a collection of them."""
 
     datasets: tuple[Dataset, ...]
-
-    @property
-    def file_count(self) -> int:
-        return sum(len(d.all_files) for d in self.datasets)
-
-    @property
-    def total_bytes(self) -> int:
-        return sum(f.size for d in self.datasets for f in d.all_files)
-
-
-class Action(enum.Enum):
-    """What a run does with one file, decided by comparing it with the remote."""
-
-    UPLOAD = "upload"  # not there yet
-    REPLACE = "replace"  # there, with other content
-    SKIP = "skip"  # there and identical
-    DELETE = "delete"  # remove from the remote (Zenodo --restart)
-
-
-@dataclass
-class Operation:
-    """One step of the executed plan and, once run, its outcome."""
-
-    action: Action
-    dataset: Dataset
-    file: LocalFile | None  # None for a DELETE of a remote-only file
-    destination: str  # the S3 key or Zenodo file name
-    reason: str
-    is_catalog: bool = False
-    status: str = "pending"  # -> uploaded / skipped / deleted / failed
-    error: str = ""
-    checksum: str = ""
-    remote: dict[str, str] = field(default_factory=dict)  # backend's handle on the remote copy
-
-    @property
-    def size(self) -> int:
-        return self.file.size if self.file else 0
-
-    @property
-    def transfers_bytes(self) -> bool:
-        return self.action in (Action.UPLOAD, Action.REPLACE)
 
 
 ALL_GROUPS = frozenset(Group)

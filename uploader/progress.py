@@ -13,8 +13,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
+from uploader.operations import Status
+
 if TYPE_CHECKING:
-    from uploader.plan import Operation
+    from uploader.operations import Operation
 
 LOG_INTERVAL = float(os.environ.get("CARTLOAD_UPLOADER_LOG_INTERVAL", "30"))
 
@@ -54,10 +56,10 @@ class LogProgress(Progress):
         with self._lock:
             self.files_done += 1
             counter = f"[{self.files_done}/{self.total_files}]"
-            if op.status == "failed":
+            if op.status is Status.FAILED:
                 self._print(f"{counter} FAILED {op.destination}: {op.error}")
             else:
-                self._print(f"{counter} {op.status} {op.destination} ({human_bytes(op.size)})")
+                self._print(f"{counter} {op.status.value} {op.destination} ({human_bytes(op.size)})")
 
     def _total_line(self, now: float) -> str:
         elapsed = max(now - self.started, 1e-6)
@@ -86,7 +88,7 @@ class BarProgress(Progress):
             self._bar.update(count)
 
     def file_done(self, op: Operation) -> None:
-        if op.status == "failed":
+        if op.status is Status.FAILED:
             with self._lock:
                 self._bar.write(f"FAILED {op.destination}: {op.error}", file=sys.stderr)
 

@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 from uploader import __version__
 from uploader.errors import UsageError
-from uploader.plan import Action, Operation
+from uploader.operations import Action, Operation, Status
 from uploader.progress import human_bytes
 from uploader.runner import RunResult
 
@@ -32,19 +32,19 @@ def print_plan(ops: list[Operation], stream: TextIO = sys.stdout) -> None:
 def summary(result: RunResult) -> str:
     """One line: counts, bytes, time and rate."""
     rate = result.bytes_uploaded / result.elapsed if result.elapsed > 0 else 0.0
-    parts = [f"{result.count('uploaded')} uploaded ({human_bytes(result.bytes_uploaded)})",
-             f"{result.count('skipped')} unchanged"]
-    if result.count("deleted"):
-        parts.append(f"{result.count('deleted')} deleted")
-    parts.append(f"{result.count('failed')} failed")
-    if result.count("not-run"):
-        parts.append(f"{result.count('not-run')} not started")
+    parts = [f"{result.count(Status.UPLOADED)} uploaded ({human_bytes(result.bytes_uploaded)})",
+             f"{result.count(Status.SKIPPED)} unchanged"]
+    if result.count(Status.DELETED):
+        parts.append(f"{result.count(Status.DELETED)} deleted")
+    parts.append(f"{result.count(Status.FAILED)} failed")
+    if result.count(Status.NOT_RUN):
+        parts.append(f"{result.count(Status.NOT_RUN)} not started")
     return f"{', '.join(parts)} in {result.elapsed:.1f} s ({human_bytes(rate)}/s)"
 
 
 def failure_lines(result: RunResult) -> list[str]:
     """One line per failed file, with its reason."""
-    return [f"failed: {op.destination}: {op.error}" for op in result.ops if op.status == "failed"]
+    return [f"failed: {op.destination}: {op.error}" for op in result.ops if op.status is Status.FAILED]
 
 
 def report_document(result: RunResult, command: str, destination: str) -> dict[str, Any]:
@@ -55,14 +55,13 @@ def report_document(result: RunResult, command: str, destination: str) -> dict[s
             "size": op.size,
             "destination": op.destination,
             "action": op.action.value,
-            "status": op.status,
+            "status": op.status.value,
             "reason": op.error or op.reason,
             "checksum": op.checksum,
             "catalog": op.is_catalog,
         }
         for op in result.ops
     ]
-    statuses = ("planned", "uploaded", "skipped", "deleted", "failed", "not-run")
     return {
         "tool": f"cartload-uploader {__version__}",
         "command": command,
@@ -76,7 +75,7 @@ def report_document(result: RunResult, command: str, destination: str) -> dict[s
             "files": len(files),
             "bytes": sum(op.size for op in result.ops),
             "bytes_uploaded": result.bytes_uploaded,
-            **{status: result.count(status) for status in statuses},
+            **{status.value: result.count(status) for status in Status if status is not Status.PENDING},
         },
         "notes": result.notes,
         "files": files,

@@ -1,0 +1,123 @@
+"""An in-memory backend for the runner's tests: a dict of remote objects, with faults on demand.
+
+It keeps the contract of uploader.backend.Backend as the real ones do: it
+reports what it holds (size and MD5) and carries out one operation at a time;
+it decides nothing. Every write is recorded in `events`, in order, so tests
+can check the order a user relies on (deletions, files, catalog last).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from uploader.backend import RemoteFile, Stored
+from uploader.errors import FileUploadError
+from uploader.operations import Operation
+from uploader.plan import Dataset, LocalFile, UploadPlan
+
+
+@dataclass
+class Faults:
+    """What goes wrong, by destination name."""
+
+    refuse: set[str] = field(default_factory=set)  # a final (non-retryable) failure on every attempt
+    corrupt: dict[str, int] = field(default_factory=dict)  # store wrong bytes this many times
+    slow: dict[str, float] = field(default_factory=dict)  # seconds a send takes
+    on_send: dict[str, Callable[[], None]] = field(default_factory=dict)  # run just before storing
+
+
+class InMemoryBackend:
+    """A remote that is a dict of name -> bytes (see backend.Backend)."""
+
+    def __init__(self, *, restart_empties_remote: bool = False, faults: Faults | None = None,
+                 sha256_on_request: bool = False) -> None:
+        self.restart_empties_remote = restart_empties_remote
+        self.faults = faults or Faults()
+        self.sha256_on_request = sha256_on_request
+        self.objects: dict[str, bytes] = {}
+        self.events: list[tuple[str, str]] = []
+        self.sends: dict[str, int] = {}
+        self.requests_for_digests = 0
+        self.cancelled = False
+        self._lock = threading.Lock()
+
+    # -- what is there --------------------------------------------------------------------
+
+    def destination(self, dataset: Dataset, name: str) -> str:
+        return f"{dataset.subdir}/{name}" if dataset.subdir else name
+
+    def digests_to_send(self, file: LocalFile) -> tuple[str, ...]:
+        return ("sha256",)
+
+    def check_access(self, plan: UploadPlan, *, dry_run: bool) -> None:
+        self.events.append(("check", ""))
+
+    def remote_files(self, dataset: Dataset) -> dict[str, RemoteFile]:
+        prefix = f"{dataset.subdir}/" if dataset.subdir else ""
+        with self._lock:
+            self.events.append(("list", dataset.subdir))
+            held = dict(self.objects)
+        vouched = "sha256" if self.sha256_on_request else "md5"
+        return {name: RemoteFile(name, len(data), {} if vouched == "sha256" else {"md5": _md5(data)})
+                for name, data in held.items() if name.startswith(prefix)}
+
+    def digests_on_request(self, remote: RemoteFile) -> dict[str, str]:
+        self.requests_for_digests += 1
+        return {"sha256": hashlib.sha256(self.objects[remote.name]).hexdigest()} if self.sha256_on_request else {}
+
+    def check_plan(self, ops: list[Operation]) -> None:
+        """Anything fits."""
+
+    # -- writing --------------------------------------------------------------------------
+
+    def begin(self, ops: list[Operation]) -> bool:
+        self.events.append(("begin", ""))
+        return False
+
+    def send(self, op: Operation, digests: Mapping[str, str], progress: Callable[[int], None],
+             stop: threading.Event) -> Stored:
+        name = op.destination
+        assert op.file is not None and "sha256" in digests, "the runner hands in what digests_to_send asks for"
+        with self._lock:
+            self.sends[name] = self.sends.get(name, 0) + 1
+        if name in self.faults.refuse:
+            raise FileUploadError("refused by the fake remote")
+        self._wait(self.faults.slow.get(name, 0.0), stop)
+        if name in self.faults.on_send:
+            self.faults.on_send[name]()
+        data = op.file.path.read_bytes()
+        if self.faults.corrupt.get(name, 0) > 0:
+            self.faults.corrupt[name] -= 1
+            data = bytes([data[0] ^ 1]) + data[1:] if data else b"x"
+        with self._lock:
+            self.objects[name] = data
+            self.events.append(("put", name))
+        progress(len(data))
+        return Stored(len(data), {"md5": _md5(data)})
+
+    def delete(self, op: Operation) -> None:
+        with self._lock:
+            self.objects.pop(op.destination, None)
+            self.events.append(("delete", op.destination))
+
+    def finish(self, ops: list[Operation], *, ok: bool) -> list[str]:
+        self.events.append(("finish", "ok" if ok else "failed"))
+        return ["finished"]
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    @staticmethod
+    def _wait(seconds: float, stop: threading.Event) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if stop.wait(0.01):
+                raise FileUploadError("interrupted")
+
+
+def _md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()

@@ -1,0 +1,229 @@
+"""The runner against an in-memory backend: order, decisions, verification, retries, interrupts; no server."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.fake_backend import Faults, InMemoryBackend
+from uploader.errors import ExitStatus
+from uploader.hashing import HashCache
+from uploader.operations import Action, Status
+from uploader.plan import UploadPlan, plan_from_catalog
+from uploader.progress import Progress
+from uploader.runner import RunOptions, RunResult, run
+
+CATALOG = "id: ds\nassets:\n  sge: {all: a.pmtiles}\n  t: t.tsv\n  u: u.tsv\n"
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "data"
+    directory.mkdir()
+    (directory / "catalog.yaml").write_text(CATALOG)
+    for name in ("a.pmtiles", "t.tsv", "u.tsv"):
+        (directory / name).write_bytes(name.encode() * 100)
+    return directory
+
+
+def upload(data_dir: Path, backend: InMemoryBackend, **options: object) -> RunResult:
+    plan = UploadPlan((plan_from_catalog(data_dir, data_dir / "catalog.yaml"),))
+    run_options = RunOptions(n_jobs=int(options.pop("n_jobs", 4)), **options)  # type: ignore[arg-type]
+    return run(plan, backend, run_options, HashCache(None), lambda total_bytes, total_files: Progress())
+
+
+def statuses(result: RunResult) -> dict[str, Status]:
+    return {op.destination: op.status for op in result.ops}
+
+
+def local_bytes(data_dir: Path) -> dict[str, bytes]:
+    return {name: (data_dir / name).read_bytes() for name in ("a.pmtiles", "t.tsv", "u.tsv", "catalog.yaml")}
+
+
+def test_every_file_is_sent_and_the_catalog_comes_last(data_dir):
+    backend = InMemoryBackend()
+    result = upload(data_dir, backend)
+
+    assert result.exit_status is ExitStatus.OK
+    assert backend.objects == local_bytes(data_dir)
+    puts = [name for kind, name in backend.events if kind == "put"]
+    assert puts[-1] == "catalog.yaml" and sorted(puts[:-1]) == ["a.pmtiles", "t.tsv", "u.tsv"]
+    # the catalog goes only after a fresh listing showed every other file in place
+    assert backend.events.index(("list", "")) < backend.events.index(("put", "a.pmtiles"))
+    assert ("list", "") in backend.events[backend.events.index(("put", puts[-2])):]
+    assert backend.events[-1] == ("finish", "ok")
+    by_name = {op.destination: op for op in result.ops}
+    assert by_name["t.tsv"].checksum == "sha256:" + hashlib.sha256(b"t.tsv" * 100).hexdigest()
+
+
+def test_second_run_sends_nothing(data_dir):
+    backend = InMemoryBackend()
+    upload(data_dir, backend)
+    result = upload(data_dir, backend)
+    assert set(statuses(result).values()) == {Status.SKIPPED}
+    assert all(count == 1 for count in backend.sends.values())
+    assert {op.reason for op in result.ops} == {"unchanged (same size and MD5)"}
+
+
+def test_same_size_change_is_replaced_and_size_change_says_so(data_dir):
+    backend = InMemoryBackend()
+    upload(data_dir, backend)
+    (data_dir / "t.tsv").write_bytes(b"T" + (b"t.tsv" * 100)[1:])  # same size, other content
+    (data_dir / "u.tsv").write_bytes(b"short")
+
+    result = upload(data_dir, backend)
+
+    reasons = {op.destination: (op.action, op.reason) for op in result.ops}
+    assert reasons["t.tsv"] == (Action.REPLACE, "content differs (same size)")
+    assert reasons["u.tsv"] == (Action.REPLACE, "size differs (remote 500 bytes)")
+    assert reasons["a.pmtiles"][0] is Action.SKIP
+    assert backend.objects["t.tsv"] == (data_dir / "t.tsv").read_bytes()
+    assert backend.objects["u.tsv"] == b"short"
+
+
+def test_a_digest_that_costs_a_request_is_asked_for_only_when_the_listing_does_not_tell(data_dir):
+    backend = InMemoryBackend(sha256_on_request=True)  # the listing vouches for nothing
+    upload(data_dir, backend)
+    assert backend.requests_for_digests == 0  # nothing was there: no comparison needed
+
+    result = upload(data_dir, backend)
+
+    assert set(statuses(result).values()) == {Status.SKIPPED}
+    assert backend.requests_for_digests == 4
+    assert {op.reason for op in result.ops} == {"unchanged (same size and SHA-256)"}
+
+
+def test_dry_run_decides_and_writes_nothing(data_dir):
+    backend = InMemoryBackend()
+    backend.objects["t.tsv"] = (data_dir / "t.tsv").read_bytes()
+    result = upload(data_dir, backend, dry_run=True)
+
+    assert result.dry_run and set(statuses(result).values()) == {Status.PLANNED}
+    assert {op.destination: op.action for op in result.ops} == {
+        "a.pmtiles": Action.UPLOAD, "t.tsv": Action.SKIP, "u.tsv": Action.UPLOAD, "catalog.yaml": Action.UPLOAD}
+    assert not any(kind in ("put", "delete", "begin") for kind, _ in backend.events)
+
+
+def test_restart_sends_everything_and_empties_the_remote_where_the_backend_says_so(data_dir):
+    keep = InMemoryBackend()
+    upload(data_dir, keep)
+    keep.objects["other.tsv"] = b"someone's"
+    result = upload(data_dir, keep, restart=True)
+    assert set(statuses(result).values()) == {Status.UPLOADED}
+    assert "other.tsv" in keep.objects
+
+    empty = InMemoryBackend(restart_empties_remote=True)
+    upload(data_dir, empty)
+    empty.objects["old.tsv"] = b"old"
+    result = upload(data_dir, empty, restart=True)
+    assert statuses(result)["old.tsv"] is Status.DELETED
+    assert empty.objects == local_bytes(data_dir)
+    second_run = empty.events[len(empty.events) - 1 - empty.events[::-1].index(("begin", "")):]
+    writes = [kind for kind, _ in second_run if kind in ("put", "delete")]
+    assert writes == ["delete"] * 5 + ["put"] * 4  # the remote is emptied first
+
+
+def test_overwrite_replaces_unchanged_files(data_dir):
+    backend = InMemoryBackend()
+    upload(data_dir, backend)
+    result = upload(data_dir, backend, overwrite=True)
+    assert {op.reason for op in result.ops} == {"--overwrite"}
+    assert all(count == 2 for count in backend.sends.values())
+
+
+def test_a_failed_file_withholds_the_catalog_and_the_others_go_on(data_dir):
+    backend = InMemoryBackend(faults=Faults(refuse={"t.tsv"}))
+    result = upload(data_dir, backend)
+
+    assert result.exit_status is ExitStatus.FILES_FAILED
+    assert set(backend.objects) == {"a.pmtiles", "u.tsv"}
+    assert statuses(result)["catalog.yaml"] is Status.FAILED
+    assert "1 file(s) of this dataset failed" in {op.destination: op for op in result.ops}["catalog.yaml"].error
+    assert backend.sends["t.tsv"] == 1  # a final refusal is not retried
+    assert backend.events[-1] == ("finish", "failed")
+
+
+def test_bytes_that_arrive_wrong_are_sent_again(data_dir):
+    backend = InMemoryBackend(faults=Faults(corrupt={"a.pmtiles": 2}))
+    result = upload(data_dir, backend)
+    assert result.exit_status is ExitStatus.OK
+    assert backend.sends["a.pmtiles"] == 3
+    assert backend.objects["a.pmtiles"] == (data_dir / "a.pmtiles").read_bytes()
+
+
+def test_bytes_that_keep_arriving_wrong_fail_the_file_after_three_attempts(data_dir):
+    backend = InMemoryBackend(faults=Faults(corrupt={"a.pmtiles": 10}))
+    result = upload(data_dir, backend)
+    assert backend.sends["a.pmtiles"] == 3
+    failed = {op.destination: op for op in result.ops}["a.pmtiles"]
+    assert failed.status is Status.FAILED and "verification failed" in failed.error
+    assert "catalog.yaml" not in backend.objects
+
+
+def test_a_file_changed_in_the_remote_before_the_catalog_withholds_it(data_dir):
+    backend = InMemoryBackend()
+
+    def meddle() -> None:
+        backend.objects["t.tsv"] = b"someone else wrote this" * 30
+
+    # Someone else writes just before the listing the runner takes ahead of the catalog.
+    real_remote_files = backend.remote_files
+    calls = []
+
+    def listing_after_meddling(dataset):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 2:
+            meddle()
+        return real_remote_files(dataset)
+
+    backend.remote_files = listing_after_meddling  # type: ignore[method-assign]
+    result = upload(data_dir, backend)
+
+    catalog = {op.destination: op for op in result.ops}["catalog.yaml"]
+    assert catalog.status is Status.FAILED and "not in place as uploaded (e.g. t.tsv)" in catalog.error
+    assert "catalog.yaml" not in backend.objects
+
+
+def test_a_file_changed_on_disk_after_planning_is_not_sent(data_dir):
+    backend = InMemoryBackend()
+    plan = UploadPlan((plan_from_catalog(data_dir, data_dir / "catalog.yaml"),))
+    (data_dir / "u.tsv").write_bytes(b"changed after planning")
+    result = run(plan, backend, RunOptions(n_jobs=2), HashCache(None), lambda b, f: Progress())
+    op = {op.destination: op for op in result.ops}["u.tsv"]
+    assert op.status is Status.FAILED and "changed on disk" in op.error
+    assert "u.tsv" not in backend.objects and "catalog.yaml" not in backend.objects
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl-C", "SIGTERM"])
+def test_an_interrupt_stops_at_once_keeps_finished_files_and_withholds_the_catalog(data_dir, sig):
+    from uploader.cli import _raise_keyboard_interrupt
+
+    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        backend = InMemoryBackend(faults=Faults(slow={"u.tsv": 30.0}))
+        backend.faults.on_send["t.tsv"] = lambda: os.kill(os.getpid(), sig)
+        result = upload(data_dir, backend, n_jobs=1)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+    assert result.interrupted and result.exit_status is ExitStatus.INTERRUPTED
+    assert backend.cancelled
+    assert result.elapsed < 10  # the 30-second send was stopped, not waited for
+    assert "catalog.yaml" not in backend.objects
+    assert statuses(result)["catalog.yaml"] is Status.NOT_RUN
+    assert not any(kind == "finish" for kind, _ in backend.events)
+
+
+def test_collection_datasets_go_under_their_subdirs(tmp_path, data_dir):
+    from uploader.plan import plan_collection
+
+    (tmp_path / "samples.tsv").write_text("data\n")
+    plan = plan_collection(tmp_path, tmp_path / "samples.tsv")
+    backend = InMemoryBackend()
+    result = run(plan, backend, RunOptions(n_jobs=2), HashCache(None), lambda b, f: Progress())
+    assert result.ok
+    assert set(backend.objects) == {"ds/a.pmtiles", "ds/t.tsv", "ds/u.tsv", "ds/catalog.yaml"}

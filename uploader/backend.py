@@ -1,0 +1,78 @@
+"""The contract between the runner and a destination (S3, Zenodo, the tests' in-memory store).
+
+A backend says what is on its remote and carries out single operations; it
+never decides what to skip or replace. Digests are named as in hashing.py
+("md5", "sha256", "md5parts:N", "multipart-etag:N"): a backend reports the
+ones its remote vouches for, the runner computes the same ones locally and
+compares.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from uploader.operations import Operation
+from uploader.plan import Dataset, LocalFile, UploadPlan
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file on the remote, as its listing shows it."""
+
+    name: str  # the destination name (S3 key, Zenodo file name)
+    size: int
+    digests: Mapping[str, str] = field(default_factory=dict)  # what the remote vouches for, by digest name
+    handle: str = ""  # the backend's own reference to it (e.g. a Zenodo file id)
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What the remote says it now holds after a send, and what the backend learnt while sending."""
+
+    size: int
+    digests: Mapping[str, str]  # vouched by the remote, to compare with the local digests
+    sent_digests: Mapping[str, str] = field(default_factory=dict)  # of the bytes sent, computed while sending
+
+
+class Backend(Protocol):
+    """What a destination provides to the runner."""
+
+    # --restart: True empties the remote (a Zenodo draft) before sending; False only re-sends the plan's files.
+    restart_empties_remote: bool
+
+    def destination(self, dataset: Dataset, name: str) -> str:
+        """Where a file of `dataset` called `name` goes (an S3 key, a Zenodo file name)."""
+
+    def digests_to_send(self, file: LocalFile) -> tuple[str, ...]:
+        """The local digests the runner must hand in before `file` is sent (e.g. Content-MD5 of each part)."""
+
+    def check_access(self, plan: UploadPlan, *, dry_run: bool) -> None:
+        """Fail fast (UploaderError) on bad credentials, permissions or destination."""
+
+    def remote_files(self, dataset: Dataset) -> dict[str, RemoteFile]:
+        """What is on the remote where `dataset` goes, by destination name."""
+
+    def digests_on_request(self, remote: RemoteFile) -> dict[str, str]:
+        """Digests that cost a request to learn (e.g. a HEAD's stored SHA-256), when the listing's do not tell."""
+
+    def check_plan(self, ops: list[Operation]) -> None:
+        """Refuse (UploaderError) a plan the remote cannot take (e.g. Zenodo's limits); dry runs too."""
+
+    def begin(self, ops: list[Operation]) -> bool:
+        """Called once before the first write (not in a dry run). True: the remote changed, list it again."""
+
+    def send(self, op: Operation, digests: Mapping[str, str], progress: Callable[[int], None],
+             stop: threading.Event) -> Stored:
+        """Send one file; raise FileUploadError on failure. `digests` holds digests_to_send(op.file)."""
+
+    def delete(self, op: Operation) -> None:
+        """Remove one remote file; raise FileUploadError on failure."""
+
+    def finish(self, ops: list[Operation], *, ok: bool) -> list[str]:
+        """Called after every operation ran (e.g. Zenodo's publish); returns lines for the summary."""
+
+    def cancel(self) -> None:
+        """Stop in-flight transfers promptly and clean up what they leave."""

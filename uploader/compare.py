@@ -1,0 +1,102 @@
+"""Deciding what to send: each planned file against what the remote holds, in one place for every backend.
+
+The rule of "unchanged": the remote copy has the same size and a digest the
+remote vouches for equals the local file's (a same-size change is caught, an
+older mtime fools nothing). The listing's digests are tried first; only when
+they do not settle it is a request spent on more (e.g. a HEAD for the stored
+SHA-256). `--restart` and `--overwrite` are applied here too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from uploader.backend import Backend, RemoteFile
+from uploader.hashing import HashCache, digest_files, digests, is_digest_name
+from uploader.operations import Action, Operation
+from uploader.plan import Dataset, UploadPlan
+
+DIGEST_LABELS = {"md5": "MD5", "sha256": "SHA-256", "multipart-etag": "MD5"}
+
+
+@dataclass(frozen=True)
+class CompareOptions:
+    restart: bool = False  # send every file again
+    overwrite: bool = False  # replace files even when unchanged
+
+
+def decide(plan: UploadPlan, listings: dict[str, dict[str, RemoteFile]], backend: Backend,
+           options: CompareOptions, cache: HashCache, workers: int) -> list[Operation]:
+    """One operation per planned file (and per remote file to delete), in the plan's order.
+
+    `listings` holds the remote files of each dataset, by the dataset's subdir.
+    """
+    ops: list[Operation] = []
+    for dataset in plan.datasets:
+        ops += _dataset_operations(dataset, listings[dataset.subdir], backend, options)
+    same_size = [op for op in ops if op.action is Action.REPLACE and op.reason == SAME_SIZE]
+    _settle_by_content(same_size, backend, cache, workers)
+    return ops
+
+
+SAME_SIZE = "same size"
+
+
+def _dataset_operations(dataset: Dataset, remote: dict[str, RemoteFile], backend: Backend,
+                        options: CompareOptions) -> list[Operation]:
+    ops: list[Operation] = []
+    if options.restart and backend.restart_empties_remote:
+        ops += [Operation(Action.DELETE, dataset, None, name, "--restart: empty the remote first", remote=found)
+                for name, found in remote.items()]
+        remote = {}
+    for file in dataset.all_files:
+        destination = backend.destination(dataset, file.name)
+        found = remote.get(destination)
+        op = Operation(Action.UPLOAD, dataset, file, destination, "new", is_catalog=file is dataset.catalog,
+                       remote=found)
+        if found is None:
+            op.reason = "--restart" if options.restart else "new"
+        elif options.restart or options.overwrite:
+            op.action, op.reason = Action.REPLACE, "--restart" if options.restart else "--overwrite"
+        elif found.size != file.size:
+            op.action, op.reason = Action.REPLACE, f"size differs (remote {found.size:,d} bytes)"
+        else:
+            op.action, op.reason = Action.REPLACE, SAME_SIZE  # settled by content below
+        ops.append(op)
+    return ops
+
+
+def _settle_by_content(ops: list[Operation], backend: Backend, cache: HashCache, workers: int) -> None:
+    """Same size on both sides: skip the file if a digest proves the content equal, else replace it."""
+    jobs = []
+    for op in ops:
+        assert op.file is not None and op.remote is not None
+        vouched = [name for name in op.remote.digests if is_digest_name(name)]
+        jobs.append((op.file, (*backend.digests_to_send(op.file), *vouched)))
+    for op, local in zip(ops, digest_files(jobs, cache, workers), strict=True):
+        op.digests.update(local)
+        assert op.remote is not None
+        proof = _equal_digest(op.remote.digests, local)
+        if proof is None:
+            more = backend.digests_on_request(op.remote)
+            if more:
+                local = op.digests | _local_digests(op, more, cache)
+                proof = _equal_digest(more, local)
+        if proof is not None:
+            op.action, op.reason = Action.SKIP, f"unchanged (same size and {DIGEST_LABELS[proof.split(':')[0]]})"
+        else:
+            op.reason = "content differs (same size)"
+
+
+def _local_digests(op: Operation, remote_digests: Mapping[str, str], cache: HashCache) -> dict[str, str]:
+    assert op.file is not None
+    names = [name for name in remote_digests if is_digest_name(name) and name not in op.digests]
+    found = digests(op.file, names, cache) if names else {}
+    op.digests.update(found)
+    return found
+
+
+def _equal_digest(remote: Mapping[str, str], local: Mapping[str, str]) -> str | None:
+    """The name of a digest both sides have with the same value, if any."""
+    return next((name for name, value in remote.items() if local.get(name) == value), None)

@@ -1,0 +1,67 @@
+"""What a run does with each file, and what became of it: the runner's side of the plan.
+
+The plan (plan.py) says which local files make up a dataset; comparing them
+with the remote (compare.py) turns each into an Operation with an Action and
+a reason. `--dry-run` prints these operations, the runner executes them and
+records each one's Status, and the report and progress display read them.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from uploader.plan import Dataset, LocalFile
+
+if TYPE_CHECKING:
+    from uploader.backend import RemoteFile
+
+
+class Action(enum.Enum):
+    """What a run does with one file, decided by comparing it with the remote."""
+
+    UPLOAD = "upload"  # not there yet
+    REPLACE = "replace"  # there, with other content (or replacing was asked for)
+    SKIP = "skip"  # there and identical
+    DELETE = "delete"  # remove from the remote (e.g. emptying a Zenodo draft with --restart)
+
+
+class Status(enum.Enum):
+    """What became of one operation (the report's `status`)."""
+
+    PLANNED = "planned"  # a dry run: decided, not executed
+    PENDING = "pending"  # not finished yet
+    UPLOADED = "uploaded"
+    SKIPPED = "skipped"
+    DELETED = "deleted"
+    FAILED = "failed"
+    NOT_RUN = "not-run"  # the run was interrupted before it got to this one
+
+
+@dataclass
+class Operation:
+    """One step of the executed plan and, once run, its outcome."""
+
+    action: Action
+    dataset: Dataset
+    file: LocalFile | None  # None for a DELETE of a file that exists only on the remote
+    destination: str  # the S3 key or Zenodo file name
+    reason: str
+    is_catalog: bool = False
+    remote: RemoteFile | None = None  # the remote copy the decision was made against
+    status: Status = Status.PENDING
+    error: str = ""
+    checksum: str = ""  # the digest the report shows, e.g. "sha256:..." or "md5:..."
+    digests: dict[str, str] = field(default_factory=dict)  # the local file's digests, as far as they are known
+
+    @property
+    def size(self) -> int:
+        return self.file.size if self.file else 0
+
+    @property
+    def transfers_bytes(self) -> bool:
+        return self.action in (Action.UPLOAD, Action.REPLACE)
+
+    def fail(self, reason: str) -> None:
+        self.status, self.error = Status.FAILED, reason

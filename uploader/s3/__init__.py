@@ -1,0 +1,1 @@
+"""The S3 backend (upload_aws): the only code that talks to S3."""

@@ -1,0 +1,41 @@
+"""Where an upload_aws run publishes: a bucket, a key prefix, and the key of every file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from uploader.errors import UsageError
+from uploader.plan import Dataset
+
+
+@dataclass(frozen=True)
+class S3Destination:
+    """A bucket and a key prefix (no leading or trailing slash)."""
+
+    bucket: str
+    prefix: str
+
+    @classmethod
+    def parse(cls, uri: str) -> S3Destination:
+        """Parse `s3://bucket[/prefix]`; raise UsageError naming --s3-dir otherwise."""
+        if not uri.startswith("s3://"):
+            raise UsageError(f"--s3-dir {uri}: must look like s3://BUCKET/PREFIX")
+        bucket, _, prefix = uri[len("s3://"):].partition("/")
+        if not (3 <= len(bucket) <= 63) or not all(c.isalnum() or c in ".-_" for c in bucket) \
+                or not bucket[0].isalnum():
+            raise UsageError(f"--s3-dir {uri}: '{bucket}' is not a valid bucket name")
+        prefix = "/".join(part for part in prefix.split("/") if part)
+        if any(part in (".", "..") for part in prefix.split("/")):
+            raise UsageError(f"--s3-dir {uri}: the prefix must not contain '.' or '..' parts")
+        return cls(bucket, prefix)
+
+    def key(self, dataset: Dataset, name: str) -> str:
+        """The object key of a file: exactly <prefix>/<dataset subdir>/<catalog file name>."""
+        return "/".join(part for part in (self.prefix, dataset.subdir, name) if part)
+
+    def dataset_prefix(self, dataset: Dataset) -> str:
+        base = "/".join(part for part in (self.prefix, dataset.subdir) if part)
+        return f"{base}/" if base else ""
+
+    def uri(self, key: str = "") -> str:
+        return f"s3://{self.bucket}/{key or self.prefix}"
