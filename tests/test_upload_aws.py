@@ -556,3 +556,45 @@ def test_small_bodies_go_without_a_100_continue_round_trip(s3, cli_env, monkeypa
     backend.client.put_object(Bucket=s3.bucket, Key=f"{s3.prefix}/big", Body=b"x" * (PART_SIZE + 1))
     assert sent == {"small": None, "big": b"100-continue"}
     assert s3.names() == {"small", "big"}
+
+
+# -- a live dataset is never a mix of versions ----------------------------------------------------
+
+
+def test_a_failed_update_withdraws_the_catalog_instead_of_leaving_it_over_mixed_files(dataset, s3, cli_env):
+    assert upload(dataset, s3, cli_env)[0] == 0
+    old_catalog = s3.get("catalog.yaml")
+    (dataset / "t18-f24-rgb.tsv").write_text("new colours\n")
+    (dataset / "t18-f24-info.tsv").write_text("new info\n")
+    poison_hash_cache(cli_env, dataset / "t18-f24-info.tsv")  # its bytes will never match: BadDigest
+
+    code, output, report = upload(dataset, s3, cli_env)
+
+    assert code == 6, output
+    assert "catalog.yaml" not in s3.names()  # never catalog v1 over one new and one old file
+    assert s3.get("t18-f24-rgb.tsv") == b"new colours\n"
+    assert report["offline"] == [f"{s3.prefix}/catalog.yaml"] and report["ok"] is False
+    assert "offline:" in output and "cannot be opened until a re-run completes" in output
+
+    cache = Path(cli_env["CARTLOAD_UPLOADER_CACHE_DIR"])
+    for item in cache.iterdir():
+        item.unlink()  # the disk fault is gone
+    code, output, report = upload(dataset, s3, cli_env)
+    assert code == 0, output
+    assert s3.get("catalog.yaml") == old_catalog == (dataset / "catalog.yaml").read_bytes()
+    assert s3.get("t18-f24-info.tsv") == b"new info\n"
+
+
+def test_adding_a_file_keeps_the_dataset_online_throughout(dataset, s3, cli_env):
+    assert upload(dataset, s3, cli_env)[0] == 0
+    (dataset / "extra.tsv").write_text("added later\n")
+    catalog = dataset / "catalog.yaml"
+    catalog.write_text(catalog.read_text() + "extra: extra.tsv\n")
+
+    code, output, report = upload(dataset, s3, cli_env, "--dry-run")
+    assert code == 0 and "0 to delete" in output and not any(line.startswith("delete") for line in output.splitlines())
+
+    code, output, report = upload(dataset, s3, cli_env)
+    assert code == 0, output
+    assert not any(entry["action"] == "delete" for entry in report["files"])
+    assert s3.get("catalog.yaml") == catalog.read_bytes()

@@ -86,6 +86,9 @@ def tell_outcome(result: RunResult, quiet: bool, resume_command: str) -> None:
         for line in result.notes:
             say(line)
         say(summary(result))
+    for catalog in result.offline:
+        say(f"offline: {catalog} was withdrawn before files it names were replaced, and the new catalog is not"
+            " published yet: the dataset cannot be opened until a re-run completes")
     if result.interrupted:
         say(f"interrupted: finished files are kept; resume with: {resume_command}")
     elif result.not_published:

@@ -70,6 +70,7 @@ def report_document(result: RunResult, command: str, destination: str) -> dict[s
         "ok": result.ok,
         "interrupted": result.interrupted,
         "not_published": result.not_published,
+        "offline": result.offline,
         "elapsed_seconds": round(result.elapsed, 3),
         "totals": {
             "files": len(files),

@@ -40,6 +40,7 @@ class S3Backend:
     """Publishes an UploadPlan under an S3Destination (see backend.Backend)."""
 
     restart_empties_remote = False  # --restart re-sends the plan's files; other objects stay
+    catalogs_go_live = True  # the viewer reads catalog.yaml the moment it is in the bucket
 
     def __init__(self, destination: S3Destination, settings: S3Settings) -> None:
         self.s3_dir = destination
@@ -82,6 +83,10 @@ class S3Backend:
         stored = head.get("Metadata", {}).get(SHA256_META)
         return {"sha256": stored} if stored else {}
 
+    def read(self, remote: RemoteFile) -> bytes:
+        with uploader_errors_for(f"reading {self.s3_dir.uri(remote.name)}", self.settings):
+            return bytes(self.client.get_object(Bucket=self.s3_dir.bucket, Key=remote.name)["Body"].read())
+
     def check_plan(self, ops: list[Operation]) -> None:
         """Any plan fits in a bucket."""
 
@@ -109,7 +114,10 @@ class S3Backend:
         return self._stored_as_headed(op.destination, file)
 
     def delete(self, op: Operation) -> None:
-        raise FileUploadError("deleting objects is not part of upload_aws")
+        try:
+            self.client.delete_object(Bucket=self.s3_dir.bucket, Key=op.destination)
+        except Exception as exc:
+            raise as_file_upload_error(exc) from None
 
     def finish(self, ops: list[Operation], *, ok: bool) -> list[str]:
         self.writer.close()
