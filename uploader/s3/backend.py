@@ -26,6 +26,7 @@ from uploader.operations import Operation, Status
 from uploader.plan import Dataset, LocalFile, UploadPlan
 from uploader.s3.client import S3Settings, as_file_upload_error, make_client, uploader_errors_for
 from uploader.s3.destination import S3Destination
+from uploader.s3.transport import make_transport
 from uploader.s3.writer import ObjectWriter, is_multipart, part_size
 
 if TYPE_CHECKING:
@@ -46,7 +47,8 @@ class S3Backend:
         self.s3_dir = destination
         self.settings = settings
         self.client: S3Client = make_client(settings)
-        self.writer = ObjectWriter(self.client, destination.bucket, settings.n_jobs)
+        transport = make_transport(self.client, destination.bucket, connections=settings.n_jobs)
+        self.writer = ObjectWriter(self.client, destination.bucket, transport)
         self._planned_keys: set[str] = set()
         self._headers_proven: set[str] = set()  # Content-Types a HEAD showed the store keeps
 
@@ -103,14 +105,14 @@ class S3Backend:
         assert file is not None
         parts = part_size(file.size)
         part_md5s = digests[part_md5_name(parts)].split(",")
-        extra = {"ContentType": content_type(file.name), "Metadata": {SHA256_META: digests["sha256"]}}
+        params = {"ContentType": content_type(file.name), "Metadata": {SHA256_META: digests["sha256"]}}
         try:
-            response = self.writer.put(file, op.destination, extra, part_md5s, progress)
+            sent = self.writer.put(file, op.destination, params, part_md5s, progress, stop)
         except Exception as exc:
             raise as_file_upload_error(exc) from None
         proven = content_type(file.name) in self._headers_proven
-        if response and not _etag_is_opaque(response) and proven and not op.is_catalog:
-            return Stored(file.size, {multipart_etag_name(parts): response.get("ETag", "").strip('"')})
+        if proven and not op.is_catalog and not sent.encryption.startswith("aws:kms"):
+            return Stored(file.size, {multipart_etag_name(parts): sent.etag})
         return self._stored_as_headed(op.destination, file)
 
     def delete(self, op: Operation) -> None:
@@ -120,7 +122,6 @@ class S3Backend:
             raise as_file_upload_error(exc) from None
 
     def finish(self, ops: list[Operation], *, ok: bool) -> list[str]:
-        self.writer.close()
         published = [op.destination for op in ops if op.is_catalog and op.status in (Status.UPLOADED, Status.SKIPPED)]
         return [f"catalog: {self.s3_dir.uri(key)}" for key in published]
 

@@ -128,8 +128,12 @@ def as_file_upload_error(exc: BaseException) -> FileUploadError:
     """A failed transfer of one file, as the runner's FileUploadError (integrity failures are retryable)."""
     import botocore.exceptions as bx
 
+    from uploader.s3.transport import TransportError
+
     if isinstance(exc, FileUploadError):
         return exc
+    if isinstance(exc, TransportError):
+        return FileUploadError(str(exc), retryable=exc.code in INTEGRITY_CODES)
     if isinstance(exc, bx.ClientError):
         code = str(exc.response.get("Error", {}).get("Code", ""))
         # BadDigest: the bytes the server got are not the bytes we hashed; botocore does not retry it.
