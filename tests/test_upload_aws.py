@@ -425,7 +425,7 @@ def directory(dataset: Path, name: str) -> None:
         (["--n-jobs", "many"], ["--n-jobs"]),
         (["--in-list", "x.tsv", "--catalog-yaml", "c.yaml"], ["--catalog-yaml cannot be used with --in-list"]),
         (["--upload-basics-only", "--upload-basemap-only"], ["exclude each other"]),
-        (["--no-such-option"], ["Usage:"]),
+        (["--no-such-option"], ["unknown option --no-such-option", "--help"]),
         (["--endpoint-url", "localhost:9000"], ["--endpoint-url"]),
     ],
 )
