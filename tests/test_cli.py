@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +13,7 @@ import pytest
 from docopt import docopt
 
 import uploader
-from tests.conftest import ENTRYPOINT, REPO, base_env, run_cli
+from tests.conftest import ENTRYPOINT, EXAMPLE, REPO, base_env, run_cli
 from uploader.cli import AWS_USAGE, main
 
 
@@ -124,3 +126,48 @@ def test_installed_console_script_runs_the_same_cli(tmp_path):
     assert script.exists(), "pip install . (make test installs it) provides the cartload-uploader command"
     out = subprocess.run([str(script), "--version"], capture_output=True, text=True, env=base_env(tmp_path))
     assert out.returncode == 0 and out.stdout == f"cartload-uploader {uploader.__version__}\n"
+
+
+# -- --report is written by every run that read its command line, early failures too ------------------
+
+
+def broken_catalog(dataset: Path) -> None:
+    (dataset / "catalog.yaml").write_text("assets: [unclosed\n")
+
+
+@pytest.mark.parametrize(("extra", "env", "edit", "status", "error"), [
+    ([], {}, None, 3, "no AWS credentials found"),
+    ([], {"AWS_ACCESS_KEY_ID": "AKIATEST", "AWS_SECRET_ACCESS_KEY": "secret-key", "AWS_MAX_ATTEMPTS": "1"}, None,
+     4, "cannot reach"),
+    ([], {}, broken_catalog, 2, "catalog is not valid YAML"),
+    (["--n-jobs", "lots"], {}, None, 2, "--n-jobs lots: must be a whole number"),
+], ids=["no-credentials", "unreachable", "bad-catalog", "bad-value"])
+def test_an_early_failure_still_writes_the_report(tmp_path, extra, env, edit, status, error):
+    dataset = tmp_path / "data"
+    shutil.copytree(EXAMPLE, dataset)
+    if edit:
+        edit(dataset)
+    report = tmp_path / "report.json"
+    environment = base_env(tmp_path) | {"AWS_ENDPOINT_URL_S3": "http://127.0.0.1:1"} | env
+
+    result = run_cli("upload_aws", "--in-dir", dataset, "--s3-dir", "s3://my-bucket/lung", "--report", report,
+                     *extra, env=environment)
+
+    assert result.code == status, result.output
+    document = json.loads(report.read_text())
+    assert document["ok"] is False
+    assert document["exit_status"] == status
+    assert error in document["error"] and "\n" not in document["error"]
+    assert document["error"] in result.stderr
+    assert document["files"] == [] and document["totals"]["uploaded"] == 0
+    assert "secret-key" not in report.read_text()
+
+
+def test_an_early_failure_with_report_to_stdout(tmp_path):
+    result = run_cli("upload_zenodo", "--in-dir", tmp_path, "--zenodo-id", "1", "--report", "-",
+                     env=base_env(tmp_path))
+
+    assert result.code == 2
+    document = json.loads(result.stdout)
+    assert document["ok"] is False and document["exit_status"] == 2
+    assert document["error"].startswith("no Zenodo token")

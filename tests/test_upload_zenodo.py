@@ -217,9 +217,30 @@ def test_empty_or_missing_token_file(zenodo, zenodo_env, dataset, tmp_path):
 def test_wrong_token(zenodo, zenodo_env, dataset, tmp_path):
     wrong = tmp_path / "wrong"
     wrong.write_text("not-the-token")
-    result = upload(zenodo, zenodo_env, wrong, dataset, *METADATA)
+    report = tmp_path / "report.json"
+    result = upload(zenodo, zenodo_env, wrong, dataset, *METADATA, "--report", str(report))
     assert_nothing_created(result, zenodo, 3, "refused access", "deposit:write")
     assert "not-the-token" not in result.output
+    document = json.loads(report.read_text())
+    assert document["ok"] is False and document["exit_status"] == 3 and "refused access" in document["error"]
+    assert "not-the-token" not in report.read_text()
+
+
+def test_token_file_from_a_windows_editor_is_read_right(zenodo, zenodo_env, dataset, tmp_path):
+    saved = tmp_path / "token-notepad.txt"
+    saved.write_bytes(f"\ufeff {zenodo.token} \r\n".encode())
+    saved.chmod(0o600)
+    result = upload(zenodo, zenodo_env, saved, dataset, *METADATA)
+    assert result.code == 0, result.output
+    assert len(zenodo.files(only_deposition(zenodo)["id"])) == 21
+
+
+def test_token_file_with_two_lines_is_refused(zenodo, zenodo_env, dataset, tmp_path):
+    two = tmp_path / "two-tokens.txt"
+    two.write_text(f"{zenodo.token}\nsomething-else\n")
+    result = upload(zenodo, zenodo_env, two, dataset, *METADATA)
+    assert_nothing_created(result, zenodo, 2, "holds 2 non-empty lines", "put only the token in it")
+    assert "something-else" not in result.output
 
 
 def test_unknown_deposition_id(zenodo, zenodo_env, token_file, dataset):

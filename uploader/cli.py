@@ -310,6 +310,8 @@ def main(argv: list[str] | None = None, invoked_as: str | None = None) -> int:
     command = argv[0] if argv and argv[0] in COMMANDS else None
     words = argv[1:]
     help_hint = f"Run '{invoked_as or (f'{PROGRAM} {command}' if command else PROGRAM)} --help'"
+    resume = resume_command(command, words, invoked_as) if command else ""
+    args: dict[str, Any] = {}  # once the command line is read: --report is written whatever happens next
     try:
         if command is None:
             return _top_level(argv)
@@ -320,17 +322,35 @@ def main(argv: list[str] | None = None, invoked_as: str | None = None) -> int:
             print(f"{PROGRAM} {__version__}")
             return ExitStatus.OK
         args = read_command_line(SPECS[command], words)
-        return COMMANDS[command](args, resume_command(command, words, invoked_as))
-    except UsageError as exc:
-        _print_error(exc)
-        print(help_hint, file=sys.stderr)
-        return exc.exit_status
+        return COMMANDS[command](args, resume)
     except UploaderError as exc:
         _print_error(exc)
+        if isinstance(exc, UsageError):
+            print(help_hint, file=sys.stderr)
+        _report_failure(args, resume, exc.exit_status, exc.message)
         return exc.exit_status
     except KeyboardInterrupt:
-        print("interrupted before any upload started; nothing was changed", file=sys.stderr)
+        message = "interrupted before any upload started; nothing was changed"
+        print(message, file=sys.stderr)
+        _report_failure(args, resume, ExitStatus.INTERRUPTED, message, interrupted=True)
         return ExitStatus.INTERRUPTED
+
+
+def _report_failure(args: dict[str, Any], resume: str, status: int, message: str, *, interrupted: bool = False) -> None:
+    """--report FILE for a run that stopped early: ok false, the exit status and the error, for CI to read."""
+    if not args.get("--report"):
+        return
+    from pathlib import Path
+
+    from uploader.report import failure_document, write_report
+
+    document = failure_document(resume, status, message, dry_run=bool(args.get("--dry-run")),
+                                interrupted=interrupted)
+    try:
+        write_report(Path(args["--report"]), document)
+    except UsageError as exc:
+        if not message.startswith("--report"):  # else the user was just told
+            print(f"error: {exc}", file=sys.stderr)
 
 
 def _top_level(argv: list[str]) -> int:

@@ -10,15 +10,19 @@ a new shared option is its line in cli.COMMON_OPTIONS and its field here.
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from uploader.catalog import Group
-from uploader.errors import UsageError
+from uploader.errors import InputError, UsageError
 from uploader.plan import ALL_GROUPS, CATALOG_NAME
+
+log = logging.getLogger("uploader")
 
 MAX_JOBS = 64
 
@@ -232,20 +236,47 @@ def _metadata(args: dict[str, Any], *, new_deposition: bool) -> dict[str, Any]:
 
 
 def read_zenodo_token(path: str | None) -> str:
-    """The token from --zenodo-token FILE (whitespace stripped), else $ZENODO_TOKEN."""
+    """The token from --zenodo-token FILE, else $ZENODO_TOKEN; never echoed, not even in part.
+
+    A file saved by a Windows editor (UTF-8 BOM, CRLF) or with spaces around the
+    token is read as the token alone; a file with two non-empty lines is refused
+    rather than guessed at.
+    """
     if path:
-        try:
-            token = Path(path).read_text(encoding="utf-8").strip()
-        except FileNotFoundError:
-            raise UsageError(f"--zenodo-token {path}: file not found") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"--zenodo-token {path}: cannot read it ({getattr(exc, 'strerror', None) or exc})") \
-                from None
-        if not token:
-            raise UsageError(f"--zenodo-token {path}: the file is empty; put the token in it")
-        return token
-    token = os.environ.get(ZENODO_TOKEN_ENV, "").strip()
-    if not token:
+        return _one_token(_read_token_file(Path(path)), f"--zenodo-token {path}")
+    text = os.environ.get(ZENODO_TOKEN_ENV, "")
+    if not text.strip():
         raise UsageError("no Zenodo token: pass --zenodo-token FILE (a file holding the token)"
                          f" or set {ZENODO_TOKEN_ENV}")
+    return _one_token(text, ZENODO_TOKEN_ENV)
+
+
+def _read_token_file(path: Path) -> str:
+    where = f"--zenodo-token {path}"
+    try:
+        data = path.read_bytes()
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise InputError([f"{where}: file not found"]) from None
+    except OSError as exc:
+        raise InputError([f"{where}: cannot read it ({exc.strerror or exc.__class__.__name__})"]) from None
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        # As ssh does for a private key: say so, and go on.
+        log.warning("warning: %s is readable by other users (mode %s); make it private: chmod 600 %s",
+                    where, oct(stat.S_IMODE(mode))[2:].zfill(4), path)
+    try:
+        return data.decode("utf-8-sig")  # -sig: a byte-order mark is not part of the token
+    except UnicodeDecodeError:
+        raise InputError([f"{where}: is not a text file; put only the token in it"]) from None
+
+
+def _one_token(text: str, where: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise InputError([f"{where}: the file is empty; put the token in it"])
+    if len(lines) > 1:
+        raise InputError([f"{where}: holds {len(lines)} non-empty lines; put only the token in it, on one line"])
+    token = lines[0]
+    if not token.isprintable() or any(character.isspace() for character in token):
+        raise InputError([f"{where}: the token contains spaces or control characters; put only the token in it"])
     return token
