@@ -57,6 +57,10 @@ Environment:
   CARTLOAD_UPLOADER_DEBUG=1     show tracebacks for errors too
   AWS_*                         the usual AWS settings: profile, keys, endpoint, CA bundle, retries
   ZENODO_TOKEN                  the Zenodo token, when --zenodo-token FILE is not given
+  CARTLOAD_UPLOADER_ZENODO_URL  the Zenodo API root, when neither --zenodo-url nor --sandbox is given
+
+Also installed as the commands upload_aws and upload_zenodo (the same as
+'cartload-uploader upload_aws' and 'cartload-uploader upload_zenodo').
 """
 
 # The options both commands share: one line here and one field in settings.CommonSettings.
@@ -68,6 +72,9 @@ COMMON_OPTIONS = """Common options:
   --report FILE           Write a JSON report of every file's outcome ('-' for stdout).
   --quiet                 Print only errors.
   --no-progress           No progress bar or progress lines.
+  --no-markers            Write no marker files (cartload.aws.done, <file>.zenodo.done, ...) in
+                          --in-dir. By default they are written after a successful upload, where
+                          cartloader writes them, so that its pipeline skips a finished upload.
   -h --help               Show this help.
 """
 
@@ -88,10 +95,11 @@ Options:
   --upload-basics-only    Upload only the basic files and the catalog.
   --upload-optional-only  Upload only the optional files (UMAP, alias).
   --upload-basemap-only   Upload only the extra basemaps (histology, ...).
-  --n-jobs N              Requests in flight at once (default: 8).
+  --n-jobs N              Requests in flight at once, 1 to 256 (default: 8).
   --profile NAME          AWS profile (default: AWS_PROFILE, else the default chain).
   --endpoint-url URL      S3-compatible endpoint (default: AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL).
   --aws PATH              Accepted for cartloader compatibility and ignored: no AWS CLI is needed.
+  --makefn FILE           Accepted for cartloader compatibility and ignored: no Makefile is written.
 
 """ + COMMON_OPTIONS
 
@@ -102,27 +110,36 @@ replaced; catalog.yaml comes last. Nothing is published unless --publish is
 given and every file succeeded.
 
 Usage:
-  cartload-uploader upload_zenodo --in-dir DIR [options] [--creators NAME]... [--files <name>...]
+  cartload-uploader upload_zenodo --in-dir DIR [options] [--creators NAME]... [--files NAME]... [--in-list NAME]...
   cartload-uploader upload_zenodo (-h | --help)
 
+Several values may follow one --creators or --files, as cartloader takes them
+(--creators 'Doe, Jane' 'Roe, Rick'), and either may be repeated.
+
 Options:
-  --zenodo-token FILE           A file holding the Zenodo token (default: $ZENODO_TOKEN).
+  --zenodo-token FILE           A file holding the Zenodo token, on one line (default: $ZENODO_TOKEN).
+  --token-file FILE             Deprecated: the same as --zenodo-token.
   --zenodo-id ID                Upload into this deposition: a draft is used as it is; a published
                                 record gets a new version (or its open new-version draft).
   --zenodo-deposition-id ID     The same as --zenodo-id.
   --upload-method METHOD        catalog: the catalog's files and catalog.yaml; all: every regular file
-                                in --in-dir; files: the names after --files (default: catalog).
-  --files                       Followed by the file names, with --upload-method files.
+                                in --in-dir; files: the names given with --files (default: catalog,
+                                which never sweeps logs and Makefiles into a public record;
+                                cartloader's default is all). user_list: deprecated, as files.
+  --files NAME                  With --upload-method files: a file directly inside --in-dir, by its
+                                name or its absolute path.
+  --in-list NAME                Deprecated: with --upload-method user_list, the same as --files.
   --title TEXT                  Title (needed for a new deposition).
-  --creators NAME               "Family, Given"; repeat it (or separate with ;) for several.
-  --description TEXT            Description (HTML allowed; needed to publish).
+  --creators NAME               "Family, Given" (or several separated with ;).
+  --description TEXT            Description (HTML allowed). A new deposition without one gets
+                                cartloader's "No description provided." so that it can be published.
   --upload-type TYPE            dataset, software, publication, poster, presentation, image, video,
                                 lesson, physicalobject or other (default for a new deposition: dataset).
   --publish                     Publish once every file succeeded (default: leave a draft to review).
   --overwrite                   Replace files of the same name even when unchanged.
   --zenodo-url URL              API root (default: https://zenodo.org/api).
   --sandbox                     Use Zenodo's sandbox (https://sandbox.zenodo.org/api).
-  --n-jobs N                    Files uploaded at once (default: 4).
+  --n-jobs N                    Files uploaded at once, 1 to 256 (default: 4).
 
 """ + COMMON_OPTIONS
 
@@ -196,6 +213,7 @@ def read_command_line(spec: CommandSpec, words: list[str]) -> dict[str, Any]:
     Raises UsageError naming the first problem: an unknown option (with the closest valid
     one), a missing value, an option given twice, a stray argument, a missing required option.
     """
+    words = spread_multi_values(words, spec.multi_value)
     given: dict[str, list[str]] = {}
     stray: list[tuple[str, str]] = []  # (the word, the option or command just before it)
     last_option = ""
@@ -207,10 +225,7 @@ def read_command_line(spec: CommandSpec, words: list[str]) -> dict[str, Any]:
             stray.extend((rest, "--") for rest in words[index:])
             break
         if not _is_option_word(word):
-            if last_option in spec.multi_value and not stray:
-                given[last_option].append(word)
-            else:
-                stray.append((word, last_option))
+            stray.append((word, last_option))
             continue
         name, has_value, value = word.partition("=")
         option = spec.options.get(name)
@@ -239,6 +254,33 @@ def read_command_line(spec: CommandSpec, words: list[str]) -> dict[str, Any]:
         raise UsageError(f"this command line does not match the usage of {spec.name}") from None
 
 
+def spread_multi_values(words: list[str], multi_value: frozenset[str]) -> list[str]:
+    """Several values after one option, as cartloader's argparse takes them (nargs='+'), as docopt reads them.
+
+    `--creators 'Doe, Jane' 'Roe, Rick' --files a b` becomes `--creators 'Doe, Jane'
+    --creators 'Roe, Rick' --files a --files b`: docopt cannot express several values after
+    one option, and without this the second creator would be dropped or become a file name.
+    The values end at the next option, as in argparse.
+    """
+    spread: list[str] = []
+    repeating = ""  # the multi-value option whose values are being read
+    first_value_due = False
+    for index, word in enumerate(words):
+        if word == "--":
+            spread.extend(words[index:])
+            break
+        if _is_option_word(word):
+            name, inline, _ = word.partition("=")
+            repeating = name if name in multi_value else ""
+            first_value_due = bool(repeating) and not inline
+        elif repeating and not first_value_due:
+            spread.append(repeating)
+        else:
+            first_value_due = False
+        spread.append(word)
+    return spread
+
+
 def _is_option_word(word: str) -> bool:
     return word.startswith("-") and len(word) > 1 and not _is_number(word)
 
@@ -253,7 +295,7 @@ def _is_number(word: str) -> bool:
 
 def _check_counts(spec: CommandSpec, given: dict[str, list[str]]) -> None:
     for name, values in given.items():
-        if len(values) > 1 and name not in spec.repeatable and name not in spec.multi_value:
+        if len(values) > 1 and name not in spec.repeatable:
             shown = f" ({', '.join(values)})" if all(values) else ""
             raise UsageError(f"{name} is given {len(values)} times{shown}; give it once")
 
@@ -286,7 +328,9 @@ def _asks_for_help(words: list[str]) -> bool:
 
 SPECS: dict[str, CommandSpec] = {
     "upload_aws": CommandSpec.from_usage("upload_aws", AWS_USAGE),
-    "upload_zenodo": CommandSpec.from_usage("upload_zenodo", ZENODO_USAGE, multi_value=frozenset({"--files"})),
+    # cartloader's upload_zenodo declares these with nargs='+' (--in-list in its older versions).
+    "upload_zenodo": CommandSpec.from_usage("upload_zenodo", ZENODO_USAGE,
+                                            multi_value=frozenset({"--creators", "--files", "--in-list"})),
 }
 
 COMMANDS: dict[str, Callable[[dict[str, Any], str], int]] = {
