@@ -455,3 +455,13 @@ def resume_command(command: str, words: list[str], invoked_as: str | None = None
         else:
             head = [os.path.basename(program), command]
     return shlex.join(head + [word for word in words if word != "--restart"])
+
+
+def upload_aws_main() -> int:
+    """The `upload_aws` command: `cartload-uploader upload_aws` under cartloader's name."""
+    return main(["upload_aws", *sys.argv[1:]], invoked_as="upload_aws")
+
+
+def upload_zenodo_main() -> int:
+    """The `upload_zenodo` command: `cartload-uploader upload_zenodo` under cartloader's name."""
+    return main(["upload_zenodo", *sys.argv[1:]], invoked_as="upload_zenodo")
