@@ -116,3 +116,19 @@ def test_the_commands_under_cartloaders_names(command, tmp_path):
     assert wrong.returncode == 2
     assert wrong.stderr.splitlines() == ["error: unknown option --n-job (did you mean --n-jobs?)",
                                          f"Run '{command} --help'"]
+
+
+def test_the_readme_recipe_sets_up_the_stand_in(tmp_path):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Inside cartloader's pipeline", 1)[1]
+    recipe = section.split("```", 2)[1].strip().splitlines()
+    setup = [line.split("  #")[0] for line in recipe if not line.startswith("cartloader ") and not line.startswith(" ")]
+    assert setup[0].startswith("mkdir") and setup[1].startswith("ln -sf") and setup[2].startswith("export PATH=")
+    env = base_env(tmp_path) | {"HOME": str(tmp_path), "PATH": f"{BIN}{os.pathsep}/usr/bin{os.pathsep}/bin"}
+
+    script = "\n".join([*setup, "command -v cartloader", "cartloader upload_zenodo --version"])
+    result = subprocess.run(["/bin/sh", "-ec", script], env=env, capture_output=True, text=True, timeout=60)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [f"{tmp_path}/cartload-shim/cartloader",
+                                          f"cartload-uploader {uploader.__version__}"]
