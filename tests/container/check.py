@@ -67,6 +67,8 @@ def main(image: str, version: str) -> None:
         check(result.returncode == 0 and len(keys) == 21 and "demo/catalog.yaml" in keys,
               f"upload_aws as uid {UID} with HOME unset: {len(keys)} objects", result)
         check("hash cache off" in result.stderr, "says that the hash cache is off", result)
+        check("marker files could not be written" in result.stderr and "Read-only file system" in result.stderr,
+              "a read-only /data: uploaded, with one notice about cartloader's marker files", result)
 
         token = "container-check-token"
         mock = serve(tokens=[token])
