@@ -69,7 +69,8 @@ COMMON_OPTIONS = """Common options:
   --catalog-yaml FILE     The catalog (default: <in-dir>/catalog.yaml).
   --dry-run               Print what would be uploaded, replaced, skipped or deleted; change nothing.
   --restart               Upload every file again, even those already there.
-  --report FILE           Write a JSON report of every file's outcome ('-' for stdout).
+  --report FILE           Write a JSON report of every file's outcome ('-' for stdout); written
+                          by every run, also one that stops before any upload (ok: false).
   --quiet                 Print only errors.
   --no-progress           No progress bar or progress lines.
   --no-markers            Write no marker files (cartload.aws.done, <file>.zenodo.done, ...) in
@@ -137,7 +138,8 @@ Options:
                                 lesson, physicalobject or other (default for a new deposition: dataset).
   --publish                     Publish once every file succeeded (default: leave a draft to review).
   --overwrite                   Replace files of the same name even when unchanged.
-  --zenodo-url URL              API root (default: https://zenodo.org/api).
+  --zenodo-url URL              API root (default: $CARTLOAD_UPLOADER_ZENODO_URL, else
+                                https://zenodo.org/api).
   --sandbox                     Use Zenodo's sandbox (https://sandbox.zenodo.org/api).
   --n-jobs N                    Files uploaded at once, 1 to 256 (default: 4).
 
