@@ -211,4 +211,5 @@ def zenodo_env(tmp_path: Path, zenodo: MockZenodo) -> dict[str, str]:
 def token_file(tmp_path: Path, zenodo: MockZenodo) -> Path:
     path = tmp_path / "zenodo-token.txt"
     path.write_text(f"  {zenodo.token}\n")
+    path.chmod(0o600)  # as the README asks: others reading it get a warning
     return path

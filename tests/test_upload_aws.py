@@ -153,6 +153,7 @@ def test_upload_groups(dataset, s3, cli_env):
     code, _, _ = upload(dataset, s3, cli_env, "--upload-basemap-only")
     assert code == 0
     assert s3.names() == {"histology.pmtiles"}
+    assert markers(dataset) == {"histology.pmtiles.aws.done"}  # each group marks only itself, as in cartloader
 
     code, _, _ = upload(dataset, s3, cli_env, "--upload-optional-only")
     assert code == 0
@@ -162,6 +163,7 @@ def test_upload_groups(dataset, s3, cli_env):
     code, _, _ = upload(dataset, s3, cli_env, "--upload-basics-only")
     assert code == 0
     assert s3.names() == catalog_files(dataset) | {"catalog.yaml"}
+    assert len(markers(dataset)) == 7 and "cartload.aws.done" in markers(dataset)
 
 
 def test_endpoint_option_and_custom_catalog_path(dataset, s3, cli_env, s3_server):
@@ -429,7 +431,7 @@ def directory(dataset: Path, name: str) -> None:
         (["--n-jobs", "many"], ["--n-jobs"]),
         (["--in-list", "x.tsv", "--catalog-yaml", "c.yaml"], ["--catalog-yaml cannot be used with --in-list"]),
         (["--upload-basics-only", "--upload-basemap-only"], ["exclude each other"]),
-        (["--no-such-option"], ["Usage:"]),
+        (["--no-such-option"], ["unknown option --no-such-option", "--help"]),
         (["--endpoint-url", "localhost:9000"], ["--endpoint-url"]),
     ],
 )
@@ -597,3 +599,54 @@ def test_the_boto3_engine_uploads_and_verifies_the_same(tmp_path, dataset, s3, c
     poison_hash_cache(env, dataset / "t18-f24-rgb.tsv")  # the bytes sent will not match the Content-MD5
     code, output, _ = upload(dataset, s3, env)
     assert code == 6 and "BadDigest" in output  # refused by the store; the catalog was withdrawn meanwhile
+
+
+# -- cartloader's marker files ----------------------------------------------------------------------
+
+OPTIONAL = {"t18-f24-umap.tsv.gz", "t18-f24.umap.png", "t18-f24.umap.single.prob.png", "t18-f24-umap.pmtiles",
+            "t18-f24-alias.tsv"}
+
+
+def markers(directory: Path) -> set[str]:
+    return {path.name for path in directory.iterdir() if path.name.endswith(".aws.done")}
+
+
+def test_markers_are_written_after_success_where_cartloader_writes_them(dataset, s3, cli_env):
+    code, output, _ = upload(dataset, s3, cli_env)
+
+    assert code == 0, output
+    assert markers(dataset) == {"cartload.aws.done", "histology.pmtiles.aws.done"} | {
+        f"{name}.aws.done" for name in OPTIONAL}
+    assert all((dataset / name).stat().st_size == 0 for name in markers(dataset))
+    assert s3.names() == catalog_files(dataset) | {"catalog.yaml"}  # never uploaded themselves
+
+
+def test_no_markers_for_a_dry_run_a_failure_or_with_no_markers(dataset, s3, cli_env, s3_server):
+    assert run_cli("upload_aws", "--in-dir", dataset, "--s3-dir", s3.uri, "--dry-run", env=cli_env).code == 0
+    assert markers(dataset) == set()
+
+    reader = s3_server.reader
+    if reader is not None:  # a read-only identity: refused before anything is sent
+        env = cli_env | {"AWS_ACCESS_KEY_ID": reader.access_key, "AWS_SECRET_ACCESS_KEY": reader.secret_key}
+        assert run_cli("upload_aws", "--in-dir", dataset, "--s3-dir", s3.uri, env=env).code == 3
+        assert markers(dataset) == set()
+
+    result = run_cli("upload_aws", "--in-dir", dataset, "--s3-dir", s3.uri, "--no-markers", env=cli_env)
+    assert result.code == 0, result.output
+    assert markers(dataset) == set()
+    assert s3.names() == catalog_files(dataset) | {"catalog.yaml"}
+
+
+def test_a_read_only_in_dir_uploads_with_one_notice_and_no_markers(dataset, s3, cli_env):
+    # A read-only bind mount, as `docker run -v DIR:/data:ro` or Apptainer give (root ignores chmod).
+    read_only = ['mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"', "sh", str(dataset)]
+    result = subprocess.run(["unshare", "--map-root-user", "--mount", "sh", "-c", *read_only, sys.executable,
+                             str(ENTRYPOINT), "upload_aws", "--in-dir", str(dataset), "--s3-dir", s3.uri],
+                            env=cli_env, capture_output=True, text=True, timeout=300, cwd=REPO)
+
+    assert result.returncode == 0, result.stderr
+    assert s3.names() == catalog_files(dataset) | {"catalog.yaml"}
+    assert markers(dataset) == set()
+    notices = [line for line in result.stderr.splitlines() if "marker" in line]
+    assert len(notices) == 1 and "Read-only file system" in notices[0], result.stderr
+    assert "mount --in-dir writable" in notices[0] and "Traceback" not in result.stderr

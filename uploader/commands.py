@@ -11,6 +11,7 @@ import sys
 from uploader.backend import Backend
 from uploader.errors import ExitStatus
 from uploader.hashing import HashCache
+from uploader.markers import marker_paths, write_markers
 from uploader.plan import UploadPlan, plan_collection, plan_from_catalog, plan_from_names, regular_files_in
 from uploader.progress import progress_factory
 from uploader.report import failure_lines, print_plan, report_document, summary, write_report
@@ -30,11 +31,9 @@ def upload_aws(settings: AwsSettings, resume_command: str) -> ExitStatus:
         plan = plan_collection(common.in_dir, settings.in_list, settings.groups)
     else:
         plan = UploadPlan((plan_from_catalog(common.in_dir, common.catalog_path, settings.groups),))
-    if settings.aws_cli and not common.quiet:
-        say(f"note: --aws {settings.aws_cli} is not needed: uploads go through boto3, no AWS CLI is used")
     backend = S3Backend(destination, S3Settings(settings.profile, settings.endpoint_url, common.n_jobs))
     return execute(plan, backend, common, RunOptions(common.n_jobs, common.dry_run, common.restart),
-                   resume_command, destination.uri())
+                   resume_command, destination.uri(), notes=settings.notes, markers="aws")
 
 
 def upload_zenodo(settings: ZenodoCommandSettings, resume_command: str) -> ExitStatus:
@@ -55,12 +54,19 @@ def upload_zenodo(settings: ZenodoCommandSettings, resume_command: str) -> ExitS
     ))
     options = RunOptions(common.n_jobs, common.dry_run, common.restart, overwrite=settings.overwrite)
     where = f"{settings.api_url} deposition {settings.deposition_id or '(new)'}"
-    return execute(UploadPlan((dataset,)), backend, common, options, resume_command, where)
+    # cartloader marks only its catalog method's uploads (its pipeline's), and so do we.
+    markers = "zenodo" if settings.upload_method == "catalog" else ""
+    return execute(UploadPlan((dataset,)), backend, common, options, resume_command, where, notes=settings.notes,
+                   markers=markers)
 
 
 def execute(plan: UploadPlan, backend: Backend, common: CommonSettings, options: RunOptions, resume_command: str,
-            destination: str) -> ExitStatus:
-    """Run a plan against a backend and tell the user what happened; the shared tail of every command."""
+            destination: str, *, notes: tuple[str, ...] = (), markers: str = "") -> ExitStatus:
+    """Run a plan against a backend and tell the user what happened; the shared tail of every command.
+
+    `notes` are told with the summary; `markers` names cartloader's marker files to write after
+    a success ('aws', 'zenodo', or '' for none).
+    """
     cache = HashCache.default()
     if cache.notice and not common.quiet:
         say(f"note: {cache.notice}")
@@ -69,10 +75,18 @@ def execute(plan: UploadPlan, backend: Backend, common: CommonSettings, options:
         result = run(plan, backend, options, cache, progress_factory(common.quiet, common.no_progress))
     finally:
         cache.close()
+    result.notes[:0] = [f"note: {note}" for note in notes]
+    if markers and result.ok and not result.dry_run and not common.no_markers:
+        notice = write_markers(marker_paths(plan, markers))
+        if notice:
+            result.notes.append(notice)
     if common.report:
         write_report(common.report, report_document(result, resume_command, destination))
     if result.dry_run:
         print_plan(result.ops)
+        if not common.quiet:
+            for line in result.notes:
+                say(line)
     else:
         tell_outcome(result, common.quiet, resume_command)
     return result.exit_status

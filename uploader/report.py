@@ -62,12 +62,17 @@ def report_document(result: RunResult, command: str, destination: str) -> dict[s
         }
         for op in result.ops
     ]
+    failed = result.count(Status.FAILED)
+    error = result.not_published or ("interrupted" if result.interrupted else "") \
+        or (f"{failed} file(s) failed; the catalog was not published" if failed else "")
     return {
         "tool": f"cartload-uploader {__version__}",
         "command": command,
         "destination": destination,
         "dry_run": result.dry_run,
         "ok": result.ok,
+        "exit_status": int(result.exit_status),
+        "error": error,
         "interrupted": result.interrupted,
         "not_published": result.not_published,
         "offline": result.offline,
@@ -80,6 +85,33 @@ def report_document(result: RunResult, command: str, destination: str) -> dict[s
         },
         "notes": result.notes,
         "files": files,
+    }
+
+
+def failure_document(command: str, exit_status: int, message: str, *, dry_run: bool = False,
+                     interrupted: bool = False) -> dict[str, Any]:
+    """The --report JSON of a run that stopped before any file was sent (bad input, credentials, remote).
+
+    Shaped like report_document's, so that a CI step reads `ok`, `exit_status` and `error` either way.
+    """
+    problems = message.splitlines() or [""]
+    more = f" (and {len(problems) - 1} more problem(s): see 'problems')" if len(problems) > 1 else ""
+    return {
+        "tool": f"cartload-uploader {__version__}",
+        "command": command,
+        "destination": "",
+        "dry_run": dry_run,
+        "ok": False,
+        "exit_status": exit_status,
+        "error": problems[0] + more,
+        "problems": problems,
+        "interrupted": interrupted,
+        "not_published": "",
+        "elapsed_seconds": 0.0,
+        "totals": {"files": 0, "bytes": 0, "bytes_uploaded": 0,
+                   **{status.value: 0 for status in Status if status is not Status.PENDING}},
+        "notes": [],
+        "files": [],
     }
 
 

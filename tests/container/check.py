@@ -22,9 +22,10 @@ DATASET = REPO / "examples" / "humanlung-demo"
 UID = "4242:4242"  # not the image's own user: any uid must work
 
 
-def run_image(image: str, args: list[str], env: dict[str, str], mounts: list[str]) -> subprocess.CompletedProcess[str]:
+def run_image(image: str, args: list[str], env: dict[str, str], mounts: list[str],
+              entrypoint: list[str] | None = None) -> subprocess.CompletedProcess[str]:
     inspected = json.loads(subprocess.check_output(["buildah", "inspect", "--type", "image", image], text=True))
-    entrypoint = inspected["OCIv1"]["config"]["Entrypoint"]
+    entrypoint = entrypoint or inspected["OCIv1"]["config"]["Entrypoint"]
     container = subprocess.check_output(["buildah", "from", "--quiet", image], text=True).strip()
     try:
         command = ["buildah", "run", "--isolation", "chroot", "--user", UID]
@@ -51,6 +52,9 @@ def main(image: str, version: str) -> None:
     check(result.returncode == 0 and result.stdout == f"cartload-uploader {version}\n", "--version", result)
     result = run_image(image, ["--help"], {}, [])
     check(result.returncode == 0 and "upload_zenodo" in result.stdout, "--help", result)
+    for command in ("upload_aws", "upload_zenodo"):  # cartloader's names, as commands of their own
+        result = run_image(image, ["--version"], {}, [], entrypoint=[command])
+        check(result.returncode == 0 and result.stdout == f"cartload-uploader {version}\n", command, result)
 
     with tempfile.TemporaryDirectory() as work, SeaweedFS(Path(work) / "s3") as s3:
         client = s3.client()
@@ -63,6 +67,8 @@ def main(image: str, version: str) -> None:
         check(result.returncode == 0 and len(keys) == 21 and "demo/catalog.yaml" in keys,
               f"upload_aws as uid {UID} with HOME unset: {len(keys)} objects", result)
         check("hash cache off" in result.stderr, "says that the hash cache is off", result)
+        check("marker files could not be written" in result.stderr and "Read-only file system" in result.stderr,
+              "a read-only /data: uploaded, with one notice about cartloader's marker files", result)
 
         token = "container-check-token"
         mock = serve(tokens=[token])
