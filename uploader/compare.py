@@ -83,10 +83,14 @@ def _settle_by_content(ops: list[Operation], backend: Backend, cache: HashCache,
             if more:
                 local = op.digests | _local_digests(op, more, cache)
                 proof = _equal_digest(more, local)
-        if proof is not None:
-            op.action, op.reason = Action.SKIP, f"unchanged (same size and {DIGEST_LABELS[proof.split(':')[0]]})"
-        else:
+        if proof is None:
             op.reason = "content differs (same size)"
+        elif not op.file.unchanged_on_disk():
+            # The local digest may be the cache's, for the file as planned: it proves nothing about
+            # the file now. Sending it again finds the change (and fails it: re-run).
+            op.reason = "changed on disk since it was planned"
+        else:
+            op.action, op.reason = Action.SKIP, f"unchanged (same size and {DIGEST_LABELS[proof.split(':')[0]]})"
 
 
 def _local_digests(op: Operation, remote_digests: Mapping[str, str], cache: HashCache) -> dict[str, str]:
