@@ -99,6 +99,17 @@ def dataset(tmp_path: Path) -> Path:
     return target
 
 
+@pytest.fixture(scope="session")
+def no_locks_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/no_locks.c built: LD_PRELOAD it to make file locks fail under a directory, as on a broken NFS."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    assert compiler, "a C compiler (cc) is needed to simulate a file system without working locks"
+    built = tmp_path_factory.mktemp("no-locks") / "no_locks.so"
+    source = Path(__file__).with_name("no_locks.c")
+    subprocess.run([compiler, "-shared", "-fPIC", "-O2", "-o", str(built), str(source), "-ldl"], check=True)
+    return built
+
+
 @dataclass
 class CliResult:
     code: int

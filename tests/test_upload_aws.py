@@ -261,6 +261,35 @@ def test_works_without_a_writable_cache_directory(dataset, s3, cli_env, tmp_path
     assert "catalog.yaml" in s3.names()
 
 
+def test_a_damaged_hash_cache_is_moved_aside_once_and_the_next_run_is_served_from_the_new_one(dataset, s3, cli_env):
+    cache = Path(cli_env["CARTLOAD_UPLOADER_CACHE_DIR"])
+    cache.mkdir(parents=True)
+    (cache / "hashes.sqlite3").write_bytes(b"\x00garbage" * 500)
+
+    first = run_cli("upload_aws", "--in-dir", dataset, "--s3-dir", s3.uri, env=cli_env)
+
+    assert first.code == 0, first.output
+    assert first.stderr.count("was damaged") == 1 and "started a new one" in first.stderr
+    assert "cannot write" not in first.stderr and "hash cache off" not in first.stderr
+    assert (cache / "hashes.sqlite3.damaged").exists()
+    second = run_cli("upload_aws", "--in-dir", dataset, "--s3-dir", s3.uri, "--dry-run", env=cli_env)
+    assert second.code == 0 and "hash cache" not in second.stderr
+
+
+def test_a_cache_on_a_file_system_without_working_locks_is_off_with_one_notice(dataset, s3, cli_env,
+                                                                              no_locks_library):
+    env = cli_env | {"LD_PRELOAD": str(no_locks_library), "NO_LOCKS_UNDER": cli_env["CARTLOAD_UPLOADER_CACHE_DIR"]}
+    started = time.monotonic()
+
+    result = run_cli("upload_aws", "--in-dir", dataset, "--s3-dir", s3.uri, env=env)
+
+    assert result.code == 0, result.output
+    assert time.monotonic() - started < 25  # not the 30 s SQLite waits on a lock it takes for busy
+    assert result.stderr.count("hash cache") == 1 and "file locks do not work" in result.stderr
+    assert s3.get("genes_all.pmtiles") == (dataset / "genes_all.pmtiles").read_bytes()
+    assert "catalog.yaml" in s3.names()
+
+
 def test_log_output_is_plain_lines_when_not_a_terminal(dataset, s3, cli_env):
     result = run_cli("upload_aws", "--in-dir", dataset, "--s3-dir", s3.uri, env=cli_env)
 
