@@ -76,7 +76,7 @@ def _settle_by_content(ops: list[Operation], backend: Backend, cache: HashCache,
         jobs.append((op.file, (*backend.digests_to_send(op.file), *vouched)))
     for op, local in zip(ops, digest_files(jobs, cache, workers), strict=True):
         op.digests.update(local)
-        assert op.remote is not None
+        assert op.remote is not None and op.file is not None
         proof = _equal_digest(op.remote.digests, local)
         if proof is None:
             more = backend.digests_on_request(op.remote)
