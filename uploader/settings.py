@@ -238,6 +238,8 @@ def read_zenodo_token(path: str | None) -> str:
             token = Path(path).read_text(encoding="utf-8").strip()
         except FileNotFoundError:
             raise UsageError(f"--zenodo-token {path}: file not found") from None
+        except PermissionError:
+            raise UsageError(unreadable_token_file(path)) from None
         except (OSError, UnicodeDecodeError) as exc:
             raise UsageError(f"--zenodo-token {path}: cannot read it ({getattr(exc, 'strerror', None) or exc})") \
                 from None
@@ -249,3 +251,15 @@ def read_zenodo_token(path: str | None) -> str:
         raise UsageError("no Zenodo token: pass --zenodo-token FILE (a file holding the token)"
                          f" or set {ZENODO_TOKEN_ENV}")
     return token
+
+
+def unreadable_token_file(path: str) -> str:
+    """Who cannot read the token file and the fix (typically a `chmod 600` file mounted into a container run as
+    another uid)."""
+    try:
+        info = os.stat(path)
+        owner = f" (owner uid {info.st_uid}, mode {info.st_mode & 0o777:o})"
+    except OSError:
+        owner = ""
+    return (f"--zenodo-token {path}: not readable by uid {os.getuid()}{owner}; run as the file's owner"
+            f" (docker run --user \"$(id -u):$(id -g)\"), or pass the token in {ZENODO_TOKEN_ENV} instead")
