@@ -14,13 +14,15 @@ COPY pyproject.toml README.md entrypoint.py ./
 COPY uploader ./uploader
 # The command is entrypoint.py, run isolated (-I): a host's PYTHONPATH, PYTHONHOME, PYTHONUSERBASE or
 # virtualenv (Apptainer passes the host environment in) cannot change which code runs; AWS_* still pass.
-# (-u: -I ignores PYTHONUNBUFFERED too.)
+# (-u: -I ignores PYTHONUNBUFFERED too.) The bytecode is checked by hash, not by the source's mtime,
+# which copying between stages may shift: stale .pyc files were recompiled on every run (written into
+# the image by root, in memory by everyone else).
 RUN /opt/cartload-uploader/bin/pip install --no-deps . \
  && sed '1s|^#!.*|#!/opt/cartload-uploader/bin/python -Iu|' entrypoint.py >/opt/cartload-uploader/bin/cartload-uploader \
  && chmod 755 /opt/cartload-uploader/bin/cartload-uploader \
  && /opt/cartload-uploader/bin/pip install --quiet --target /opt/test-tools pytest==9.2.0 \
  && /opt/cartload-uploader/bin/pip uninstall --yes pip \
- && /opt/cartload-uploader/bin/python -m compileall -q /opt/cartload-uploader
+ && /opt/cartload-uploader/bin/python -m compileall -q -f --invalidation-mode unchecked-hash /opt/cartload-uploader
 
 FROM ${BASE_IMAGE} AS runtime
 ARG VERSION=unknown
