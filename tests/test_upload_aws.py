@@ -224,8 +224,14 @@ def test_bytes_that_differ_from_the_hashed_ones_are_rejected_and_catalog_withhel
     result = run_cli("upload_aws", "--in-dir", data_dir, "--s3-dir", s3.uri, env=cli_env)
 
     assert result.code == 1, result.output
-    assert "genes_all.pmtiles" in result.stderr and "BadDigest" in result.stderr
-    assert s3.names() == {"small.tsv"}  # the other file went on; the catalog is withheld
+    if s3.server.kind == "moto":
+        # moto's server does not check a part's Content-MD5 (AWS, MinIO and SeaweedFS answer BadDigest):
+        # the parts are stored, and the check after upload (the ETag against the digests) refuses them.
+        assert "genes_all.pmtiles: verification failed: the remote's multipart-etag" in result.stderr
+        assert s3.names() == {"small.tsv", "genes_all.pmtiles"}  # no catalog names the unverified object
+    else:
+        assert "genes_all.pmtiles" in result.stderr and "BadDigest" in result.stderr
+        assert s3.names() == {"small.tsv"}  # the other file went on; the catalog is withheld
     assert s3.multipart_uploads() == []
     resume = next(line for line in result.stderr.splitlines() if "resume with:" in line)
     assert resume.endswith(f"upload_aws --in-dir {data_dir} --s3-dir {s3.uri}")
@@ -482,6 +488,7 @@ def test_missing_credentials(dataset, s3, cli_env):
     assert_refused(result, s3, 3, "no AWS credentials")
 
 
+@pytest.mark.identities
 def test_wrong_secret(dataset, s3, cli_env):
     result = run_cli("upload_aws", "--in-dir", dataset, "--s3-dir", s3.uri,
                      env=cli_env | {"AWS_SECRET_ACCESS_KEY": "wrong-secret"})
@@ -516,6 +523,7 @@ def test_profile_from_aws_config_files(dataset, s3, cli_env, s3_server):
     assert "catalog.yaml" in s3.names()
 
 
+@pytest.mark.identities
 def test_read_only_credentials_are_refused_up_front(dataset, s3, cli_env, s3_server: S3Server):
     if s3_server.reader is None:
         pytest.fail("this S3 server has no read-only identity: set S3_READER_ACCESS_KEY_ID/S3_READER_SECRET_ACCESS_KEY")
