@@ -176,6 +176,7 @@ def test_filesystem_type_is_read_from_the_longest_matching_mount(tmp_path):
     assert filesystem_type(Path("/x"), tmp_path / "no-such-file") == ""
 
 
+@pytest.mark.lock_faults
 def test_a_cache_where_file_locks_fail_is_off_with_one_notice_at_once(tmp_path, no_locks_library):
     import subprocess
     import sys

@@ -282,6 +282,7 @@ def test_a_damaged_hash_cache_is_moved_aside_once_and_the_next_run_is_served_fro
     assert second.code == 0 and "hash cache" not in second.stderr
 
 
+@pytest.mark.lock_faults
 def test_a_cache_on_a_file_system_without_working_locks_is_off_with_one_notice(dataset, s3, cli_env,
                                                                               no_locks_library):
     env = cli_env | {"LD_PRELOAD": str(no_locks_library), "NO_LOCKS_UNDER": cli_env["CARTLOAD_UPLOADER_CACHE_DIR"]}
