@@ -171,3 +171,48 @@ def test_an_early_failure_with_report_to_stdout(tmp_path):
     document = json.loads(result.stdout)
     assert document["ok"] is False and document["exit_status"] == 2
     assert document["error"].startswith("no Zenodo token")
+
+
+def test_home_is_the_image_home_only_when_unset_or_root(tmp_path):
+    from entrypoint import home_for_any_uid
+
+    image_home = tmp_path / "home-uploader"
+    image_home.mkdir()
+    assert home_for_any_uid({}, image_home) == str(image_home)  # some schedulers give no HOME
+    assert home_for_any_uid({"HOME": "/"}, image_home) == str(image_home)  # docker run --user UID
+    assert home_for_any_uid({"HOME": ""}, image_home) == str(image_home)
+    assert home_for_any_uid({"HOME": "/home/jane"}, image_home) is None  # Apptainer binds the host's HOME: kept
+    assert home_for_any_uid({"HOME": "/"}, tmp_path / "no-such-home") is None  # outside the image: untouched
+
+
+def test_a_token_file_the_user_cannot_read_says_which_uid_and_the_fix(tmp_path):
+    import os
+    import shutil
+    import tempfile
+
+    shared = Path(tempfile.mkdtemp(prefix="token-", dir="/tmp"))  # traversable by another uid
+    shared.chmod(0o755)
+    token = shared / "zenodo-token"
+    token.write_text("secret-token-value\n")
+    token.chmod(0o600)
+    args = ["upload_zenodo", "--in-dir", str(REPO / "examples" / "humanlung-demo"), "--zenodo-token", str(token),
+            "--zenodo-id", "1", "--dry-run"]
+    uid = os.getuid()
+    if os.geteuid() == 0:  # root reads every file: become another uid, as a container run with --user is
+        os.chown(token, 4343, 4343)
+        uid = 4242
+    # The modules are loaded first: this Python's own files need not be readable by that uid.
+    code = ("import os, sys, runpy, pkgutil, importlib.machinery;"
+            "import uploader.cli, uploader.settings, uploader.commands, uploader.zenodo.backend;"
+            f"os.geteuid() == 0 and (os.setgroups([]), os.setgid({uid}), os.setuid({uid}));"
+            "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
+    try:
+        done = subprocess.run([sys.executable, "-c", code, str(ENTRYPOINT), *args], capture_output=True, text=True,
+                              env=base_env(tmp_path), cwd=REPO, timeout=60)
+    finally:
+        shutil.rmtree(shared)
+    line = done.stderr.strip()
+    assert done.returncode == 2, line
+    assert line.startswith(f"error: --zenodo-token {token}: not readable by uid {uid} ("), line
+    assert "mode 600" in line and "--user" in line and "ZENODO_TOKEN" in line
+    assert "secret-token-value" not in done.stderr and "Traceback" not in done.stderr

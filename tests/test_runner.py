@@ -202,6 +202,25 @@ def test_a_file_changed_on_disk_after_planning_is_not_sent(data_dir):
     assert "u.tsv" not in backend.objects and "catalog.yaml" not in backend.objects
 
 
+def test_a_cached_digest_never_skips_a_file_that_changed_since_it_was_planned(data_dir, tmp_path):
+    """The cache answers for the file as planned; a file rewritten since then (same size) is not skipped."""
+    backend = InMemoryBackend()
+    cache = HashCache(tmp_path / "cache")
+    plan = UploadPlan((plan_from_catalog(data_dir, data_dir / "catalog.yaml"),))
+    assert run(plan, backend, RunOptions(n_jobs=2), cache, lambda b, f: Progress()).ok
+    planned_again = UploadPlan((plan_from_catalog(data_dir, data_dir / "catalog.yaml"),))
+    (data_dir / "t.tsv").write_bytes(b"T" + (b"t.tsv" * 100)[1:])  # same size, new content, after planning
+
+    result = run(planned_again, backend, RunOptions(n_jobs=2), cache, lambda b, f: Progress())
+
+    op = {op.destination: op for op in result.ops}["t.tsv"]
+    assert op.action is Action.REPLACE and op.reason == "changed on disk since it was planned"
+    assert op.status is Status.FAILED and "changed on disk" in op.error
+    assert result.exit_status is ExitStatus.FILES_FAILED  # not "skipped", not published over the old bytes
+    assert statuses(result)["a.pmtiles"] is Status.SKIPPED
+    assert backend.objects["t.tsv"] == b"t.tsv" * 100  # the old bytes stay, and the run says so
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl-C", "SIGTERM"])
 def test_an_interrupt_stops_at_once_keeps_finished_files_and_withholds_the_catalog(data_dir, sig):
     from uploader.cli import _raise_keyboard_interrupt

@@ -84,17 +84,21 @@ def _settle_by_content(ops: list[Operation], backend: Backend, cache: HashCache,
         jobs.append((op.file, (*backend.digests_to_send(op.file), *vouched)))
     for op, local in zip(ops, digest_files(jobs, cache, workers), strict=True):
         op.digests.update(local)
-        assert op.remote is not None
+        assert op.remote is not None and op.file is not None
         proof = _equal_digest(op.remote.digests, local)
         if proof is None:
             more = backend.digests_on_request(op.remote)
             if more:
                 local = op.digests | _local_digests(op, more, cache)
                 proof = _equal_digest(more, local)
-        if proof is not None:
-            op.action, op.reason = Action.SKIP, f"unchanged (same size and {DIGEST_LABELS[proof.split(':')[0]]})"
-        else:
+        if proof is None:
             op.reason = "content differs (same size)"
+        elif not op.file.unchanged_on_disk():
+            # The local digest may be the cache's, for the file as planned: it proves nothing about
+            # the file now. Sending it again finds the change (and fails it: re-run).
+            op.reason = "changed on disk since it was planned"
+        else:
+            op.action, op.reason = Action.SKIP, f"unchanged (same size and {DIGEST_LABELS[proof.split(':')[0]]})"
 
 
 def _local_digests(op: Operation, remote_digests: Mapping[str, str], cache: HashCache) -> dict[str, str]:
@@ -116,7 +120,9 @@ WITHDRAWN = "withdrawn first: files it names are replaced; published again last"
 def _withdraw_live_catalog(ops: list[Operation], backend: Backend) -> list[Operation]:
     """Prepend the withdrawal of a live catalog whose files this run replaces or deletes."""
     catalog = next((op for op in ops if op.is_catalog), None)
-    changing = {op.destination for op in ops if op.action in (Action.REPLACE, Action.DELETE) and not op.is_catalog}
+    # A file that changed on disk since it was planned will not be sent (the runner fails it): it changes nothing.
+    changing = {op.destination for op in ops if op.action in (Action.REPLACE, Action.DELETE) and not op.is_catalog
+                and (op.file is None or op.file.unchanged_on_disk())}
     if catalog is None or catalog.remote is None or not changing:
         return ops
     named = file_names_in(backend.read(catalog.remote))

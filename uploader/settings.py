@@ -315,6 +315,8 @@ def _read_token_file(path: Path) -> str:
         mode = path.stat().st_mode
     except FileNotFoundError:
         raise InputError([f"{where}: file not found"]) from None
+    except PermissionError:
+        raise InputError([unreadable_token_file(str(path))]) from None
     except OSError as exc:
         raise InputError([f"{where}: cannot read it ({exc.strerror or exc.__class__.__name__})"]) from None
     if mode & (stat.S_IRGRP | stat.S_IROTH):
@@ -337,3 +339,15 @@ def _one_token(text: str, where: str) -> str:
     if not token.isprintable() or any(character.isspace() for character in token):
         raise InputError([f"{where}: the token contains spaces or control characters; put only the token in it"])
     return token
+
+
+def unreadable_token_file(path: str) -> str:
+    """Who cannot read the token file and the fix (typically a `chmod 600` file mounted into a container run as
+    another uid)."""
+    try:
+        info = os.stat(path)
+        owner = f" (owner uid {info.st_uid}, mode {info.st_mode & 0o777:o})"
+    except OSError:
+        owner = ""
+    return (f"--zenodo-token {path}: not readable by uid {os.getuid()}{owner}; run as the file's owner"
+            f" (docker run --user \"$(id -u):$(id -g)\"), or pass the token in {ZENODO_TOKEN_ENV} instead")
