@@ -96,7 +96,8 @@ Options:
   --upload-basics-only    Upload only the basic files and the catalog.
   --upload-optional-only  Upload only the optional files (UMAP, alias).
   --upload-basemap-only   Upload only the extra basemaps (histology, ...).
-  --n-jobs N              Requests in flight at once, 1 to 256 (default: 8).
+  --n-jobs N              Requests in flight at once, 1 to 256 (default: 64; large files keep 8 parts in
+                          flight whatever this is, so memory stays bounded).
   --profile NAME          AWS profile (default: AWS_PROFILE, else the default chain).
   --endpoint-url URL      S3-compatible endpoint (default: AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL).
   --aws PATH              Accepted for cartloader compatibility and ignored: no AWS CLI is needed.

@@ -29,6 +29,7 @@ from uploader.progress import Progress
 
 INTEGRITY_ATTEMPTS = 3  # a file whose bytes arrived wrong is sent again; HTTP-level retries are the backend's
 CANCEL_GRACE_SECONDS = 60
+LISTINGS_AT_ONCE = 8
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,10 @@ def run(plan: UploadPlan, backend: Backend, options: RunOptions, cache: HashCach
 
 
 def _decide(plan: UploadPlan, backend: Backend, options: RunOptions, cache: HashCache) -> list[Operation]:
-    listings = {dataset.subdir: backend.remote_files(dataset) for dataset in plan.datasets}
+    # A collection's datasets are listed side by side: each listing is a round trip or more.
+    with ThreadPoolExecutor(min(len(plan.datasets), LISTINGS_AT_ONCE), thread_name_prefix="list") as pool:
+        listings = dict(zip((d.subdir for d in plan.datasets), pool.map(backend.remote_files, plan.datasets),
+                            strict=True))
     ops = decide(plan, listings, backend, CompareOptions(restart=options.restart, overwrite=options.overwrite),
                  cache, options.n_jobs)
     backend.check_plan(ops)

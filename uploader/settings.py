@@ -134,7 +134,7 @@ def positive_int(text: str, option: str, maximum: int) -> int:
 # -- upload_aws -----------------------------------------------------------------------------
 
 
-AWS_DEFAULTS = {"n_jobs": 8}
+AWS_DEFAULTS = {"n_jobs": 64}  # many small requests in flight: a WAN round trip each
 GROUP_FLAGS = {"--upload-basics-only": Group.BASICS, "--upload-optional-only": Group.OPTIONAL,
                "--upload-basemap-only": Group.BASEMAP}
 

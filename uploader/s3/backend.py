@@ -16,13 +16,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from uploader.backend import RemoteFile, Stored
 from uploader.content_types import content_type
 from uploader.errors import FileUploadError
 from uploader.hashing import multipart_etag_name, part_md5_name
-from uploader.operations import Operation, Status
+from uploader.operations import Action, Operation, Status
 from uploader.plan import Dataset, LocalFile, UploadPlan
 from uploader.s3.client import S3Settings, as_file_upload_error, make_client, uploader_errors_for
 from uploader.s3.destination import S3Destination
@@ -61,11 +62,7 @@ class S3Backend:
         return "sha256", part_md5_name(part_size(file.size))
 
     def check_access(self, plan: UploadPlan, *, dry_run: bool) -> None:
-        bucket = self.s3_dir.bucket
-        with uploader_errors_for(f"bucket '{bucket}'", self.settings):
-            self.client.head_bucket(Bucket=bucket)
-        if not dry_run:
-            self._probe_write()
+        """The first listing is the check: a missing bucket or refused read says so there, at no extra request."""
 
     def remote_files(self, dataset: Dataset) -> dict[str, RemoteFile]:
         prefix = self.s3_dir.dataset_prefix(dataset)
@@ -95,8 +92,14 @@ class S3Backend:
     # -- writing --------------------------------------------------------------------------
 
     def begin(self, ops: list[Operation]) -> bool:
+        """Before the first write: prove write access and clear what killed runs left, side by side."""
+        if all(op.action is Action.SKIP for op in ops):
+            return False  # nothing will be written: no request needed
         self._planned_keys = {op.destination for op in ops}
-        self._abort_stale_uploads()
+        with ThreadPoolExecutor(2, thread_name_prefix="begin") as pool:
+            probe = pool.submit(self._probe_write)
+            pool.submit(self._abort_stale_uploads)
+            probe.result()  # a refusal here stops the run before gigabytes are sent
         return False
 
     def send(self, op: Operation, digests: Mapping[str, str], progress: Callable[[int], None],
