@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from uploader.backend import RemoteFile, Stored
+from uploader.backend import RemoteFile, SendsInThreads, Stored
 from uploader.errors import FileUploadError
 from uploader.operations import Operation
 from uploader.plan import Dataset, LocalFile, UploadPlan
@@ -30,7 +30,7 @@ class Faults:
     on_send: dict[str, Callable[[], None]] = field(default_factory=dict)  # run just before storing
 
 
-class InMemoryBackend:
+class InMemoryBackend(SendsInThreads):
     """A remote that is a dict of name -> bytes (see backend.Backend)."""
 
     def __init__(self, *, restart_empties_remote: bool = False, catalogs_go_live: bool = True,

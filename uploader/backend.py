@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -70,9 +71,13 @@ class Backend(Protocol):
     def begin(self, ops: list[Operation]) -> bool:
         """Called once before the first write (not in a dry run). True: the remote changed, list it again."""
 
-    def send(self, op: Operation, digests: Mapping[str, str], progress: Callable[[int], None],
-             stop: threading.Event) -> Stored:
-        """Send one file; raise FileUploadError on failure. `digests` holds digests_to_send(op.file)."""
+    def start_send(self, op: Operation, digests: Mapping[str, str], progress: Callable[[int], None],
+                   stop: threading.Event) -> Future[Stored]:
+        """Start sending one file; the Future ends with what the remote stored, or a FileUploadError.
+
+        `digests` holds digests_to_send(op.file). A backend whose sends block can start them with
+        SendsInThreads.
+        """
 
     def delete(self, op: Operation) -> None:
         """Remove one remote file; raise FileUploadError on failure."""
@@ -82,3 +87,19 @@ class Backend(Protocol):
 
     def cancel(self) -> None:
         """Stop in-flight transfers promptly and clean up what they leave."""
+
+
+class SendsInThreads:
+    """start_send for a backend whose `send` blocks: each send runs in a thread of the backend's own pool."""
+
+    send_threads = 4
+
+    def send(self, op: Operation, digests: Mapping[str, str], progress: Callable[[int], None],
+             stop: threading.Event) -> Stored:
+        raise NotImplementedError
+
+    def start_send(self, op: Operation, digests: Mapping[str, str], progress: Callable[[int], None],
+                   stop: threading.Event) -> Future[Stored]:
+        if getattr(self, "_send_pool", None) is None:
+            self._send_pool = ThreadPoolExecutor(self.send_threads, thread_name_prefix="send")
+        return self._send_pool.submit(self.send, op, digests, progress, stop)

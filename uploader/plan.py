@@ -13,6 +13,7 @@ import re
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from uploader.catalog import Catalog, Group, load_catalog
@@ -39,6 +40,11 @@ class LocalFile:
     def identity(self) -> tuple[int, int, int, int]:
         """What must be unchanged for a cached digest (and a planned upload) to stay valid."""
         return (self.size, self.mtime_ns, self.ctime_ns, self.inode)
+
+    @cached_property
+    def cache_key(self) -> tuple[str, str]:
+        """(path, identity) as the hash cache stores them; asked for several times per file, made once."""
+        return str(self.path), ":".join(map(str, self.identity))
 
     def unchanged_on_disk(self) -> bool:
         """True while the file on disk is still the one that was planned (and hashed)."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from uploader.backend import RemoteFile, Stored
@@ -27,7 +27,7 @@ from uploader.operations import Action, Operation, Status
 from uploader.plan import Dataset, LocalFile, UploadPlan
 from uploader.s3.client import S3Settings, as_file_upload_error, make_client, uploader_errors_for
 from uploader.s3.destination import S3Destination
-from uploader.s3.transport import make_transport
+from uploader.s3.transport import Sent, make_transport
 from uploader.s3.writer import ObjectWriter, is_multipart, part_size
 
 if TYPE_CHECKING:
@@ -50,8 +50,15 @@ class S3Backend:
         self.client: S3Client = make_client(settings)
         transport = make_transport(self.client, destination.bucket, connections=settings.n_jobs)
         self.writer = ObjectWriter(self.client, destination.bucket, transport)
+        # Multipart uploads and sends verified by a HEAD wait for their answers in these threads.
+        self._waiting = ThreadPoolExecutor(settings.n_jobs, thread_name_prefix="s3-send")
         self._planned_keys: set[str] = set()
-        self._headers_proven: set[str] = set()  # Content-Types a HEAD showed the store keeps
+        self._bucket_there: Future[None] | None = None
+        self._ready_to_write: Future[None] | None = None
+        # A HEAD of the first object of each Content-Type proves the store keeps our headers; until it
+        # has, the others of that type wait for it (the proof), then go out verified by their ETags.
+        self._proofs: dict[str, Future[Stored]] = {}
+        self._proofs_lock = threading.Lock()
 
     # -- what is there --------------------------------------------------------------------
 
@@ -62,9 +69,25 @@ class S3Backend:
         return "sha256", part_md5_name(part_size(file.size))
 
     def check_access(self, plan: UploadPlan, *, dry_run: bool) -> None:
-        """The first listing is the check: a missing bucket or refused read says so there, at no extra request."""
+        """Checks that go on beside the first listing (round trips on a WAN): the bucket, then writing."""
+        self._bucket_there = self._waiting.submit(self._check_bucket)
+        if not dry_run:
+            self._planned_keys = {self.destination(dataset, file.name)
+                                  for dataset in plan.datasets for file in dataset.all_files}
+            self._ready_to_write = self._waiting.submit(self._prepare_to_write)
 
     def remote_files(self, dataset: Dataset) -> dict[str, RemoteFile]:
+        listing = self._list(dataset)
+        if self._bucket_there is not None:
+            self._bucket_there.result()  # some stores list a missing bucket as empty
+        return listing
+
+    def _check_bucket(self) -> None:
+        bucket = self.s3_dir.bucket
+        with uploader_errors_for(f"bucket '{bucket}'", self.settings):
+            self.client.head_bucket(Bucket=bucket)
+
+    def _list(self, dataset: Dataset) -> dict[str, RemoteFile]:
         prefix = self.s3_dir.dataset_prefix(dataset)
         found: dict[str, RemoteFile] = {}
         with uploader_errors_for(f"listing {self.s3_dir.uri(prefix)}", self.settings):
@@ -92,31 +115,73 @@ class S3Backend:
     # -- writing --------------------------------------------------------------------------
 
     def begin(self, ops: list[Operation]) -> bool:
-        """Before the first write: prove write access and clear what killed runs left, side by side."""
-        if all(op.action is Action.SKIP for op in ops):
-            return False  # nothing will be written: no request needed
-        self._planned_keys = {op.destination for op in ops}
-        with ThreadPoolExecutor(2, thread_name_prefix="begin") as pool:
-            probe = pool.submit(self._probe_write)
-            pool.submit(self._abort_stale_uploads)
-            probe.result()  # a refusal here stops the run before gigabytes are sent
+        """Before the first write: the write probe started at check_access must have passed."""
+        if any(op.action is not Action.SKIP for op in ops) and self._ready_to_write is not None:
+            self._ready_to_write.result()  # a refusal stops the run before gigabytes are sent
         return False
 
-    def send(self, op: Operation, digests: Mapping[str, str], progress: Callable[[int], None],
-             stop: threading.Event) -> Stored:
+    def _prepare_to_write(self) -> None:
+        """Prove write access and clear what killed runs left, side by side with the listing."""
+        assert self._bucket_there is not None
+        self._bucket_there.result()  # a write to a missing bucket may create it on some stores
+        with ThreadPoolExecutor(1, thread_name_prefix="clean-up") as pool:
+            pool.submit(self._abort_stale_uploads)
+            self._probe_write()
+
+    def start_send(self, op: Operation, digests: Mapping[str, str], progress: Callable[[int], None],
+                   stop: threading.Event) -> Future[Stored]:
+        """A small file goes out without a thread of ours once its Content-Type is proven; the rest wait in one."""
         file = op.file
         assert file is not None
         parts = part_size(file.size)
         part_md5s = digests[part_md5_name(parts)].split(",")
-        params = {"ContentType": content_type(file.name), "Metadata": {SHA256_META: digests["sha256"]}}
+        kind = content_type(file.name)
+        params: dict[str, Any] = {"ContentType": kind, "Metadata": {SHA256_META: digests["sha256"]}}
+        if op.is_catalog:
+            return self._waiting.submit(self._send_and_check, op, params, part_md5s, progress, stop, True)
+        with self._proofs_lock:
+            proof = self._proofs.get(kind)
+            if proof is None or (proof.done() and proof.exception() is not None):
+                proof = self._waiting.submit(self._send_and_check, op, params, part_md5s, progress, stop, True)
+                self._proofs[kind] = proof
+                return proof
+        if not proof.done():
+            stored: Future[Stored] = Future()
+            proof.add_done_callback(lambda _: _forward(self.start_send(op, digests, progress, stop), stored))
+            return stored
+        if is_multipart(file.size):
+            return self._waiting.submit(self._send_and_check, op, params, part_md5s, progress, stop, False)
+        stored = Future()
+        sending = self.writer.start_single(file, op.destination, params, part_md5s[0], progress)
+        sending.add_done_callback(lambda sent: self._settle(op, sent, stored))
+        return stored
+
+    def _settle(self, op: Operation, sending: Future[Sent], stored: Future[Stored]) -> None:
+        """In the transport's thread: what a single PUT stored, by its ETag (a HEAD where the ETag is no MD5)."""
+        assert op.file is not None
+        try:
+            sent = sending.result()
+        except Exception as exc:
+            stored.set_exception(as_file_upload_error(exc))
+            return
+        if sent.encryption.startswith("aws:kms"):  # SSE-KMS: the ETag is no MD5; only a HEAD tells
+            headed = self._waiting.submit(self._stored_as_headed, op.destination, op.file)
+            headed.add_done_callback(lambda done: _copy_outcome(done, stored))
+            return
+        stored.set_result(Stored(op.file.size, {multipart_etag_name(part_size(op.file.size)): sent.etag}))
+
+    def _send_and_check(self, op: Operation, params: dict[str, Any], part_md5s: list[str],
+                        progress: Callable[[int], None], stop: threading.Event, head: bool) -> Stored:
+        """Send and wait; what a HEAD shows when asked for (or the ETag is no MD5), else the ETag."""
+        file = op.file
+        assert file is not None
         try:
             sent = self.writer.put(file, op.destination, params, part_md5s, progress, stop)
         except Exception as exc:
             raise as_file_upload_error(exc) from None
-        proven = content_type(file.name) in self._headers_proven
-        if proven and not op.is_catalog and not sent.encryption.startswith("aws:kms"):
-            return Stored(file.size, {multipart_etag_name(parts): sent.etag})
-        return self._stored_as_headed(op.destination, file)
+        if head or sent.encryption.startswith("aws:kms"):
+            return self._stored_as_headed(op.destination, file)
+        return Stored(file.size, {multipart_etag_name(part_size(file.size)): sent.etag})
 
     def delete(self, op: Operation) -> None:
         try:
@@ -125,6 +190,8 @@ class S3Backend:
             raise as_file_upload_error(exc) from None
 
     def finish(self, ops: list[Operation], *, ok: bool) -> list[str]:
+        if self._ready_to_write is not None:
+            self._ready_to_write.exception()  # a run with nothing to write still lets the probe clean up
         published = [op.destination for op in ops if op.is_catalog and op.status in (Status.UPLOADED, Status.SKIPPED)]
         return [f"catalog: {self.s3_dir.uri(key)}" for key in published]
 
@@ -155,7 +222,6 @@ class S3Backend:
             problems.append(f"unexpected Content-Encoding {head['ContentEncoding']!r}")
         if problems:
             raise FileUploadError(f"verification failed: {'; '.join(problems)}", retryable=True)
-        self._headers_proven.add(content_type(file.name))
         vouched = {"sha256": head.get("Metadata", {}).get(SHA256_META, "")}
         if not _etag_is_opaque(head):  # with SSE-KMS or SSE-C the ETag is not an MD5
             vouched[multipart_etag_name(part_size(file.size))] = head.get("ETag", "").strip('"')
@@ -199,3 +265,17 @@ def _etag_is_opaque(response: Any) -> bool:
     """With SSE-KMS or SSE-C the ETag is not the MD5 of the content."""
     return str(response.get("ServerSideEncryption", "")).startswith("aws:kms") \
         or bool(response.get("SSECustomerAlgorithm"))
+
+
+def _forward(source: Future[Stored], target: Future[Stored]) -> None:
+    """`target` ends as `source` will (without waiting for it here)."""
+    source.add_done_callback(lambda done: _copy_outcome(done, target))
+
+
+def _copy_outcome(source: Future[Stored], target: Future[Stored]) -> None:
+    """Once `source` is done: the same result or error in `target`."""
+    error = source.exception()
+    if error is not None:
+        target.set_exception(error)
+    else:
+        target.set_result(source.result())

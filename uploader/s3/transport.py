@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
 ENGINE_ENV = "CARTLOAD_UPLOADER_ENGINE"  # crt (default) or boto3
+THROUGHPUT_TARGET_GBPS = 100.0
 # boto3's names for what a PUT may carry, and the headers they are sent as.
 HEADERS_OF = {"ContentType": "Content-Type", "CacheControl": "Cache-Control", "ACL": "x-amz-acl",
               "StorageClass": "x-amz-storage-class", "ServerSideEncryption": "x-amz-server-side-encryption",
@@ -119,7 +120,9 @@ class CrtTransport:
             bootstrap=awscrt.io.ClientBootstrap.get_or_create_static_default(), region=client.meta.region_name,
             tls_mode=awscrt.s3.S3RequestTlsMode.ENABLED if https else awscrt.s3.S3RequestTlsMode.DISABLED,
             tls_connection_options=_tls_options(self._host) if https else None, signing_config=signing,
-            max_active_connections_override=connections,
+            # The CRT sizes its connection pool from a throughput target; at its default, it opened so few
+            # connections that 2,000 small PUTs over a 40 ms link took 2.5 x as long as s5cmd's.
+            throughput_target_gbps=THROUGHPUT_TARGET_GBPS, max_active_connections_override=connections,
             connect_timeout_ms=int(float(os.environ.get("CARTLOAD_UPLOADER_CONNECT_TIMEOUT", "10")) * 1000))
         self._requests: dict[int, Any] = {}
         self._lock = threading.Lock()

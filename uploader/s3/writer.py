@@ -31,6 +31,8 @@ CREATE_PARAMS = ("ContentType", "CacheControl", "ACL", "StorageClass", "ServerSi
 
 def part_size(file_size: int) -> int:
     """8 MiB, doubled while a file would need more than 10,000 parts: aws cli's rule (s3transfer's own code)."""
+    if file_size <= PART_SIZE * 10_000:
+        return PART_SIZE  # asked for every file: the common answer without building an adjuster
     from s3transfer.utils import ChunksizeAdjuster
 
     return int(ChunksizeAdjuster().adjust_chunksize(PART_SIZE, file_size))
@@ -54,11 +56,15 @@ class ObjectWriter:
 
     def put(self, file: LocalFile, key: str, params: Mapping[str, Any], part_md5s: list[str],
             progress: Callable[[int], None], stop: threading.Event) -> Sent:
-        """Upload `file` as `key`; the store's answer (ETag) to the PutObject or CompleteMultipartUpload."""
+        """Upload `file` as `key` and wait; the store's answer to the PutObject or CompleteMultipartUpload."""
         if not is_multipart(file.size):
-            body = Body(file.path, 0, file.size)
-            return self.transport.put_object(key, body, _b64(part_md5s[0]), params, progress).result()
+            return self.start_single(file, key, params, part_md5s[0], progress).result()
         return self._multipart(file, key, params, part_md5s, progress, stop)
+
+    def start_single(self, file: LocalFile, key: str, params: Mapping[str, Any], md5_hex: str,
+                     progress: Callable[[int], None]) -> Future[Sent]:
+        """Start the one PUT of a file under a part: nothing waits for it."""
+        return self.transport.put_object(key, Body(file.path, 0, file.size), _b64(md5_hex), params, progress)
 
     def cancel(self) -> None:
         """Stop every request in flight and abort the multipart uploads they belong to."""

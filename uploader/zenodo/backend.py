@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from uploader.backend import RemoteFile, Stored
+from uploader.backend import RemoteFile, SendsInThreads, Stored
 from uploader.errors import InputError, NotPublished, UploaderError
 from uploader.operations import Action, Operation
 from uploader.plan import Dataset, LocalFile, UploadPlan
@@ -38,7 +38,7 @@ class ZenodoSettings:
     n_jobs: int = 4
 
 
-class ZenodoBackend:
+class ZenodoBackend(SendsInThreads):
     """Publishes an UploadPlan into one Zenodo deposition (see backend.Backend)."""
 
     restart_empties_remote = True  # --restart deletes every file of the target draft first
@@ -46,6 +46,7 @@ class ZenodoBackend:
 
     def __init__(self, settings: ZenodoSettings) -> None:
         self.settings = settings
+        self.send_threads = settings.n_jobs
         self.client = ZenodoClient(settings.api_url, settings.token, pool_size=settings.n_jobs + 2)
         self.target: ZenodoDeposition | None = None  # the draft that receives the files
         self.record: ZenodoDeposition | None = None  # a published record that needs a new version
