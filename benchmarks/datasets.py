@@ -17,12 +17,14 @@ from pathlib import Path
 
 import yaml
 
+from examples.make_example import pmtiles_head
+
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 CHUNK = 4 * MiB
 # The part sizes of the tools compared: ours and aws cli 8 MiB, s5cmd 50 MiB.
 PART_SIZES = (8 * MiB, 50 * MiB)
-LAYOUT_VERSION = "1"  # change it when a layout changes: old data is then regenerated
+LAYOUT_VERSION = "2"  # change it when a layout changes: old data is then regenerated (2: PMTiles v3 headers)
 
 
 @dataclass(frozen=True)
@@ -157,12 +159,25 @@ def _write(path: Path, size: int, seed: str) -> FileFacts:
     hasher = _EtagHasher()
     with open(path, "wb") as out:
         written, index = 0, 0
+        if path.suffix == ".pmtiles":  # the uploader refuses a .pmtiles file that is not a PMTiles v3 archive
+            head = _pmtiles_head(size, path.name)
+            out.write(head)
+            hasher.update(head)
+            written = len(head)
         while written < size:
             chunk = hashlib.shake_128(f"{seed}/{index}".encode()).digest(min(CHUNK, size - written))
             out.write(chunk)
             hasher.update(chunk)
             written, index = written + len(chunk), index + 1
     return hasher.facts(size)
+
+
+def _pmtiles_head(size: int, name: str) -> bytes:
+    """Header, root directory and metadata of a PMTiles v3 archive of `size` bytes in all."""
+    head = pmtiles_head(size, name)
+    while len(head) + int.from_bytes(head[64:72], "little") != size:  # the tile length's varint may shrink
+        head = pmtiles_head(size - len(head), name)
+    return head
 
 
 def _facts(data: bytes) -> FileFacts:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from uploader.catalog import Catalog, Group, load_catalog
 from uploader.errors import InputError, UsageError
+from uploader.pmtiles import archive_problem, is_pmtiles_name
 
 CATALOG_NAME = "catalog.yaml"
 
@@ -116,14 +117,27 @@ def _dataset(in_dir: Path, catalog: Catalog, groups: frozenset[Group], subdir: s
     for ref in catalog.files:
         if ref.group not in groups:
             continue
-        local = resolve_local_file(in_dir, ref.name, ref.group, f"{catalog.path} ({ref.where})", problems,
-                                   real_dirs)
-        if local:
+        where = f"{catalog.path} ({ref.where})"
+        local = resolve_local_file(in_dir, ref.name, ref.group, where, problems, real_dirs)
+        if local and _readable_by_the_viewer(local, where, problems):
             files.append(local)
     if problems:
         raise InputError(problems)
     catalog_file = _catalog_file(catalog.path) if Group.BASICS in groups else None
     return Dataset(in_dir=in_dir, subdir=subdir, files=tuple(files), catalog=catalog_file)
+
+
+def _readable_by_the_viewer(file: LocalFile, where: str, problems: list[str]) -> bool:
+    """A .pmtiles file the catalog names must be a PMTiles v3 archive; record a problem if it is not."""
+    if not is_pmtiles_name(file.name):
+        return True
+    try:
+        problem = archive_problem(file.path, file.size)
+    except OSError as exc:
+        problem = f"cannot be read ({_reason(exc)})"
+    if problem:
+        problems.append(f"{where}: '{file.name}' {problem}")
+    return not problem
 
 
 def plan_from_names(in_dir: Path, names: Iterable[str], what: str) -> Dataset:
