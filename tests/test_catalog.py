@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from uploader.catalog import Group, load_catalog
+from uploader.catalog import Group, Mention, load_catalog
 from uploader.errors import InputError
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "humanlung-demo" / "catalog.yaml"
@@ -19,7 +19,12 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def groups(catalog_path: Path) -> dict[str, Group]:
-    return {ref.name: ref.group for ref in load_catalog(catalog_path).files}
+    """The values that must name files, and their groups."""
+    return {ref.name: ref.group for ref in load_catalog(catalog_path).files if ref.mention is Mention.FILE}
+
+
+def mentions(catalog_path: Path) -> dict[str, Mention]:
+    return {ref.name: ref.mention for ref in load_catalog(catalog_path).files}
 
 
 def test_example_catalog_groups_match_cartloader():
@@ -64,6 +69,31 @@ assets:
 schema_version: 4
 """)
     assert groups(path) == {"new.pmtiles": Group.BASICS}
+
+
+def test_values_with_spaces_under_assets_may_name_files(tmp_path):
+    path = write(tmp_path, """
+title: Lung data.tsv with spaces
+description: "see genes all.pmtiles"
+assets:
+  sge: {all: "sp ace.pmtiles", bins: ["no such file.pmtiles", "tab\\there.tsv"]}
+  note: a sentence, not a file
+  version_note: Version 2.0 of the data
+  colour: red
+extra: "notes file.txt"
+comment: just text
+""")
+    assert mentions(path) == {
+        "sp ace.pmtiles": Mention.FILE, "no such file.pmtiles": Mention.FILE, "tab\there.tsv": Mention.FILE,
+        "a sentence, not a file": Mention.IF_PRESENT, "Version 2.0 of the data": Mention.IF_PRESENT,
+        "red": Mention.IF_PRESENT, "notes file.txt": Mention.WARN_IF_MISSING,
+    }
+
+
+def test_the_surest_mention_of_a_name_wins(tmp_path):
+    path = write(tmp_path, "notes: shared.tsv\nassets:\n  a: shared.tsv\n  b: plain\nalso: plain\n")
+    assert mentions(path) == {"shared.tsv": Mention.FILE, "plain": Mention.IF_PRESENT}
+    assert [ref.where for ref in load_catalog(path).files] == ["assets.a", "assets.b"]
 
 
 def test_a_path_without_extension_is_still_checked(tmp_path):

@@ -7,6 +7,7 @@ deposition was created.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,92 @@ def test_upload_zenodo_refuses_a_pmtiles_file_the_viewer_cannot_read(dataset, ze
     result = upload_zenodo(dataset, zenodo, zenodo_env, token_file)
 
     assert_nothing_sent(result, None, zenodo, f"(assets.basemap.histology): 'histology.pmtiles' {reason}")
+
+
+# -- every named file is uploaded or refused (issue 15, item 1) -------------------------------------
+
+
+def add_to_catalog(dataset: Path, text: str) -> None:
+    path = dataset / "catalog.yaml"
+    path.write_text(path.read_text() + text)
+
+
+def test_a_file_name_with_spaces_under_assets_is_uploaded_and_reported(dataset, s3, cli_env):
+    (dataset / "sp ace.pmtiles").write_bytes(VALID)
+    add_to_catalog(dataset, '  extra:\n    layer: "sp ace.pmtiles"\n')
+    report = dataset.parent / "report.json"
+
+    dry = upload_aws(dataset, s3, cli_env, "--dry-run")
+    assert dry.code == 0, dry.output
+    assert f"{s3.prefix}/sp ace.pmtiles  (new)" in dry.stdout
+
+    result = upload_aws(dataset, s3, cli_env, "--report", report)
+
+    assert result.code == 0, result.output
+    assert s3.get("sp ace.pmtiles") == VALID
+    entries = {entry["name"]: entry["status"] for entry in json.loads(report.read_text())["files"]}
+    assert entries["sp ace.pmtiles"] == "uploaded"
+
+
+@pytest.mark.parametrize(("yaml_value", "reason"), [('"no such file.pmtiles"', "'no such file.pmtiles' is missing"),
+                                                     ('"missing\\ttab.tsv"', "'missing\\ttab.tsv' contains a control")],
+                         ids=["space", "tab"])
+def test_a_missing_file_name_with_whitespace_under_assets_is_an_input_error(dataset, s3, cli_env, yaml_value,
+                                                                            reason):
+    add_to_catalog(dataset, f"  extra:\n    layer: {yaml_value}\n")
+
+    result = upload_aws(dataset, s3, cli_env)
+
+    assert_nothing_sent(result, s3, None, "(assets.extra.layer)", reason)
+
+
+def test_an_existing_file_with_a_tab_in_its_name_is_refused_not_skipped(dataset, s3, cli_env):
+    (dataset / "with\ttab.tsv").write_text("a\tb\n")
+    add_to_catalog(dataset, '  extra:\n    table: "with\\ttab.tsv"\n')
+
+    result = upload_aws(dataset, s3, cli_env)
+
+    assert_nothing_sent(result, s3, None, "(assets.extra.table)", "control character", "rename the file")
+
+
+def test_text_that_names_an_existing_file_under_assets_is_that_file(dataset, s3, cli_env):
+    (dataset / "README").write_text("about this dataset\n")
+    add_to_catalog(dataset, "  about: README\n  colour: red\n  note: a sentence, not a file\n")
+
+    result = upload_aws(dataset, s3, cli_env)
+
+    assert result.code == 0, result.output
+    assert s3.get("README") == b"about this dataset\n"
+    assert not {"red", "a sentence, not a file"} & s3.names()
+
+
+def test_outside_assets_a_missing_file_name_is_a_warning_and_known_text_stays_text(dataset, s3, cli_env):
+    catalog = dataset / "catalog.yaml"
+    catalog.write_text('title: "Lung atlas v2.pmtiles edition"\ndescription: "see genes all.pmtiles"\n'
+                       'protocol: "protocol notes.pdf"\n' + catalog.read_text())
+    report = dataset.parent / "report.json"
+
+    result = upload_aws(dataset, s3, cli_env, "--report", report)
+
+    assert result.code == 0, result.output
+    warning = f"{catalog} (protocol): 'protocol notes.pdf' looks like a file name but is not in {dataset}"
+    assert f"warning: {warning}" in result.stderr
+    assert "Lung atlas" not in result.stderr and "genes all" not in result.stderr
+    (reported,) = json.loads(report.read_text())["warnings"]
+    assert reported.startswith(warning)
+    assert "catalog.yaml" in s3.names()
+
+
+def test_upload_zenodo_applies_the_same_rule(dataset, zenodo, zenodo_env, token_file):
+    (dataset / "sp ace.pmtiles").write_bytes(VALID)
+    add_to_catalog(dataset, '  extra:\n    layer: "sp ace.pmtiles"\n    gone: "no such file.tsv"\n')
+
+    refused = upload_zenodo(dataset, zenodo, zenodo_env, token_file)
+    assert_nothing_sent(refused, None, zenodo, "'no such file.tsv' is missing")
+
+    catalog = dataset / "catalog.yaml"
+    catalog.write_text(catalog.read_text().replace('    gone: "no such file.tsv"\n', ""))
+    result = upload_zenodo(dataset, zenodo, zenodo_env, token_file)
+    assert result.code == 0, result.output
+    (deposition,) = zenodo.depositions()
+    assert "sp ace.pmtiles" in zenodo.files(deposition["id"])

@@ -1,16 +1,23 @@
 """The cartload catalog: which files a dataset consists of, and in which upload group.
 
 This module knows nothing of S3 or Zenodo. It reads `catalog.yaml` and walks
-its structure: a string leaf is a file reference unless its key is an
-identifier or free text (`id`, `title`, `description`, `default`, ...). Unknown
-keys are walked like any other, so newer pipeline versions do not break it.
+its structure: a string leaf may name a file unless its key is an identifier
+or free text (`id`, `title`, `description`, `default`, ...). Unknown keys are
+walked like any other, so newer pipeline versions do not break it.
+
+How sure a value is a file name decides what a missing file means (`Mention`):
+under `assets` (what the viewer reads), a value shaped like a file name (an
+extension or a path, spaces or not) must be there; any other value there is
+a file if the dataset has it, else text. Outside `assets`, a value shaped
+like a file name is a file if the dataset has it, else only worth a warning.
 """
 
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -40,13 +47,22 @@ class Group(enum.Enum):
     BASEMAP = "basemap"
 
 
+class Mention(enum.IntEnum):
+    """How surely a catalog value names a file; the stronger mention of a name twice wins."""
+
+    IF_PRESENT = 1  # under assets, not shaped like a file name: a file if the dataset has it, else text
+    WARN_IF_MISSING = 2  # outside assets, shaped like a file name: a file if present, else a warning
+    FILE = 3  # under assets, shaped like a file name: it must be there
+
+
 @dataclass(frozen=True)
 class FileRef:
-    """One file the catalog names, where it was named, and its upload group."""
+    """One value the catalog may name a file by, where it was named, and its upload group."""
 
     name: str
     group: Group
     where: str  # e.g. "assets.factors[0].de", for error messages
+    mention: Mention = Mention.FILE
 
 
 @dataclass(frozen=True)
@@ -98,16 +114,31 @@ def _walk(node: Any, path: tuple[str | int, ...]) -> Iterator[FileRef]:
     elif isinstance(node, list):
         for index, value in enumerate(node):
             yield from _walk(value, (*path, index))
-    elif isinstance(node, str) and _looks_like_file_name(node):
-        yield FileRef(name=node, group=group_of(path), where=_dotted(path))
+    elif isinstance(node, str):
+        mention = _mention(node, under_assets=bool(path) and path[0] == "assets")
+        if mention is not None:
+            yield FileRef(name=node, group=group_of(path), where=_dotted(path), mention=mention)
 
 
-def _looks_like_file_name(value: str) -> bool:
-    # Free text under an unknown key (a sentence, a colour, a URL) is not a
-    # file; a file name cartloader writes has an extension, and anything
-    # shaped like a path is checked (and refused if it leaves --in-dir).
-    if "://" in value or not value.strip() or any(ch.isspace() for ch in value):
-        return False
+# An extension as file names have them: a dot, a letter, then a few letters or digits ("tsv", "pmtiles", "gz").
+_EXTENSION = re.compile(r"\.[A-Za-z][A-Za-z0-9_-]{0,15}$")
+
+
+def _mention(value: str, *, under_assets: bool) -> Mention | None:
+    """How surely `value` names a file (None: it is text, never checked)."""
+    if "://" in value or not value.strip():
+        return None  # a URL or nothing
+    if _shaped_like_file_name(value):
+        return Mention.FILE if under_assets else Mention.WARN_IF_MISSING
+    return Mention.IF_PRESENT if under_assets else None
+
+
+def _shaped_like_file_name(value: str) -> bool:
+    # A file name cartloader writes has an extension, and anything shaped like
+    # a path is checked (and refused if it leaves --in-dir). With whitespace,
+    # only a real extension counts: "Version 2.0" or "e.g. this" are text.
+    if any(ch.isspace() for ch in value):
+        return bool(_EXTENSION.search(value))
     return "/" in value or "\\" in value or bool(PurePosixPath(value).suffix)
 
 
@@ -123,13 +154,15 @@ def group_of(path: tuple[str | int, ...]) -> Group:
 
 def _dedupe(refs: Iterator[FileRef]) -> Iterator[FileRef]:
     # A file named twice is uploaded once; if any mention puts it in the
-    # basic set, it belongs there (a shared file must not become optional).
+    # basic set, it belongs there (a shared file must not become optional),
+    # and the surest mention decides what a missing file means.
     chosen: dict[str, FileRef] = {}
     for ref in refs:
-        if ref.name not in chosen or ref.group is Group.BASICS:
-            chosen.setdefault(ref.name, ref)
-            if ref.group is Group.BASICS:
-                chosen[ref.name] = FileRef(ref.name, Group.BASICS, chosen[ref.name].where)
+        first = chosen.setdefault(ref.name, ref)
+        if ref.group is Group.BASICS and first.group is not Group.BASICS:
+            first = chosen[ref.name] = replace(first, group=Group.BASICS)
+        if ref.mention > first.mention:
+            chosen[ref.name] = replace(first, mention=ref.mention, where=ref.where)
     yield from chosen.values()
 
 

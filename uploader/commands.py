@@ -61,6 +61,10 @@ def upload_zenodo(settings: ZenodoCommandSettings, resume_command: str) -> ExitS
 def execute(plan: UploadPlan, backend: Backend, common: CommonSettings, options: RunOptions, resume_command: str,
             destination: str) -> ExitStatus:
     """Run a plan against a backend and tell the user what happened; the shared tail of every command."""
+    warnings = [warning for dataset in plan.datasets for warning in dataset.warnings]
+    if not common.quiet:
+        for warning in warnings:
+            say(f"warning: {warning}")
     cache = HashCache.default()
     if cache.notice and not common.quiet:
         say(f"note: {cache.notice}")
@@ -70,7 +74,7 @@ def execute(plan: UploadPlan, backend: Backend, common: CommonSettings, options:
     finally:
         cache.close()
     if common.report:
-        write_report(common.report, report_document(result, resume_command, destination))
+        write_report(common.report, report_document(result, resume_command, destination, warnings))
     if result.dry_run:
         print_plan(result.ops)
     else:

@@ -47,7 +47,8 @@ def failure_lines(result: RunResult) -> list[str]:
     return [f"failed: {op.destination}: {op.error}" for op in result.ops if op.status is Status.FAILED]
 
 
-def report_document(result: RunResult, command: str, destination: str) -> dict[str, Any]:
+def report_document(result: RunResult, command: str, destination: str, warnings: list[str] | None = None) \
+        -> dict[str, Any]:
     """The --report JSON: per file, totals, elapsed time and overall outcome."""
     files = [
         {
@@ -78,6 +79,7 @@ def report_document(result: RunResult, command: str, destination: str) -> dict[s
             **{status.value: result.count(status) for status in Status if status is not Status.PENDING},
         },
         "notes": result.notes,
+        "warnings": warnings or [],
         "files": files,
     }
 
