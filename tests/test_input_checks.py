@@ -8,9 +8,12 @@ deposition was created.
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import CliResult, MockZenodo, S3Prefix, run_cli
 from tests.test_pmtiles import HTML_PAGE, V2_ARCHIVE, VALID
@@ -158,3 +161,71 @@ def test_upload_zenodo_applies_the_same_rule(dataset, zenodo, zenodo_env, token_
     assert result.code == 0, result.output
     (deposition,) = zenodo.depositions()
     assert "sp ace.pmtiles" in zenodo.files(deposition["id"])
+
+
+# -- hostile catalogs are refused quickly (issue 15, item 5) ----------------------------------------
+
+
+def test_an_alias_bomb_exits_2_at_once(dataset, s3, cli_env):
+    from tests.test_catalog import billion_laughs
+
+    (dataset / "catalog.yaml").write_text(billion_laughs())
+    started = time.monotonic()
+
+    result = run_cli("upload_aws", "--in-dir", dataset, "--s3-dir", s3.uri, env=cli_env, timeout=60)
+
+    assert time.monotonic() - started < 3  # the whole command, interpreter start included; it hung for hours
+    assert_nothing_sent(result, s3, None, "more than 1,000,000 values once its aliases are expanded")
+
+
+def test_a_catalog_written_with_ordinary_aliases_uploads(dataset, s3, cli_env):
+    catalog = yaml.safe_load((dataset / "catalog.yaml").read_text())
+    catalog["assets"]["overview_layers"] = catalog["assets"]["basemap"]["sge"]  # one object referenced twice
+    text = yaml.safe_dump(catalog)
+    assert "*id001" in text
+    (dataset / "catalog.yaml").write_text(text)
+
+    result = upload_aws(dataset, s3, cli_env)
+
+    assert result.code == 0, result.output
+    assert "sge-mono-light.pmtiles" in s3.names() and s3.get("catalog.yaml") == text.encode()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+def test_a_catalog_that_is_not_a_regular_file_is_refused(dataset, s3, cli_env, tmp_path, kind):
+    if kind == "fifo":
+        catalog = tmp_path / "catalog-fifo.yaml"
+        os.mkfifo(catalog)  # no writer: opening it for reading used to block forever
+    else:
+        catalog = Path("/dev/zero")  # used to end in a MemoryError traceback
+
+    result = run_cli("upload_aws", "--in-dir", dataset, "--s3-dir", s3.uri, "--catalog-yaml", catalog,
+                     env=cli_env, timeout=60)
+
+    assert_nothing_sent(result, s3, None, f"{catalog}: is not a regular file")
+
+
+def test_a_catalog_over_the_size_limit_is_refused(dataset, s3, cli_env):
+    catalog = dataset / "catalog.yaml"
+    with open(catalog, "a") as handle:  # a 50 MB catalog took 1 GB of memory
+        handle.truncate(50 * 10**6)
+
+    result = upload_aws(dataset, s3, cli_env)
+
+    assert_nothing_sent(result, s3, None, "catalog is larger than 8 MiB")
+
+
+def test_100000_missing_files_print_20_and_a_count_and_the_report_has_all(dataset, s3, cli_env):
+    names = [f"factor-{index:06d}.tsv" for index in range(100_000)]
+    (dataset / "catalog.yaml").write_text("id: many\nassets:\n  tables:\n" + "".join(f"  - {n}\n" for n in names))
+    report = dataset.parent / "report.json"
+
+    result = upload_aws(dataset, s3, cli_env, "--report", report)
+
+    assert_nothing_sent(result, s3, None, "... and 99,980 more (100,000 problems in all; --report FILE lists")
+    assert len(result.stderr.splitlines()) == 21
+    assert len(result.stderr) < 10_000  # 16 MB before
+    document = json.loads(report.read_text())
+    assert document["ok"] is False and document["exit_status"] == 2
+    assert len(document["input_errors"]) == 100_000
+    assert "'factor-099999.tsv' is missing" in document["input_errors"][-1]

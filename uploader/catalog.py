@@ -15,10 +15,12 @@ like a file name is a file if the dataset has it, else only worth a warning.
 from __future__ import annotations
 
 import enum
+import os
 import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -37,6 +39,13 @@ NON_FILE_KEYS = frozenset(
     }
 )
 OPTIONAL_KEYS = frozenset({"umap", "alias"})  # cartloader's optional group
+
+# Catalogs the pipeline writes are 1-20 KB, a few hundred values, nested about 6 deep. The limits are far
+# above that and keep a hostile or mistaken file (a YAML alias bomb, /dev/zero, a 50 MB table) from
+# taking hours or gigabytes: a catalog at the size limit (262,000 file names) loads in about 5 s and 150 MB.
+MAX_CATALOG_BYTES = 8 * 2**20
+MAX_CATALOG_VALUES = 1_000_000  # scalars and collections, counting each use of an alias in full
+MAX_CATALOG_DEPTH = 100
 
 
 class Group(enum.Enum):
@@ -76,17 +85,12 @@ class Catalog:
 
 def load_catalog(path: Path) -> Catalog:
     """Read and walk a catalog.yaml; raise InputError naming the file when it is unusable."""
+    text = _read_catalog_text(path)
     try:
-        text = path.read_bytes().decode("utf-8")
+        _check_shape(text)
         document = yaml.load(text, Loader=SafeLoader)
-    except FileNotFoundError:
-        raise InputError([f"{path}: catalog not found (pass --catalog-yaml, or check --in-dir)"]) from None
-    except IsADirectoryError:
-        raise InputError([f"{path}: is a directory, not a catalog file (check --catalog-yaml)"]) from None
-    except PermissionError:
-        raise InputError([f"{path}: catalog is not readable (check its permissions)"]) from None
-    except UnicodeDecodeError as exc:
-        raise InputError([f"{path}: catalog is not valid UTF-8 (byte {exc.start}); re-export it as UTF-8"]) from None
+    except _Hostile as exc:
+        raise InputError([f"{path}: {exc}; this is not a catalog the pipeline writes"]) from None
     except yaml.YAMLError as exc:
         where = ""
         mark = getattr(exc, "problem_mark", None)
@@ -106,6 +110,83 @@ def load_catalog(path: Path) -> Catalog:
     )
 
 
+def _read_catalog_text(path: Path) -> str:
+    """The catalog's text, read only from a regular file of at most MAX_CATALOG_BYTES.
+
+    Opened without blocking and checked on the open descriptor: a FIFO would
+    wait forever for a writer, /dev/zero never ends.
+    """
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise InputError([f"{path}: catalog not found (pass --catalog-yaml, or check --in-dir)"]) from None
+    except PermissionError:
+        raise InputError([f"{path}: catalog is not readable (check its permissions)"]) from None
+    except OSError as exc:
+        raise InputError([f"{path}: catalog cannot be opened ({exc.strerror or exc})"]) from None
+    mode = os.fstat(descriptor).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(descriptor)
+        if stat.S_ISDIR(mode):
+            raise InputError([f"{path}: is a directory, not a catalog file (check --catalog-yaml)"])
+        raise InputError([f"{path}: is not a regular file (a pipe or a device); point --catalog-yaml at the"
+                          " catalog.yaml file itself"])
+    with os.fdopen(descriptor, "rb") as handle:
+        data = handle.read(MAX_CATALOG_BYTES + 1)
+    if len(data) > MAX_CATALOG_BYTES:
+        raise InputError([f"{path}: catalog is larger than {MAX_CATALOG_BYTES // 2**20} MiB, far beyond what the"
+                          " pipeline writes (1-20 KB); check --catalog-yaml"])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError([f"{path}: catalog is not valid UTF-8 (byte {exc.start}); re-export it as UTF-8"]) from None
+
+
+class _Hostile(Exception):
+    """A YAML document that would take unbounded time or memory to load and walk."""
+
+
+def _check_shape(text: str) -> None:
+    """Refuse, before anything is built, a document nested too deeply or too big once aliases are expanded.
+
+    PyYAML shares an aliased node instead of copying it, but walking the
+    catalog visits every use: a 500-byte "billion laughs" document means
+    billions of visits. One pass over the parser's events counts the values
+    as expanded (an alias counts the whole anchored node), so such a
+    document is refused after a few events; a document nested deeper than
+    any catalog would crash libyaml's recursive composer, so depth is
+    limited too. Anchors and aliases within the limits load as usual.
+    """
+    expanded = 0
+    anchored: dict[str, int] = {}  # anchor -> the expanded size of its node
+    open_nodes: list[list[Any]] = []  # [expanded size so far, anchor] of each collection being read
+    for event in yaml.parse(text, Loader=SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            if len(open_nodes) >= MAX_CATALOG_DEPTH:
+                raise _Hostile(f"catalog nests collections more than {MAX_CATALOG_DEPTH} levels deep")
+            open_nodes.append([1, event.anchor])
+            expanded += 1
+            continue
+        if isinstance(event, yaml.ScalarEvent):
+            size, anchor = 1, event.anchor
+            expanded += 1
+        elif isinstance(event, yaml.AliasEvent):
+            if any(node[1] == event.anchor for node in open_nodes):
+                raise _Hostile(f"catalog has a recursive alias (*{event.anchor} inside &{event.anchor})")
+            size, anchor = anchored.get(str(event.anchor), 0), None  # an undefined alias: the loader says so
+            expanded += size
+        elif isinstance(event, yaml.CollectionEndEvent):
+            size, anchor = open_nodes.pop()
+        else:
+            continue
+        if expanded > MAX_CATALOG_VALUES:
+            raise _Hostile(f"catalog holds more than {MAX_CATALOG_VALUES:,d} values once its aliases are expanded")
+        if anchor is not None:
+            anchored[anchor] = size
+        if open_nodes:
+            open_nodes[-1][0] += size
+
+
 def _walk(node: Any, path: tuple[str | int, ...]) -> Iterator[FileRef]:
     if isinstance(node, dict):
         for key, value in node.items():
@@ -122,6 +203,7 @@ def _walk(node: Any, path: tuple[str | int, ...]) -> Iterator[FileRef]:
 
 # An extension as file names have them: a dot, a letter, then a few letters or digits ("tsv", "pmtiles", "gz").
 _EXTENSION = re.compile(r"\.[A-Za-z][A-Za-z0-9_-]{0,15}$")
+_WHITESPACE = re.compile(r"\s")
 
 
 def _mention(value: str, *, under_assets: bool) -> Mention | None:
@@ -137,9 +219,12 @@ def _shaped_like_file_name(value: str) -> bool:
     # A file name cartloader writes has an extension, and anything shaped like
     # a path is checked (and refused if it leaves --in-dir). With whitespace,
     # only a real extension counts: "Version 2.0" or "e.g. this" are text.
-    if any(ch.isspace() for ch in value):
+    if _WHITESPACE.search(value):
         return bool(_EXTENSION.search(value))
-    return "/" in value or "\\" in value or bool(PurePosixPath(value).suffix)
+    if "/" in value or "\\" in value:
+        return True
+    dot = value.rfind(".")
+    return 0 < dot < len(value) - 1  # a suffix, as pathlib sees one (cheaper than building a path)
 
 
 def group_of(path: tuple[str | int, ...]) -> Group:

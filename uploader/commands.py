@@ -7,19 +7,43 @@ turned into one-line messages by the entrypoint (cli.main).
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from uploader.backend import Backend
-from uploader.errors import ExitStatus
+from uploader.errors import ExitStatus, InputError
 from uploader.hashing import HashCache
 from uploader.plan import UploadPlan, plan_collection, plan_from_catalog, plan_from_names, regular_files_in
 from uploader.progress import progress_factory
-from uploader.report import failure_lines, print_plan, report_document, summary, write_report
+from uploader.report import failure_lines, print_plan, refusal_document, report_document, summary, write_report
 from uploader.runner import RunOptions, RunResult, run
 from uploader.settings import AwsSettings, CommonSettings, ZenodoCommandSettings
 
 
 def upload_aws(settings: AwsSettings, resume_command: str) -> ExitStatus:
     """Publish one dataset, or a collection, under an S3 prefix."""
+    with refusal_reported(settings.common, resume_command, settings.s3_dir):
+        return _upload_aws(settings, resume_command)
+
+
+def upload_zenodo(settings: ZenodoCommandSettings, resume_command: str) -> ExitStatus:
+    """Publish a dataset (its catalog's files, a whole directory, or named files) into a Zenodo deposition."""
+    with refusal_reported(settings.common, resume_command, settings.api_url):
+        return _upload_zenodo(settings, resume_command)
+
+
+@contextmanager
+def refusal_reported(common: CommonSettings, resume_command: str, destination: str) -> Iterator[None]:
+    """Input refused before anything was sent still leaves a --report, with every problem (the message shows 20)."""
+    try:
+        yield
+    except InputError as refused:
+        if common.report:
+            write_report(common.report, refusal_document(refused.problems, resume_command, destination))
+        raise
+
+
+def _upload_aws(settings: AwsSettings, resume_command: str) -> ExitStatus:
     from uploader.s3.backend import S3Backend
     from uploader.s3.client import S3Settings
     from uploader.s3.destination import S3Destination
@@ -37,8 +61,7 @@ def upload_aws(settings: AwsSettings, resume_command: str) -> ExitStatus:
                    resume_command, destination.uri())
 
 
-def upload_zenodo(settings: ZenodoCommandSettings, resume_command: str) -> ExitStatus:
-    """Publish a dataset (its catalog's files, a whole directory, or named files) into a Zenodo deposition."""
+def _upload_zenodo(settings: ZenodoCommandSettings, resume_command: str) -> ExitStatus:
     from uploader.zenodo.backend import ZenodoBackend, ZenodoSettings
     from uploader.zenodo.client import ZenodoToken
 

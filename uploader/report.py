@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from uploader import __version__
-from uploader.errors import UsageError
+from uploader.errors import ExitStatus, UsageError
 from uploader.operations import Action, Operation, Status
 from uploader.progress import human_bytes
 from uploader.runner import RunResult
@@ -81,6 +81,19 @@ def report_document(result: RunResult, command: str, destination: str, warnings:
         "notes": result.notes,
         "warnings": warnings or [],
         "files": files,
+    }
+
+
+def refusal_document(problems: list[str], command: str, destination: str) -> dict[str, Any]:
+    """The --report JSON of a run refused before anything was sent: every problem found in the input."""
+    return {
+        "tool": f"cartload-uploader {__version__}",
+        "command": command,
+        "destination": destination,
+        "ok": False,
+        "exit_status": int(ExitStatus.USAGE),
+        "input_errors": problems,
+        "files": [],
     }
 
 
