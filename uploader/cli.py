@@ -78,6 +78,8 @@ Options:
   --n-jobs N              Requests in flight at once (default: 8).
   --profile NAME          AWS profile (default: AWS_PROFILE, else the default chain).
   --endpoint-url URL      S3-compatible endpoint (default: AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL).
+  --addressing-style STYLE  auto, path or virtual: the bucket in the URL path or as a sub-domain (default
+                          auto: the AWS config's s3 addressing_style, else sub-domains on AWS, paths elsewhere).
   --aws PATH              Accepted for cartloader compatibility and ignored: no AWS CLI is needed.
 
 """ + COMMON_OPTIONS

@@ -56,7 +56,8 @@ def _upload_aws(settings: AwsSettings, resume_command: str) -> ExitStatus:
         plan = UploadPlan((plan_from_catalog(common.in_dir, common.catalog_path, settings.groups),))
     if settings.aws_cli and not common.quiet:
         say(f"note: --aws {settings.aws_cli} is not needed: uploads go through boto3, no AWS CLI is used")
-    backend = S3Backend(destination, S3Settings(settings.profile, settings.endpoint_url, common.n_jobs))
+    backend = S3Backend(destination, S3Settings(settings.profile, settings.endpoint_url, common.n_jobs,
+                                                settings.addressing_style))
     return execute(plan, backend, common, RunOptions(common.n_jobs, common.dry_run, common.restart),
                    resume_command, destination.uri())
 

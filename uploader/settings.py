@@ -52,6 +52,7 @@ class AwsSettings:
     profile: str | None
     endpoint_url: str | None
     aws_cli: str | None
+    addressing_style: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,7 @@ def positive_int(text: str, option: str, maximum: int) -> int:
 
 
 AWS_DEFAULTS = {"n_jobs": 8}
+ADDRESSING_STYLES = ("auto", "path", "virtual")
 GROUP_FLAGS = {"--upload-basics-only": Group.BASICS, "--upload-optional-only": Group.OPTIONAL,
                "--upload-basemap-only": Group.BASEMAP}
 
@@ -142,8 +144,12 @@ def aws_settings(args: dict[str, Any]) -> AwsSettings:
     endpoint = args["--endpoint-url"]
     if endpoint and not endpoint.startswith(("http://", "https://")):
         raise UsageError(f"--endpoint-url {endpoint}: must start with http:// or https://")
+    style = args["--addressing-style"] or "auto"
+    if style not in ADDRESSING_STYLES:
+        raise UsageError(f"--addressing-style {style}: choose one of {', '.join(ADDRESSING_STYLES)}")
     return AwsSettings(common=common, s3_dir=args["--s3-dir"], in_list=_optional_path(args["--in-list"], ""),
-                       groups=_groups(args), profile=args["--profile"], endpoint_url=endpoint, aws_cli=args["--aws"])
+                       groups=_groups(args), profile=args["--profile"], endpoint_url=endpoint, aws_cli=args["--aws"],
+                       addressing_style=style)
 
 
 def _groups(args: dict[str, Any]) -> frozenset[Group]:
