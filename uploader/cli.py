@@ -42,6 +42,7 @@ Exit codes:
 Environment:
   CARTLOAD_UPLOADER_CACHE_DIR   where file hashes are cached (default ~/.cache/cartload-uploader)
   CARTLOAD_UPLOADER_DEBUG=1     show tracebacks for errors too
+  CARTLOAD_UPLOADER_VIEWER_TIMEOUT  seconds each request of the viewer check may take (default 10)
   AWS_*                         the usual AWS settings: profile, keys, endpoint, CA bundle, retries
   ZENODO_TOKEN                  the Zenodo token, when --zenodo-token FILE is not given
 """
@@ -81,6 +82,12 @@ Options:
   --addressing-style STYLE  auto, path or virtual: the bucket in the URL path or as a sub-domain (default
                           auto: the AWS config's s3 addressing_style, else sub-domains on AWS, paths elsewhere).
   --aws PATH              Accepted for cartloader compatibility and ignored: no AWS CLI is needed.
+  --viewer-url URL        Base of the printed viewer link, for other viewer deployments
+                          (default: https://v3o-main.carto-scope.org/dataset?uri=).
+  --no-viewer-check       Do not check that the viewer can read the upload (a private bucket on purpose).
+  --require-viewer-ready  Exit 5 when the upload succeeded but the viewer cannot read it (for CI).
+  --setup-viewer-access   Add the CORS rule and the public read of the dataset prefix that the viewer needs,
+                          merged into the bucket's CORS rules and policy (never replacing them).
 
 """ + COMMON_OPTIONS
 

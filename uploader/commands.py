@@ -11,10 +11,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from uploader.backend import Backend
-from uploader.errors import ExitStatus, InputError
+from uploader.errors import ExitStatus, InputError, first_applicable
 from uploader.hashing import HashCache
 from uploader.plan import UploadPlan, plan_collection, plan_from_catalog, plan_from_names, regular_files_in
 from uploader.progress import progress_factory
+from uploader.readiness import ReaderCheck, Readiness
 from uploader.report import failure_lines, print_plan, refusal_document, report_document, summary, write_report
 from uploader.runner import RunOptions, RunResult, run
 from uploader.settings import AwsSettings, CommonSettings, ZenodoCommandSettings
@@ -47,6 +48,7 @@ def _upload_aws(settings: AwsSettings, resume_command: str) -> ExitStatus:
     from uploader.s3.backend import S3Backend
     from uploader.s3.client import S3Settings
     from uploader.s3.destination import S3Destination
+    from uploader.s3.viewer import ViewerCheck
 
     common = settings.common
     destination = S3Destination.parse(settings.s3_dir)
@@ -58,8 +60,9 @@ def _upload_aws(settings: AwsSettings, resume_command: str) -> ExitStatus:
         say(f"note: --aws {settings.aws_cli} is not needed: uploads go through boto3, no AWS CLI is used")
     backend = S3Backend(destination, S3Settings(settings.profile, settings.endpoint_url, common.n_jobs,
                                                 settings.addressing_style))
+    viewer = ViewerCheck(backend.client, destination, settings.viewer, settings.profile)
     return execute(plan, backend, common, RunOptions(common.n_jobs, common.dry_run, common.restart),
-                   resume_command, destination.uri())
+                   resume_command, destination.uri(), readers=viewer)
 
 
 def _upload_zenodo(settings: ZenodoCommandSettings, resume_command: str) -> ExitStatus:
@@ -83,8 +86,12 @@ def _upload_zenodo(settings: ZenodoCommandSettings, resume_command: str) -> Exit
 
 
 def execute(plan: UploadPlan, backend: Backend, common: CommonSettings, options: RunOptions, resume_command: str,
-            destination: str) -> ExitStatus:
-    """Run a plan against a backend and tell the user what happened; the shared tail of every command."""
+            destination: str, readers: ReaderCheck | None = None) -> ExitStatus:
+    """Run a plan against a backend and tell the user what happened; the shared tail of every command.
+
+    `readers` checks, after a successful run, that the readers of what was
+    published can use it (e.g. the web viewer); its verdict is reported apart.
+    """
     warnings = [warning for dataset in plan.datasets for warning in dataset.warnings]
     if not common.quiet:
         for warning in warnings:
@@ -97,17 +104,30 @@ def execute(plan: UploadPlan, backend: Backend, common: CommonSettings, options:
         result = run(plan, backend, options, cache, progress_factory(common.quiet, common.no_progress))
     finally:
         cache.close()
+    readiness = check_readers(readers, result)
     if common.report:
-        write_report(common.report, report_document(result, resume_command, destination, warnings))
+        write_report(common.report, report_document(result, resume_command, destination, warnings, readiness))
     if result.dry_run:
         print_plan(result.ops)
     else:
-        tell_outcome(result, common.quiet, resume_command)
+        tell_outcome(result, common.quiet, resume_command, readiness)
+    if readiness is not None and readiness.ready is False and readiness.required:
+        return first_applicable({result.exit_status, ExitStatus.NOT_USABLE})
     return result.exit_status
 
 
-def tell_outcome(result: RunResult, quiet: bool, resume_command: str) -> None:
-    """Failures, notes, the summary line, and what to do next, on stderr."""
+def check_readers(readers: ReaderCheck | None, result: RunResult) -> Readiness | None:
+    """The readers' verdict on a successful upload (not after a dry run, a failure or an interruption)."""
+    if readers is None or result.dry_run or not result.ok:
+        return None
+    try:
+        return readers(result)
+    except KeyboardInterrupt:  # the upload is complete: only the check was cut short
+        return Readiness(None, ["interrupted during the check of what readers can use; the upload is complete"])
+
+
+def tell_outcome(result: RunResult, quiet: bool, resume_command: str, readiness: Readiness | None = None) -> None:
+    """Failures, notes, the summary line, what readers can use, and what to do next, on stderr."""
     for line in failure_lines(result):
         say(line)
     if not quiet:
@@ -120,6 +140,12 @@ def tell_outcome(result: RunResult, quiet: bool, resume_command: str) -> None:
         say(f"error: {result.not_published}")
     elif not result.ok:
         say(f"some files failed and the catalog was not published; resume with: {resume_command}")
+    elif readiness is not None:
+        if not quiet:
+            for line in readiness.lines:
+                say(line)
+        if readiness.ready is False:  # the last line: the data is safe, but not yet usable
+            say(f"uploaded, but {readiness.problem}")
 
 
 def say(message: str) -> None:

@@ -16,6 +16,7 @@ from uploader import __version__
 from uploader.errors import ExitStatus, UsageError
 from uploader.operations import Action, Operation, Status
 from uploader.progress import human_bytes
+from uploader.readiness import Readiness
 from uploader.runner import RunResult
 
 
@@ -47,8 +48,8 @@ def failure_lines(result: RunResult) -> list[str]:
     return [f"failed: {op.destination}: {op.error}" for op in result.ops if op.status is Status.FAILED]
 
 
-def report_document(result: RunResult, command: str, destination: str, warnings: list[str] | None = None) \
-        -> dict[str, Any]:
+def report_document(result: RunResult, command: str, destination: str, warnings: list[str] | None = None,
+                    readiness: Readiness | None = None) -> dict[str, Any]:
     """The --report JSON: per file, totals, elapsed time and overall outcome."""
     files = [
         {
@@ -71,6 +72,9 @@ def report_document(result: RunResult, command: str, destination: str, warnings:
         "ok": result.ok,
         "interrupted": result.interrupted,
         "not_published": result.not_published,
+        # Whether the readers (the web viewer) can use what was published: null when not checked.
+        "viewer_ready": readiness.ready if readiness else None,
+        "viewer": readiness.report if readiness else None,
         "elapsed_seconds": round(result.elapsed, 3),
         "totals": {
             "files": len(files),

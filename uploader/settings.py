@@ -15,12 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from uploader.catalog import Group
 from uploader.errors import UsageError
 from uploader.plan import ALL_GROUPS, CATALOG_NAME
 
 MAX_JOBS = 64
+VIEWER_URL = "https://v3o-main.carto-scope.org/dataset?uri="
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,23 @@ class CommonSettings:
 
 
 @dataclass(frozen=True)
+class ViewerSettings:
+    """The viewer link and check after an upload_aws run (--viewer-url and the viewer flags)."""
+
+    url: str = VIEWER_URL
+    check: bool = True
+    require_ready: bool = False
+    setup: bool = False
+    timeout: float = 10.0  # per anonymous request (CARTLOAD_UPLOADER_VIEWER_TIMEOUT)
+
+    @property
+    def origin(self) -> str:
+        """The viewer page's origin, as a browser sends it in `Origin`."""
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+
+@dataclass(frozen=True)
 class AwsSettings:
     """upload_aws: where to, which groups, and how to reach the store."""
 
@@ -53,6 +72,7 @@ class AwsSettings:
     endpoint_url: str | None
     aws_cli: str | None
     addressing_style: str = "auto"
+    viewer: ViewerSettings = ViewerSettings()
 
 
 @dataclass(frozen=True)
@@ -130,6 +150,7 @@ def positive_int(text: str, option: str, maximum: int) -> int:
 
 
 AWS_DEFAULTS = {"n_jobs": 8}
+VIEWER_TIMEOUT_ENV = "CARTLOAD_UPLOADER_VIEWER_TIMEOUT"
 ADDRESSING_STYLES = ("auto", "path", "virtual")
 GROUP_FLAGS = {"--upload-basics-only": Group.BASICS, "--upload-optional-only": Group.OPTIONAL,
                "--upload-basemap-only": Group.BASEMAP}
@@ -149,7 +170,30 @@ def aws_settings(args: dict[str, Any]) -> AwsSettings:
         raise UsageError(f"--addressing-style {style}: choose one of {', '.join(ADDRESSING_STYLES)}")
     return AwsSettings(common=common, s3_dir=args["--s3-dir"], in_list=_optional_path(args["--in-list"], ""),
                        groups=_groups(args), profile=args["--profile"], endpoint_url=endpoint, aws_cli=args["--aws"],
-                       addressing_style=style)
+                       addressing_style=style, viewer=_viewer(args))
+
+
+def _viewer(args: dict[str, Any]) -> ViewerSettings:
+    if args["--no-viewer-check"] and args["--require-viewer-ready"]:
+        raise UsageError("--no-viewer-check and --require-viewer-ready exclude each other: choose one")
+    url = args["--viewer-url"] or VIEWER_URL
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.netloc:
+        raise UsageError(f"--viewer-url {url}: must be an https:// URL, e.g. {VIEWER_URL}")
+    timeout = os.environ.get(VIEWER_TIMEOUT_ENV, "").strip()
+    return ViewerSettings(url=url, check=not args["--no-viewer-check"],
+                          require_ready=bool(args["--require-viewer-ready"]), setup=bool(args["--setup-viewer-access"]),
+                          timeout=_seconds(timeout, VIEWER_TIMEOUT_ENV) if timeout else ViewerSettings.timeout)
+
+
+def _seconds(text: str, name: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 3600:
+        raise UsageError(f"{name}={text}: must be a number of seconds, more than 0 and at most 3600")
+    return value
 
 
 def _groups(args: dict[str, Any]) -> frozenset[Group]:
