@@ -21,11 +21,12 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 demo: $(VENV)/.installed
 	$(PY) examples/demo.py
 
-## test: lint, type-check, then the whole test suite against real local servers
+## test: lint, type-check, the whole test suite against real local servers, then the S3 end-to-end tests against moto's server
 test: $(VENV)/.installed
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 	$(PY) -m pytest
+	$(PY) -m tests.servers moto -- $(PY) -m pytest -m "e2e and not identities" tests/test_upload_aws.py
 
 ## test-fast: every test that needs no server (in-memory backend, plan, catalog, CLI): seconds
 test-fast: $(VENV)/.installed

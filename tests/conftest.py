@@ -1,10 +1,13 @@
 """Shared fixtures: the real S3 server, a fresh copy of the example dataset, and a CLI runner.
 
 The S3 server is a local SeaweedFS started once per session, unless
-S3_ENDPOINT_URL is set (docker-compose.test.yml sets it to MinIO); then that
-server is used, with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, the bucket
-S3_TEST_BUCKET, and optionally a read-only identity in
-S3_READER_ACCESS_KEY_ID / S3_READER_SECRET_ACCESS_KEY.
+S3_ENDPOINT_URL is set (docker-compose.test.yml sets it to MinIO; `python -m
+tests.servers moto -- pytest ...` to moto's server); then that server is used,
+with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, the bucket S3_TEST_BUCKET,
+optionally a read-only identity in S3_READER_ACCESS_KEY_ID /
+S3_READER_SECRET_ACCESS_KEY, and S3_TEST_SERVER naming the implementation
+(seaweedfs, minio, moto) for the few tests that expect different behaviour
+from different servers.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ class S3Server:
     admin: S3Credentials
     reader: S3Credentials | None
     bucket: str
+    kind: str = "seaweedfs"  # S3_TEST_SERVER: which implementation, where servers legitimately differ
 
     def client(self, credentials: S3Credentials | None = None) -> Any:
         return s3_client(self.endpoint_url, credentials or self.admin)
@@ -46,7 +50,8 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         if os.environ.get("S3_READER_ACCESS_KEY_ID"):
             reader = S3Credentials(os.environ["S3_READER_ACCESS_KEY_ID"], os.environ["S3_READER_SECRET_ACCESS_KEY"])
         admin = S3Credentials(os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"])
-        yield S3Server(os.environ["S3_ENDPOINT_URL"], admin, reader, os.environ.get("S3_TEST_BUCKET", "cartload-test"))
+        yield S3Server(os.environ["S3_ENDPOINT_URL"], admin, reader, os.environ.get("S3_TEST_BUCKET", "cartload-test"),
+                       os.environ.get("S3_TEST_SERVER", "other"))
         return
     with SeaweedFS(tmp_path_factory.mktemp("seaweedfs")) as server:
         s3 = S3Server(server.endpoint_url, ADMIN, READER, "cartload-test")
@@ -97,6 +102,17 @@ def dataset(tmp_path: Path) -> Path:
     target = tmp_path / "humanlung-demo"
     shutil.copytree(EXAMPLE, target)
     return target
+
+
+@pytest.fixture(scope="session")
+def no_locks_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/no_locks.c built: LD_PRELOAD it to make file locks fail under a directory, as on a broken NFS."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    assert compiler, "a C compiler (cc) is needed to simulate a file system without working locks"
+    built = tmp_path_factory.mktemp("no-locks") / "no_locks.so"
+    source = Path(__file__).with_name("no_locks.c")
+    subprocess.run([compiler, "-shared", "-fPIC", "-O2", "-o", str(built), str(source), "-ldl"], check=True)
+    return built
 
 
 @dataclass
@@ -211,4 +227,5 @@ def zenodo_env(tmp_path: Path, zenodo: MockZenodo) -> dict[str, str]:
 def token_file(tmp_path: Path, zenodo: MockZenodo) -> Path:
     path = tmp_path / "zenodo-token.txt"
     path.write_text(f"  {zenodo.token}\n")
+    path.chmod(0o600)  # as the README asks: others reading it get a warning
     return path

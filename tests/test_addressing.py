@@ -15,6 +15,7 @@ import re
 import socket
 import socketserver
 import threading
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,12 +25,15 @@ from botocore.awsrequest import AWSResponse
 from tests.conftest import run_cli
 from tests.servers import VIRTUAL_HOST_DOMAIN
 from uploader.errors import RemoteError, UsageError
+from uploader.operations import Action, Operation
+from uploader.plan import Dataset
 from uploader.s3.backend import S3Backend
 from uploader.s3.client import S3Settings, _build_client, uses_virtual_hosts
 from uploader.s3.destination import S3Destination
 
 INITIATED = b"<InitiateMultipartUploadResult><Bucket>bucket</Bucket><Key>k</Key><UploadId>u</UploadId>" \
             b"</InitiateMultipartUploadResult>"
+NO_UPLOADS = b"<ListMultipartUploadsResult><Bucket>bucket</Bucket></ListMultipartUploadsResult>"
 NOT_IMPLEMENTED = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>NotImplemented</Code>'
                    b"<Message>Content-MD5 is not supported</Message></Error>")
 
@@ -57,7 +61,8 @@ def answer_locally(client: Any, status: int = 200, body: bytes = b"", when: Any 
         sent.append(request)
         chosen = when is not None and when(request)
         response = AWSResponse(request.url, status if chosen else 200, {"ETag": '"e"'}, None)
-        response._content = body if chosen else INITIATED if request.url.endswith("?uploads") else b""
+        response._content = body if chosen else INITIATED if request.method == "POST" else \
+            NO_UPLOADS if request.url.endswith("?uploads") else b""
         return response
 
     client.meta.events.register("before-send.s3", respond)
@@ -122,23 +127,28 @@ def test_a_store_that_refuses_content_md5_gets_one_clear_error_before_any_upload
     sent = answer_locally(backend.client, 501, NOT_IMPLEMENTED, when=lambda r: "Content-MD5" in r.headers)
 
     with pytest.raises(RemoteError) as refused:
-        backend.check_access(None, dry_run=False)  # type: ignore[arg-type]
+        backend.begin([an_upload()])  # before the first write
 
     assert "refused a part carrying a Content-MD5 header (NotImplemented: Content-MD5 is not supported)" in \
         str(refused.value)
-    assert [r.method for r in sent] == ["HEAD", "POST", "PUT", "DELETE"]  # started, the part refused, aborted
-    assert "partNumber=1" in sent[2].url and "uploadId=u" in sent[3].url
+    probe = [r for r in sent if ".cartload-uploader-write-check" in r.url]
+    assert [r.method for r in probe] == ["POST", "PUT", "DELETE"]  # started, the part refused, aborted
+    assert "partNumber=1" in probe[1].url and "uploadId=u" in probe[2].url
 
 
 def test_the_write_check_sends_a_part_with_its_content_md5(aws_env):
     backend = S3Backend(S3Destination("bucket", "p"), S3Settings(endpoint_url="https://s3.example.org"))
     sent = answer_locally(backend.client)
 
-    backend.check_access(None, dry_run=False)  # type: ignore[arg-type]
+    backend.begin([an_upload()])
 
     part = next(r for r in sent if r.method == "PUT")
     body = part.body if isinstance(part.body, bytes) else part.body.getvalue()
     assert body and part.headers["Content-MD5"] == base64.b64encode(hashlib.md5(body).digest())
+
+
+def an_upload() -> Operation:
+    return Operation(Action.UPLOAD, Dataset(Path("."), "", (), None), None, "p/a.tsv", "new")
 
 
 # -- end to end, against the real local S3 server --------------------------------------------------

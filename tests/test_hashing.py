@@ -97,12 +97,108 @@ def test_no_home_means_no_cache_and_says_so(monkeypatch):
     assert "no HOME" in HashCache.default().notice
 
 
-def test_damaged_cache_file_is_ignored(tmp_path):
+def test_a_damaged_cache_file_is_moved_aside_once_and_a_new_one_started(tmp_path):
     (tmp_path / "c").mkdir()
-    (tmp_path / "c" / "hashes.sqlite3").write_bytes(b"not a database at all" * 100)
-    cache = HashCache(tmp_path / "c")
+    garbage = b"not a database at all" * 100
+    (tmp_path / "c" / "hashes.sqlite3").write_bytes(garbage)
     (tmp_path / "f").write_bytes(b"x")
+
+    cache = HashCache(tmp_path / "c")
+
+    assert cache.notice.startswith("hash cache: ") and "was damaged" in cache.notice
+    assert "moved it to hashes.sqlite3.damaged and started a new one" in cache.notice
+    assert "cannot write" not in cache.notice and "off" not in cache.notice
+    assert (tmp_path / "c" / "hashes.sqlite3.damaged").read_bytes() == garbage
     assert digests(local(tmp_path / "f"), ["md5"], cache)["md5"] == hashlib.md5(b"x").hexdigest()
+    cache.close()
+    again = HashCache(tmp_path / "c")  # the new file works: the next run is quiet and served from it
+    assert again.notice == ""
+    assert again.lookup(local(tmp_path / "f"), "md5") == hashlib.md5(b"x").hexdigest()
+
+
+def test_damage_deep_in_the_cache_file_is_found_when_read_and_healed(tmp_path, caplog):
+    files = []
+    for i in range(300):
+        (tmp_path / f"t{i}").write_bytes(b"x")
+        files.append(local(tmp_path / f"t{i}"))
+    first = HashCache(tmp_path / "c")
+    for file in files:
+        first.store(file, {"md5": "m" * 32, "sha256": "s" * 64})
+    first.close()
+    path = tmp_path / "c" / "hashes.sqlite3"
+    data = bytearray(path.read_bytes())
+    assert len(data) > 20 * 4096
+    data[10 * 4096:] = os.urandom(len(data) - 10 * 4096)  # leaf pages; the header, schema and roots read fine
+    path.write_bytes(bytes(data))
+
+    second = HashCache(tmp_path / "c")
+    assert second.notice == ""  # the header and the schema read fine
+    with caplog.at_level("WARNING", logger="uploader.hashing"):
+        second.preload(files)
+    assert "was damaged" in caplog.text and "started a new one" in caplog.text
+    assert (tmp_path / "c" / "hashes.sqlite3.damaged").exists()
+    assert digests(files[0], ["md5"], second)["md5"] == hashlib.md5(b"x").hexdigest()  # re-hashed, not garbage
+    second.close()
+    assert HashCache(tmp_path / "c").lookup(files[0], "md5") == hashlib.md5(b"x").hexdigest()
+
+
+def test_a_network_file_system_gets_the_rollback_journal_not_wal(tmp_path, monkeypatch):
+    import uploader.hashing as hashing
+
+    local_cache = HashCache(tmp_path / "local")
+    assert local_cache._db is not None
+    assert local_cache._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    local_cache.close()
+    monkeypatch.setattr(hashing, "filesystem_type", lambda path: "nfs4")
+    nfs = HashCache(tmp_path / "local")  # the same file, now seen on NFS: converted out of WAL
+    assert nfs.notice == "" and nfs._db is not None
+    assert nfs._db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    (tmp_path / "f").write_bytes(b"x")
+    nfs.store(local(tmp_path / "f"), {"md5": "cached"})
+    nfs.close()
+    assert not (tmp_path / "local" / "hashes.sqlite3-wal").exists()
+    assert HashCache(tmp_path / "local").lookup(local(tmp_path / "f"), "md5") == "cached"
+
+
+def test_filesystem_type_is_read_from_the_longest_matching_mount(tmp_path):
+    from uploader.hashing import filesystem_type
+
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(
+        "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"
+        "40 22 0:50 / /home rw,relatime shared:20 - nfs4 server:/export/home rw,vers=4.2\n"
+        "41 22 0:51 / /scratch\\040space rw - lustre 10.0.0.1@o2ib:/fs rw,flock\n"
+        "42 40 0:52 / /home/local rw - tmpfs tmpfs rw\n")
+    assert filesystem_type(Path("/home/jane/.cache"), mountinfo) == "nfs4"
+    assert filesystem_type(Path("/homeless"), mountinfo) == "ext4"
+    assert filesystem_type(Path("/home/local/x"), mountinfo) == "tmpfs"
+    assert filesystem_type(Path("/scratch space/u/cache"), mountinfo) == "lustre"
+    assert filesystem_type(Path("/x"), tmp_path / "no-such-file") == ""
+
+
+@pytest.mark.lock_faults
+def test_a_cache_where_file_locks_fail_is_off_with_one_notice_at_once(tmp_path, no_locks_library):
+    import subprocess
+    import sys
+
+    (tmp_path / "f").write_bytes(b"x")
+    code = (
+        "import sys, time; from pathlib import Path; from tests.test_hashing import local;"
+        "from uploader.hashing import HashCache, digests;"
+        "started = time.monotonic(); c = HashCache(Path(sys.argv[1])); took = time.monotonic() - started;"
+        "d = digests(local(Path(sys.argv[2])), ['md5'], c); c.close();"
+        "print(repr(c.notice)); print(d['md5']); print(took)"
+    )
+    env = {"LD_PRELOAD": str(no_locks_library), "NO_LOCKS_UNDER": str(tmp_path / "nfs"),
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "nfs" / "cache"), str(tmp_path / "f")],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    notice, md5, took = done.stdout.splitlines()
+    assert "hash cache off" in notice and "file locks do not work" in notice and "No locks available" in notice
+    assert md5 == hashlib.md5(b"x").hexdigest()
+    assert float(took) < 5  # SQLite alone would wait its whole busy timeout (30 s) on a refused lock
+    assert not (tmp_path / "nfs" / "cache" / "hashes.sqlite3").exists()
 
 
 def test_hashing_stops_when_asked(tmp_path):

@@ -227,5 +227,5 @@ def test_100000_missing_files_print_20_and_a_count_and_the_report_has_all(datase
     assert len(result.stderr) < 10_000  # 16 MB before
     document = json.loads(report.read_text())
     assert document["ok"] is False and document["exit_status"] == 2
-    assert len(document["input_errors"]) == 100_000
-    assert "'factor-099999.tsv' is missing" in document["input_errors"][-1]
+    assert len(document["problems"]) == 100_000
+    assert "'factor-099999.tsv' is missing" in document["problems"][-1]

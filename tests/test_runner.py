@@ -42,6 +42,11 @@ def statuses(result: RunResult) -> dict[str, Status]:
     return {op.destination: op.status for op in result.ops}
 
 
+def last_run(backend: InMemoryBackend) -> list[tuple[str, str]]:
+    """The events since the last run began writing."""
+    return backend.events[len(backend.events) - backend.events[::-1].index(("begin", "")):]
+
+
 def local_bytes(data_dir: Path) -> dict[str, bytes]:
     return {name: (data_dir / name).read_bytes() for name in ("a.pmtiles", "t.tsv", "u.tsv", "catalog.yaml")}
 
@@ -124,8 +129,7 @@ def test_restart_sends_everything_and_empties_the_remote_where_the_backend_says_
     result = upload(data_dir, empty, restart=True)
     assert statuses(result)["old.tsv"] is Status.DELETED
     assert empty.objects == local_bytes(data_dir)
-    second_run = empty.events[len(empty.events) - 1 - empty.events[::-1].index(("begin", "")):]
-    writes = [kind for kind, _ in second_run if kind in ("put", "delete")]
+    writes = [kind for kind, _ in last_run(empty) if kind in ("put", "delete")]
     assert writes == ["delete"] * 5 + ["put"] * 4  # the remote is emptied first
 
 
@@ -133,7 +137,7 @@ def test_overwrite_replaces_unchanged_files(data_dir):
     backend = InMemoryBackend()
     upload(data_dir, backend)
     result = upload(data_dir, backend, overwrite=True)
-    assert {op.reason for op in result.ops} == {"--overwrite"}
+    assert {op.reason for op in result.ops if op.transfers_bytes} == {"--overwrite"}
     assert all(count == 2 for count in backend.sends.values())
 
 
@@ -200,6 +204,25 @@ def test_a_file_changed_on_disk_after_planning_is_not_sent(data_dir):
     assert "u.tsv" not in backend.objects and "catalog.yaml" not in backend.objects
 
 
+def test_a_cached_digest_never_skips_a_file_that_changed_since_it_was_planned(data_dir, tmp_path):
+    """The cache answers for the file as planned; a file rewritten since then (same size) is not skipped."""
+    backend = InMemoryBackend()
+    cache = HashCache(tmp_path / "cache")
+    plan = UploadPlan((plan_from_catalog(data_dir, data_dir / "catalog.yaml"),))
+    assert run(plan, backend, RunOptions(n_jobs=2), cache, lambda b, f: Progress()).ok
+    planned_again = UploadPlan((plan_from_catalog(data_dir, data_dir / "catalog.yaml"),))
+    (data_dir / "t.tsv").write_bytes(b"T" + (b"t.tsv" * 100)[1:])  # same size, new content, after planning
+
+    result = run(planned_again, backend, RunOptions(n_jobs=2), cache, lambda b, f: Progress())
+
+    op = {op.destination: op for op in result.ops}["t.tsv"]
+    assert op.action is Action.REPLACE and op.reason == "changed on disk since it was planned"
+    assert op.status is Status.FAILED and "changed on disk" in op.error
+    assert result.exit_status is ExitStatus.FILES_FAILED  # not "skipped", not published over the old bytes
+    assert statuses(result)["a.pmtiles"] is Status.SKIPPED
+    assert backend.objects["t.tsv"] == b"t.tsv" * 100  # the old bytes stay, and the run says so
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl-C", "SIGTERM"])
 def test_an_interrupt_stops_at_once_keeps_finished_files_and_withholds_the_catalog(data_dir, sig):
     from uploader.cli import _raise_keyboard_interrupt
@@ -229,3 +252,134 @@ def test_collection_datasets_go_under_their_subdirs(tmp_path, data_dir):
     result = run(plan, backend, RunOptions(n_jobs=2), HashCache(None), lambda b, f: Progress())
     assert result.ok
     assert set(backend.objects) == {"ds/a.pmtiles", "ds/t.tsv", "ds/u.tsv", "ds/catalog.yaml"}
+
+
+# -- a live catalog is never over a mix of versions -------------------------------------------------
+
+
+class LiveCatalogWatch:
+    """Checks, at every write, that a catalog on the remote names only files with the bytes it was published with."""
+
+    def __init__(self, backend: InMemoryBackend) -> None:
+        self.backend = backend
+        self.published: dict[str, bytes] = {}
+        self.violations: list[str] = []
+
+    def publish_now(self) -> None:
+        """Record the remote as it is now as the published version."""
+        self.published = dict(self.backend.objects)
+
+    def check(self) -> None:
+        from uploader.catalog import file_names_in
+
+        objects = self.backend.objects
+        if "catalog.yaml" not in objects:
+            return
+        names = file_names_in(objects["catalog.yaml"]) or frozenset()
+        if objects["catalog.yaml"] == self.published.get("catalog.yaml"):
+            self.violations += [name for name in names if objects.get(name) != self.published.get(name)]
+
+
+def watched(backend: InMemoryBackend) -> LiveCatalogWatch:
+    watch = LiveCatalogWatch(backend)
+    real_send, real_delete = backend.send, backend.delete
+
+    def send(op, digests, progress, stop):  # type: ignore[no-untyped-def]
+        stored = real_send(op, digests, progress, stop)
+        if op.is_catalog:
+            watch.publish_now()  # storing the catalog is what publishes the files as they are now
+        watch.check()
+        return stored
+
+    def delete(op):  # type: ignore[no-untyped-def]
+        real_delete(op)
+        watch.check()
+
+    backend.send, backend.delete = send, delete  # type: ignore[method-assign]
+    return watch
+
+
+def test_an_update_withdraws_the_live_catalog_first_and_publishes_it_last(data_dir):
+    backend = InMemoryBackend()
+    upload(data_dir, backend)
+    watch = watched(backend)
+    watch.publish_now()
+    (data_dir / "t.tsv").write_bytes(b"new table")
+
+    result = upload(data_dir, backend)
+
+    assert result.exit_status is ExitStatus.OK and not result.offline
+    writes = [event for event in last_run(backend) if event[0] in ("put", "delete")]
+    assert writes == [("delete", "catalog.yaml"), ("put", "t.tsv"), ("put", "catalog.yaml")]
+    assert watch.violations == []
+    assert backend.objects == local_bytes(data_dir)
+
+
+def test_a_failed_update_leaves_the_dataset_offline_and_says_so(data_dir):
+    backend = InMemoryBackend()
+    upload(data_dir, backend)
+    watch = watched(backend)
+    watch.publish_now()
+    (data_dir / "t.tsv").write_bytes(b"new table")
+    (data_dir / "u.tsv").write_bytes(b"new other table")
+    backend.faults.refuse = {"u.tsv"}
+
+    result = upload(data_dir, backend)
+
+    assert result.exit_status is ExitStatus.OFFLINE
+    assert result.offline == ["catalog.yaml"]
+    assert "catalog.yaml" not in backend.objects  # never a catalog over 1 new and 1 old file
+    assert watch.violations == []
+
+    backend.faults.refuse = set()
+    again = upload(data_dir, backend)  # the re-run completes it
+    assert again.exit_status is ExitStatus.OK and backend.objects == local_bytes(data_dir)
+
+
+def test_additions_the_live_catalog_does_not_name_need_no_withdrawal(data_dir):
+    backend = InMemoryBackend()
+    upload(data_dir, backend)
+    (data_dir / "new.tsv").write_text("added later\n")
+    (data_dir / "catalog.yaml").write_text(CATALOG + "  v: new.tsv\n")
+
+    result = upload(data_dir, backend)
+
+    assert result.exit_status is ExitStatus.OK
+    assert not any(op.action is Action.DELETE for op in result.ops)
+    assert backend.objects["catalog.yaml"] == (data_dir / "catalog.yaml").read_bytes()
+
+
+def test_a_run_with_nothing_to_replace_does_not_read_the_live_catalog(data_dir):
+    backend = InMemoryBackend()
+    upload(data_dir, backend)
+    upload(data_dir, backend)
+    assert not any(kind == "read" for kind, _ in backend.events)
+
+
+def test_a_live_catalog_that_cannot_be_withdrawn_keeps_its_files(data_dir):
+    backend = InMemoryBackend()
+    upload(data_dir, backend)
+    published = dict(backend.objects)
+    (data_dir / "t.tsv").write_bytes(b"new table")
+    (data_dir / "new.tsv").write_text("added\n")
+    (data_dir / "catalog.yaml").write_text(CATALOG + "  v: new.tsv\n")
+    backend.faults.refuse = {"catalog.yaml"}
+
+    result = upload(data_dir, backend)
+
+    assert result.exit_status is ExitStatus.FILES_FAILED and not result.offline
+    assert backend.objects["t.tsv"] == published["t.tsv"]
+    assert backend.objects["catalog.yaml"] == published["catalog.yaml"]
+    assert "could not be withdrawn" in {op.destination: op for op in result.ops if op.file}["t.tsv"].error
+
+
+def test_an_interrupt_after_the_withdrawal_says_the_dataset_is_offline(data_dir):
+    backend = InMemoryBackend()
+    upload(data_dir, backend)
+    (data_dir / "t.tsv").write_bytes(b"new table")
+    backend.faults.on_send["t.tsv"] = lambda: os.kill(os.getpid(), signal.SIGINT)
+
+    result = upload(data_dir, backend)
+
+    assert result.exit_status is ExitStatus.INTERRUPTED  # 130 comes first in the table
+    assert result.offline == ["catalog.yaml"]

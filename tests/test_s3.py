@@ -109,3 +109,19 @@ def test_requests_name_the_tool_and_use_path_style_on_custom_endpoints(monkeypat
     client.put_object(Bucket="bucket", Key="c.tsv", Body=b"y")
     assert [r.url for r in sent] == ["http://127.0.0.1:9/bucket/a/b.tsv", "http://127.0.0.1:9/bucket/c.tsv"]
     assert all(r.headers["User-Agent"].startswith(f"cartload-uploader/{__version__} Boto3/".encode()) for r in sent)
+
+
+def test_an_http_proxy_sends_the_bytes_through_boto3(monkeypatch):
+    from uploader.s3.client import S3Settings, _build_client
+    from uploader.s3.transport import make_transport
+
+    for name, value in {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}.items():
+        monkeypatch.setenv(name, value)
+    client = _build_client(S3Settings(endpoint_url="https://s3.example.org"))
+    monkeypatch.delenv("HTTPS_PROXY", raising=False)
+    monkeypatch.delenv("https_proxy", raising=False)
+    assert make_transport(client, "bucket", 4).name == "crt"
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example.org:3128")
+    assert make_transport(client, "bucket", 4).name == "boto3"  # awscrt's S3 client cannot use a proxy
+    monkeypatch.setenv("NO_PROXY", "s3.example.org")
+    assert make_transport(client, "bucket", 4).name == "crt"

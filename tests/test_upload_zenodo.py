@@ -124,14 +124,59 @@ def test_restart_empties_the_draft_first(zenodo, zenodo_env, token_file, dataset
     assert "22 deleted" in result.stderr or "deleted" in result.stderr
 
 
+ZENODO_MARKERS = {"cartload.zenodo.done", "histology.pmtiles.zenodo.done"} | {
+    f"{name}.zenodo.done" for name in ("t18-f24-umap.tsv.gz", "t18-f24.umap.png", "t18-f24.umap.single.prob.png",
+                                       "t18-f24-umap.pmtiles", "t18-f24-alias.tsv")}
+
+
+def markers(directory: Path) -> set[str]:
+    return {path.name for path in directory.iterdir() if path.name.endswith(".zenodo.done")}
+
+
+def test_markers_after_a_catalog_upload_so_the_pipeline_skips_it_next_time(zenodo, zenodo_env, token_file, dataset):
+    assert markers(dataset) == set()
+    result = upload(zenodo, zenodo_env, token_file, dataset, *METADATA)
+
+    assert result.code == 0, result.output
+    assert markers(dataset) == ZENODO_MARKERS
+    # run_xenium/run_visiumhd skip their Zenodo step when these exist (cartloader's pipeline_helper).
+    assert (dataset / "cartload.zenodo.done").exists() and (dataset / "histology.pmtiles.zenodo.done").exists()
+    assert len(zenodo.files(only_deposition(zenodo)["id"])) == 21  # not uploaded themselves
+
+
+def test_no_markers_for_other_upload_methods_or_with_no_markers(zenodo, zenodo_env, token_file, dataset):
+    assert upload(zenodo, zenodo_env, token_file, dataset, *METADATA, "--upload-method", "files",
+                  "--files", "genes_all.pmtiles").code == 0
+    assert markers(dataset) == set()  # cartloader marks only its catalog method
+    dep_id = str(only_deposition(zenodo)["id"])
+    assert upload(zenodo, zenodo_env, token_file, dataset, "--zenodo-id", dep_id, "--no-markers").code == 0
+    assert markers(dataset) == set()
+
+
 def test_publish_refused_when_metadata_is_missing(zenodo, zenodo_env, token_file, dataset):
-    result = upload(zenodo, zenodo_env, token_file, dataset, "--title", "T", "--creators", "Doe, J", "--publish")
+    draft = zenodo.api("POST", "/deposit/depositions", json={"metadata": {
+        "title": "T", "creators": [{"name": "Doe, J"}], "upload_type": "dataset"}})  # no description
+    result = upload(zenodo, zenodo_env, token_file, dataset, "--zenodo-id", str(draft["id"]), "--publish")
 
     assert result.code == 1, result.output
     assert "metadata.description" in result.stderr and "--description" in result.stderr
     deposition = only_deposition(zenodo)
     assert deposition["submitted"] is False
     assert len(zenodo.files(deposition["id"])) == 21  # the files are there, in the draft
+    assert markers(dataset) == set()  # cartloader would mark it done; the pipeline would never publish it
+
+
+def test_a_new_deposition_without_description_gets_cartloaders_text_and_can_be_published(
+        zenodo, zenodo_env, token_file, dataset):
+    result = upload(zenodo, zenodo_env, token_file, dataset, "--title", "T", "--creators", "Doe, J", "--publish")
+
+    assert result.code == 0, result.output
+    record = only_deposition(zenodo)
+    assert record["submitted"] is True
+    assert record["metadata"]["description"] == "No description provided."
+    summary = result.stderr.splitlines()
+    assert any(line.startswith('note: no --description: the new deposition\'s description is cartloader\'s'
+                               ' "No description provided."') for line in summary), result.stderr
 
 
 def test_upload_method_all_takes_the_directory_files_but_no_subdirectories(zenodo, zenodo_env, token_file, dataset):
@@ -217,9 +262,30 @@ def test_empty_or_missing_token_file(zenodo, zenodo_env, dataset, tmp_path):
 def test_wrong_token(zenodo, zenodo_env, dataset, tmp_path):
     wrong = tmp_path / "wrong"
     wrong.write_text("not-the-token")
-    result = upload(zenodo, zenodo_env, wrong, dataset, *METADATA)
+    report = tmp_path / "report.json"
+    result = upload(zenodo, zenodo_env, wrong, dataset, *METADATA, "--report", str(report))
     assert_nothing_created(result, zenodo, 3, "refused access", "deposit:write")
     assert "not-the-token" not in result.output
+    document = json.loads(report.read_text())
+    assert document["ok"] is False and document["exit_status"] == 3 and "refused access" in document["error"]
+    assert "not-the-token" not in report.read_text()
+
+
+def test_token_file_from_a_windows_editor_is_read_right(zenodo, zenodo_env, dataset, tmp_path):
+    saved = tmp_path / "token-notepad.txt"
+    saved.write_bytes(f"\ufeff {zenodo.token} \r\n".encode())
+    saved.chmod(0o600)
+    result = upload(zenodo, zenodo_env, saved, dataset, *METADATA)
+    assert result.code == 0, result.output
+    assert len(zenodo.files(only_deposition(zenodo)["id"])) == 21
+
+
+def test_token_file_with_two_lines_is_refused(zenodo, zenodo_env, dataset, tmp_path):
+    two = tmp_path / "two-tokens.txt"
+    two.write_text(f"{zenodo.token}\nsomething-else\n")
+    result = upload(zenodo, zenodo_env, two, dataset, *METADATA)
+    assert_nothing_created(result, zenodo, 2, "holds 2 non-empty lines", "put only the token in it")
+    assert "something-else" not in result.output
 
 
 def test_unknown_deposition_id(zenodo, zenodo_env, token_file, dataset):

@@ -42,6 +42,9 @@ class Backend(Protocol):
 
     # --restart: True empties the remote (a Zenodo draft) before sending; False only re-sends the plan's files.
     restart_empties_remote: bool
+    # True: a catalog on the remote is read by the public the moment it is there (S3); False: nothing is public
+    # before finish() (a Zenodo draft). A live catalog is withdrawn while files it names are replaced.
+    catalogs_go_live: bool
 
     def destination(self, dataset: Dataset, name: str) -> str:
         """Where a file of `dataset` called `name` goes (an S3 key, a Zenodo file name)."""
@@ -57,6 +60,9 @@ class Backend(Protocol):
 
     def digests_on_request(self, remote: RemoteFile) -> dict[str, str]:
         """Digests that cost a request to learn (e.g. a HEAD's stored SHA-256), when the listing's do not tell."""
+
+    def read(self, remote: RemoteFile) -> bytes:
+        """The content of a small remote file (a published catalog)."""
 
     def check_plan(self, ops: list[Operation]) -> None:
         """Refuse (UploaderError) a plan the remote cannot take (e.g. Zenodo's limits); dry runs too."""

@@ -256,3 +256,17 @@ def _dotted(path: tuple[str | int, ...]) -> str:
     for key in path:
         text += f"[{key}]" if isinstance(key, int) else (f".{key}" if text else key)
     return text
+
+
+def file_names_in(text: bytes) -> frozenset[str] | None:
+    """Every file name a catalog's text names, in any group; None when the text is not a readable catalog.
+
+    Used on a catalog already published, to learn which remote files it vouches for.
+    """
+    try:
+        document = yaml.load(text.decode("utf-8"), Loader=SafeLoader)
+    except (UnicodeDecodeError, yaml.YAMLError):
+        return None
+    if not isinstance(document, dict):
+        return None
+    return frozenset(ref.name for ref in _walk(document, ()))

@@ -1,20 +1,33 @@
-"""The command line: docopt usage texts, dispatch, and the one place errors become exit codes."""
+"""The command line: docopt usage texts, dispatch, and the one place errors become exit codes.
+
+docopt parses and the usage texts are the specification. Before docopt sees a
+command line, `read_command_line` reads it against the same usage text: docopt
+accepts an abbreviated option silently (`--n-job 4` for `--n-jobs 4`) and its
+own errors name nothing a person can act on ("found unmatched (duplicate?)
+arguments"). A mistake is told as one line naming the option and what is
+wrong, then where the help is, with exit status 2.
+"""
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
+import re
 import shlex
 import signal
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Any, NoReturn
+from dataclasses import dataclass
+from typing import Any
 
 from docopt import DocoptExit, docopt
 
 from uploader import __version__
-from uploader.errors import ExitStatus, UploaderError
+from uploader.errors import ExitStatus, UploaderError, UsageError
+
+PROGRAM = "cartload-uploader"
 
 MAIN_USAGE = """cartload-uploader: publish a cartload output directory to S3 or Zenodo.
 
@@ -45,6 +58,10 @@ Environment:
   CARTLOAD_UPLOADER_VIEWER_TIMEOUT  seconds each request of the viewer check may take (default 10)
   AWS_*                         the usual AWS settings: profile, keys, endpoint, CA bundle, retries
   ZENODO_TOKEN                  the Zenodo token, when --zenodo-token FILE is not given
+  CARTLOAD_UPLOADER_ZENODO_URL  the Zenodo API root, when neither --zenodo-url nor --sandbox is given
+
+Also installed as the commands upload_aws and upload_zenodo (the same as
+'cartload-uploader upload_aws' and 'cartload-uploader upload_zenodo').
 """
 
 # The options both commands share: one line here and one field in settings.CommonSettings.
@@ -53,9 +70,13 @@ COMMON_OPTIONS = """Common options:
   --catalog-yaml FILE     The catalog (default: <in-dir>/catalog.yaml).
   --dry-run               Print what would be uploaded, replaced, skipped or deleted; change nothing.
   --restart               Upload every file again, even those already there.
-  --report FILE           Write a JSON report of every file's outcome ('-' for stdout).
+  --report FILE           Write a JSON report of every file's outcome ('-' for stdout); written
+                          by every run, also one that stops before any upload (ok: false).
   --quiet                 Print only errors.
   --no-progress           No progress bar or progress lines.
+  --no-markers            Write no marker files (cartload.aws.done, <file>.zenodo.done, ...) in
+                          --in-dir. By default they are written after a successful upload, where
+                          cartloader writes them, so that its pipeline skips a finished upload.
   -h --help               Show this help.
 """
 
@@ -76,12 +97,14 @@ Options:
   --upload-basics-only    Upload only the basic files and the catalog.
   --upload-optional-only  Upload only the optional files (UMAP, alias).
   --upload-basemap-only   Upload only the extra basemaps (histology, ...).
-  --n-jobs N              Requests in flight at once (default: 8).
+  --n-jobs N              Requests in flight at once, 1 to 256 (default: 64; large files keep 8 parts in
+                          flight whatever this is, so memory stays bounded).
   --profile NAME          AWS profile (default: AWS_PROFILE, else the default chain).
   --endpoint-url URL      S3-compatible endpoint (default: AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL).
   --addressing-style STYLE  auto, path or virtual: the bucket in the URL path or as a sub-domain (default
                           auto: the AWS config's s3 addressing_style, else sub-domains on AWS, paths elsewhere).
   --aws PATH              Accepted for cartloader compatibility and ignored: no AWS CLI is needed.
+  --makefn FILE           Accepted for cartloader compatibility and ignored: no Makefile is written.
   --viewer-url URL        Base of the printed viewer link, for other viewer deployments
                           (default: https://v3o-main.carto-scope.org/dataset?uri=).
   --no-viewer-check       Do not check that the viewer can read the upload (a private bucket on purpose).
@@ -98,90 +121,321 @@ replaced; catalog.yaml comes last. Nothing is published unless --publish is
 given and every file succeeded.
 
 Usage:
-  cartload-uploader upload_zenodo --in-dir DIR [options] [--creators NAME]... [--files <name>...]
+  cartload-uploader upload_zenodo --in-dir DIR [options] [--creators NAME]... [--files NAME]... [--in-list NAME]...
   cartload-uploader upload_zenodo (-h | --help)
 
+Several values may follow one --creators or --files, as cartloader takes them
+(--creators 'Doe, Jane' 'Roe, Rick'), and either may be repeated.
+
 Options:
-  --zenodo-token FILE           A file holding the Zenodo token (default: $ZENODO_TOKEN).
+  --zenodo-token FILE           A file holding the Zenodo token, on one line (default: $ZENODO_TOKEN).
+  --token-file FILE             Deprecated: the same as --zenodo-token.
   --zenodo-id ID                Upload into this deposition: a draft is used as it is; a published
                                 record gets a new version (or its open new-version draft).
   --zenodo-deposition-id ID     The same as --zenodo-id.
   --upload-method METHOD        catalog: the catalog's files and catalog.yaml; all: every regular file
-                                in --in-dir; files: the names after --files (default: catalog).
-  --files                       Followed by the file names, with --upload-method files.
+                                in --in-dir; files: the names given with --files (default: catalog,
+                                which never sweeps logs and Makefiles into a public record;
+                                cartloader's default is all). user_list: deprecated, as files.
+  --files NAME                  With --upload-method files: a file directly inside --in-dir, by its
+                                name or its absolute path.
+  --in-list NAME                Deprecated: with --upload-method user_list, the same as --files.
   --title TEXT                  Title (needed for a new deposition).
-  --creators NAME               "Family, Given"; repeat it (or separate with ;) for several.
-  --description TEXT            Description (HTML allowed; needed to publish).
+  --creators NAME               "Family, Given" (or several separated with ;).
+  --description TEXT            Description (HTML allowed). A new deposition without one gets
+                                cartloader's "No description provided." so that it can be published.
   --upload-type TYPE            dataset, software, publication, poster, presentation, image, video,
                                 lesson, physicalobject or other (default for a new deposition: dataset).
   --publish                     Publish once every file succeeded (default: leave a draft to review).
   --overwrite                   Replace files of the same name even when unchanged.
-  --zenodo-url URL              API root (default: https://zenodo.org/api).
+  --zenodo-url URL              API root (default: $CARTLOAD_UPLOADER_ZENODO_URL, else
+                                https://zenodo.org/api).
   --sandbox                     Use Zenodo's sandbox (https://sandbox.zenodo.org/api).
-  --n-jobs N                    Files uploaded at once (default: 4).
+  --n-jobs N                    Files uploaded at once, 1 to 256 (default: 4).
 
 """ + COMMON_OPTIONS
 
 
-def _upload_aws(args: dict[str, Any], argv: list[str]) -> int:
+
+def _upload_aws(args: dict[str, Any], resume: str) -> int:
     from uploader.commands import upload_aws
     from uploader.settings import aws_settings
 
-    return upload_aws(aws_settings(args), resume_command(argv))
+    return upload_aws(aws_settings(args), resume)
 
 
-def _upload_zenodo(args: dict[str, Any], argv: list[str]) -> int:
+def _upload_zenodo(args: dict[str, Any], resume: str) -> int:
     from uploader.commands import upload_zenodo
     from uploader.settings import zenodo_settings
 
-    return upload_zenodo(zenodo_settings(args), resume_command(argv))
+    return upload_zenodo(zenodo_settings(args), resume)
 
 
-COMMANDS: dict[str, tuple[str, Callable[[dict[str, Any], list[str]], int]]] = {
-    "upload_aws": (AWS_USAGE, _upload_aws),
-    "upload_zenodo": (ZENODO_USAGE, _upload_zenodo),
+# -- reading a command line against its usage text ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One option line of a usage text: its spellings, its argument (if it takes one), what it is."""
+
+    names: tuple[str, ...]
+    argument: str | None
+    description: str
+
+    @property
+    def name(self) -> str:
+        return self.names[-1]  # the long spelling: `-h --help` is --help
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """What a command's usage text allows, read from the text itself so that the two cannot differ."""
+
+    name: str
+    usage: str
+    options: dict[str, OptionSpec]  # every spelling -> its option
+    required: tuple[str, ...]  # named outside brackets in the first usage pattern
+    repeatable: frozenset[str]  # written `[--x X]...` in a usage pattern
+    multi_value: frozenset[str]  # followed by several values (cartloader's nargs='+')
+
+    @classmethod
+    def from_usage(cls, name: str, usage: str, multi_value: frozenset[str] = frozenset()) -> CommandSpec:
+        options: dict[str, OptionSpec] = {}
+        for line in usage.splitlines():
+            match = _OPTION_LINE.match(line)
+            if match:
+                words = match.group(1).replace(",", " ").split()
+                option = OptionSpec(tuple(w for w in words if w.startswith("-")),
+                                    next((w for w in words if not w.startswith("-")), None),
+                                    (match.group(2) or "").strip())
+                options.update(dict.fromkeys(option.names, option))
+        patterns = usage[usage.index("Usage:"):].split("\n\n", 1)[0]
+        first = patterns.splitlines()[1]
+        required = tuple(re.findall(r"--[\w-]+", re.sub(r"\[[^]]*]|\([^)]*\)", "", first)))
+        repeatable = frozenset(re.findall(r"\[(--[\w-]+)[^]]*]\.\.\.", patterns))
+        return cls(name, usage, options, required, repeatable, multi_value)
+
+
+_OPTION_LINE = re.compile(r"^\s+(-\S.*?)(?:\s{2,}(.*))?$")
+
+
+def read_command_line(spec: CommandSpec, words: list[str]) -> dict[str, Any]:
+    """docopt's reading of `words` (the command's own words), after checking them against the usage text.
+
+    Raises UsageError naming the first problem: an unknown option (with the closest valid
+    one), a missing value, an option given twice, a stray argument, a missing required option.
+    """
+    words = spread_multi_values(words, spec.multi_value)
+    given: dict[str, list[str]] = {}
+    stray: list[tuple[str, str]] = []  # (the word, the option or command just before it)
+    last_option = ""
+    index = 0
+    while index < len(words):
+        word = words[index]
+        index += 1
+        if word == "--":
+            stray.extend((rest, "--") for rest in words[index:])
+            break
+        if not _is_option_word(word):
+            stray.append((word, last_option))
+            continue
+        name, has_value, value = word.partition("=")
+        option = spec.options.get(name)
+        if option is None:
+            raise UsageError(_unknown_option(name, spec))
+        if option.argument is None:
+            if has_value:
+                raise UsageError(f"{name} takes no value (got '{word}')")
+        elif not has_value:
+            if index == len(words) or words[index] == "--" or _is_option_word(words[index]):
+                raise UsageError(f"{name} needs a value: {name} {option.argument} ({_first_sentence(option)})")
+            value = words[index]
+            index += 1
+        given.setdefault(option.name, []).append(value)
+        last_option = option.name
+    _check_counts(spec, given)
+    if stray:
+        raise UsageError(_stray_argument(*stray[0], spec))
+    for name in spec.required:
+        if name not in given:
+            option = spec.options[name]
+            raise UsageError(f"{name} {option.argument} is required ({_first_sentence(option)})")
+    try:
+        return dict(docopt(spec.usage, argv=[spec.name, *words], default_help=False))
+    except DocoptExit:  # never docopt's own text: the checks above should have caught it
+        raise UsageError(f"this command line does not match the usage of {spec.name}") from None
+
+
+def spread_multi_values(words: list[str], multi_value: frozenset[str]) -> list[str]:
+    """Several values after one option, as cartloader's argparse takes them (nargs='+'), as docopt reads them.
+
+    `--creators 'Doe, Jane' 'Roe, Rick' --files a b` becomes `--creators 'Doe, Jane'
+    --creators 'Roe, Rick' --files a --files b`: docopt cannot express several values after
+    one option, and without this the second creator would be dropped or become a file name.
+    The values end at the next option, as in argparse.
+    """
+    spread: list[str] = []
+    repeating = ""  # the multi-value option whose values are being read
+    first_value_due = False
+    for index, word in enumerate(words):
+        if word == "--":
+            spread.extend(words[index:])
+            break
+        if _is_option_word(word):
+            name, inline, _ = word.partition("=")
+            repeating = name if name in multi_value else ""
+            first_value_due = bool(repeating) and not inline
+        elif repeating and not first_value_due:
+            spread.append(repeating)
+        else:
+            first_value_due = False
+        spread.append(word)
+    return spread
+
+
+def _is_option_word(word: str) -> bool:
+    return word.startswith("-") and len(word) > 1 and not _is_number(word)
+
+
+def _is_number(word: str) -> bool:
+    try:
+        float(word)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_counts(spec: CommandSpec, given: dict[str, list[str]]) -> None:
+    for name, values in given.items():
+        if len(values) > 1 and name not in spec.repeatable:
+            shown = f" ({', '.join(values)})" if all(values) else ""
+            raise UsageError(f"{name} is given {len(values)} times{shown}; give it once")
+
+
+def _unknown_option(name: str, spec: CommandSpec) -> str:
+    elsewhere = [other.name for other in SPECS.values() if other is not spec and name in other.options]
+    if elsewhere:
+        return f"{name} is an option of {elsewhere[0]}, not of {spec.name}"
+    known = sorted({option.name for option in spec.options.values()})
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f"unknown option {name}" + (f" (did you mean {close[0]}?)" if close else "")
+
+
+def _stray_argument(word: str, after: str, spec: CommandSpec) -> str:
+    option = spec.options.get(after)
+    if option is None or option.argument is None:
+        return f"unexpected argument '{word}': every value goes after its option (--name VALUE)"
+    return (f"unexpected argument '{word}' after {after} {option.argument}: {after} takes one value;"
+            " quote a value that contains spaces")
+
+
+def _first_sentence(option: OptionSpec) -> str:
+    return option.description.split(". ")[0].rstrip(".")
+
+
+def _asks_for_help(words: list[str]) -> bool:
+    before_end = words[:words.index("--")] if "--" in words else words
+    return "-h" in before_end or "--help" in before_end
+
+
+SPECS: dict[str, CommandSpec] = {
+    "upload_aws": CommandSpec.from_usage("upload_aws", AWS_USAGE),
+    # cartloader's upload_zenodo declares these with nargs='+' (--in-list in its older versions).
+    "upload_zenodo": CommandSpec.from_usage("upload_zenodo", ZENODO_USAGE,
+                                            multi_value=frozenset({"--creators", "--files", "--in-list"})),
+}
+
+COMMANDS: dict[str, Callable[[dict[str, Any], str], int]] = {
+    "upload_aws": _upload_aws,
+    "upload_zenodo": _upload_zenodo,
 }
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse the command line, run the command, and map its outcome to an exit code."""
+# -- the entrypoint -------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None, invoked_as: str | None = None) -> int:
+    """Parse the command line, run the command, and map its outcome to an exit code.
+
+    `invoked_as` is what the user typed up to and including the command's name (e.g.
+    `upload_aws` for that console script); by default `cartload-uploader <command>`.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     _show_warnings_on_stderr()
+    command = argv[0] if argv and argv[0] in COMMANDS else None
+    words = argv[1:]
+    help_hint = f"Run '{invoked_as or (f'{PROGRAM} {command}' if command else PROGRAM)} --help'"
+    resume = resume_command(command, words, invoked_as) if command else ""
+    args: dict[str, Any] = {}  # once the command line is read: --report is written whatever happens next
     try:
-        top = _parse(MAIN_USAGE, argv, options_first=True)
-        if top["--version"]:
-            print(f"cartload-uploader {__version__}")
+        if command is None:
+            return _top_level(argv)
+        if _asks_for_help(words):
+            print(SPECS[command].usage.strip("\n"))
             return ExitStatus.OK
-        command = top["<command>"]
-        if command not in COMMANDS:
-            _usage_error(MAIN_USAGE, f"unknown command '{command}': use upload_aws or upload_zenodo")
-        usage, handler = COMMANDS[command]
-        args = _parse(usage, argv)
-        return handler(args, argv)
+        if words == ["--version"]:
+            print(f"{PROGRAM} {__version__}")
+            return ExitStatus.OK
+        args = read_command_line(SPECS[command], words)
+        return COMMANDS[command](args, resume)
     except UploaderError as exc:
-        if os.environ.get("CARTLOAD_UPLOADER_DEBUG"):
-            traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
+        _print_error(exc)
+        if isinstance(exc, UsageError):
+            print(help_hint, file=sys.stderr)
+        _report_failure(args, resume, exc.exit_status, exc.message, problems=getattr(exc, "problems", None))
         return exc.exit_status
     except KeyboardInterrupt:
-        print("interrupted before any upload started; nothing was changed", file=sys.stderr)
+        message = "interrupted before any upload started; nothing was changed"
+        print(message, file=sys.stderr)
+        _report_failure(args, resume, ExitStatus.INTERRUPTED, message, interrupted=True)
         return ExitStatus.INTERRUPTED
 
 
-def _parse(usage: str, argv: list[str], options_first: bool = False) -> dict[str, Any]:
+def _report_failure(args: dict[str, Any], resume: str, status: int, message: str, *, interrupted: bool = False,
+                    problems: list[str] | None = None) -> None:
+    """--report FILE for a run that stopped early: ok false, the exit status and the error, for CI to read."""
+    if not args.get("--report"):
+        return
+    from pathlib import Path
+
+    from uploader.report import failure_document, write_report
+
+    document = failure_document(resume, status, message, dry_run=bool(args.get("--dry-run")),
+                                interrupted=interrupted, problems=problems)
     try:
-        return dict(docopt(usage, argv=argv, options_first=options_first, default_help=True))
-    except DocoptExit as exc:
-        # docopt's own exit code is 1, which here means "files failed": usage errors are 2.
-        _usage_error(usage, str(exc).splitlines()[0] if str(exc).strip() else "")
+        write_report(Path(args["--report"]), document)
+    except UsageError as exc:
+        if not message.startswith("--report"):  # else the user was just told
+            print(f"error: {exc}", file=sys.stderr)
 
 
-def _usage_error(usage: str, message: str) -> NoReturn:
-    section = usage[usage.index("Usage:"):].split("\n\n", 1)[0]
-    text = f"error: {message}\n{section}" if message and not message.startswith("Usage:") else section
-    print(text, file=sys.stderr)
-    sys.exit(ExitStatus.USAGE)
+def _top_level(argv: list[str]) -> int:
+    """`cartload-uploader` without a command: help, version, or a usage error naming the mistake."""
+    if not argv:
+        raise UsageError("no command given: use upload_aws or upload_zenodo")
+    first = argv[0]
+    if first in ("-h", "--help") and len(argv) == 1:
+        print(MAIN_USAGE.strip("\n"))
+        return ExitStatus.OK
+    if first == "--version" and len(argv) == 1:
+        print(f"{PROGRAM} {__version__}")
+        return ExitStatus.OK
+    if first in ("-h", "--help", "--version"):
+        raise UsageError(f"{first} takes nothing after it (got '{' '.join(argv[1:])}')")
+    if _is_option_word(first):
+        found = [name for name, spec in SPECS.items() if first.partition("=")[0] in spec.options]
+        where = f": options go after the command ({found[0]} {first} ...)" if found else ""
+        raise UsageError(f"unknown option {first} before the command{where}")
+    close = difflib.get_close_matches(first, list(COMMANDS), n=1, cutoff=0.6)
+    suggestion = f" (did you mean {close[0]}?)" if close else ": use upload_aws or upload_zenodo"
+    raise UsageError(f"unknown command '{first}'{suggestion}")
+
+
+def _print_error(exc: UploaderError) -> None:
+    if os.environ.get("CARTLOAD_UPLOADER_DEBUG"):
+        traceback.print_exc()
+    print(f"error: {exc}", file=sys.stderr)
 
 
 def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
@@ -190,21 +444,37 @@ def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
 
 def _show_warnings_on_stderr() -> None:
     """Backends log warnings that must reach the user (never data: stdout is for reports)."""
+    logger = logging.getLogger("uploader")
+    if any(getattr(handler, "_uploader_stderr", False) for handler in logger.handlers):
+        return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
-    logger = logging.getLogger("uploader")
+    handler._uploader_stderr = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING)
     logger.propagate = False
 
 
-def resume_command(argv: list[str]) -> str:
+def resume_command(command: str, words: list[str], invoked_as: str | None = None) -> str:
     """The command line that resumes this run: the same one, without --restart."""
-    program = sys.argv[0] if sys.argv and sys.argv[0] else "cartload-uploader"
-    if program.endswith("__main__.py"):
-        head = ["python", "-m", "uploader"]
-    elif program.endswith(".py"):
-        head = ["python", program]
+    if invoked_as:
+        head = shlex.split(invoked_as)
     else:
-        head = [os.path.basename(program)]
-    return shlex.join(head + [arg for arg in argv if arg != "--restart"])
+        program = sys.argv[0] if sys.argv and sys.argv[0] else PROGRAM
+        if program.endswith("__main__.py"):
+            head = ["python", "-m", "uploader", command]
+        elif program.endswith(".py"):
+            head = ["python", program, command]
+        else:
+            head = [os.path.basename(program), command]
+    return shlex.join(head + [word for word in words if word != "--restart"])
+
+
+def upload_aws_main() -> int:
+    """The `upload_aws` command: `cartload-uploader upload_aws` under cartloader's name."""
+    return main(["upload_aws", *sys.argv[1:]], invoked_as="upload_aws")
+
+
+def upload_zenodo_main() -> int:
+    """The `upload_zenodo` command: `cartload-uploader upload_zenodo` under cartloader's name."""
+    return main(["upload_zenodo", *sys.argv[1:]], invoked_as="upload_zenodo")

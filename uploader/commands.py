@@ -7,44 +7,21 @@ turned into one-line messages by the entrypoint (cli.main).
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from uploader.backend import Backend
-from uploader.errors import ExitStatus, InputError, first_applicable
+from uploader.errors import ExitStatus
 from uploader.hashing import HashCache
+from uploader.markers import marker_paths, write_markers
 from uploader.plan import UploadPlan, plan_collection, plan_from_catalog, plan_from_names, regular_files_in
 from uploader.progress import progress_factory
-from uploader.readiness import ReaderCheck, Readiness
-from uploader.report import failure_lines, print_plan, refusal_document, report_document, summary, write_report
+from uploader.readiness import ReaderCheck, Readiness, exit_status
+from uploader.report import failure_lines, print_plan, report_document, summary, write_report
 from uploader.runner import RunOptions, RunResult, run
 from uploader.settings import AwsSettings, CommonSettings, ZenodoCommandSettings
 
 
 def upload_aws(settings: AwsSettings, resume_command: str) -> ExitStatus:
     """Publish one dataset, or a collection, under an S3 prefix."""
-    with refusal_reported(settings.common, resume_command, settings.s3_dir):
-        return _upload_aws(settings, resume_command)
-
-
-def upload_zenodo(settings: ZenodoCommandSettings, resume_command: str) -> ExitStatus:
-    """Publish a dataset (its catalog's files, a whole directory, or named files) into a Zenodo deposition."""
-    with refusal_reported(settings.common, resume_command, settings.api_url):
-        return _upload_zenodo(settings, resume_command)
-
-
-@contextmanager
-def refusal_reported(common: CommonSettings, resume_command: str, destination: str) -> Iterator[None]:
-    """Input refused before anything was sent still leaves a --report, with every problem (the message shows 20)."""
-    try:
-        yield
-    except InputError as refused:
-        if common.report:
-            write_report(common.report, refusal_document(refused.problems, resume_command, destination))
-        raise
-
-
-def _upload_aws(settings: AwsSettings, resume_command: str) -> ExitStatus:
     from uploader.s3.backend import S3Backend
     from uploader.s3.client import S3Settings
     from uploader.s3.destination import S3Destination
@@ -56,16 +33,15 @@ def _upload_aws(settings: AwsSettings, resume_command: str) -> ExitStatus:
         plan = plan_collection(common.in_dir, settings.in_list, settings.groups)
     else:
         plan = UploadPlan((plan_from_catalog(common.in_dir, common.catalog_path, settings.groups),))
-    if settings.aws_cli and not common.quiet:
-        say(f"note: --aws {settings.aws_cli} is not needed: uploads go through boto3, no AWS CLI is used")
     backend = S3Backend(destination, S3Settings(settings.profile, settings.endpoint_url, common.n_jobs,
                                                 settings.addressing_style))
     viewer = ViewerCheck(backend.client, destination, settings.viewer, settings.profile)
     return execute(plan, backend, common, RunOptions(common.n_jobs, common.dry_run, common.restart),
-                   resume_command, destination.uri(), readers=viewer)
+                   resume_command, destination.uri(), notes=settings.notes, markers="aws", readers=viewer)
 
 
-def _upload_zenodo(settings: ZenodoCommandSettings, resume_command: str) -> ExitStatus:
+def upload_zenodo(settings: ZenodoCommandSettings, resume_command: str) -> ExitStatus:
+    """Publish a dataset (its catalog's files, a whole directory, or named files) into a Zenodo deposition."""
     from uploader.zenodo.backend import ZenodoBackend, ZenodoSettings
     from uploader.zenodo.client import ZenodoToken
 
@@ -82,15 +58,20 @@ def _upload_zenodo(settings: ZenodoCommandSettings, resume_command: str) -> Exit
     ))
     options = RunOptions(common.n_jobs, common.dry_run, common.restart, overwrite=settings.overwrite)
     where = f"{settings.api_url} deposition {settings.deposition_id or '(new)'}"
-    return execute(UploadPlan((dataset,)), backend, common, options, resume_command, where)
+    # cartloader marks only its catalog method's uploads (its pipeline's), and so do we.
+    markers = "zenodo" if settings.upload_method == "catalog" else ""
+    return execute(UploadPlan((dataset,)), backend, common, options, resume_command, where, notes=settings.notes,
+                   markers=markers)
 
 
 def execute(plan: UploadPlan, backend: Backend, common: CommonSettings, options: RunOptions, resume_command: str,
-            destination: str, readers: ReaderCheck | None = None) -> ExitStatus:
+            destination: str, *, notes: tuple[str, ...] = (), markers: str = "",
+            readers: ReaderCheck | None = None) -> ExitStatus:
     """Run a plan against a backend and tell the user what happened; the shared tail of every command.
 
-    `readers` checks, after a successful run, that the readers of what was
-    published can use it (e.g. the web viewer); its verdict is reported apart.
+    `notes` are told with the summary; `markers` names cartloader's marker files to write after
+    a success ('aws', 'zenodo', or '' for none); `readers` checks, after a successful run, that the
+    readers of what was published can use it (e.g. the web viewer): its verdict is reported apart.
     """
     warnings = [warning for dataset in plan.datasets for warning in dataset.warnings]
     if not common.quiet:
@@ -104,16 +85,22 @@ def execute(plan: UploadPlan, backend: Backend, common: CommonSettings, options:
         result = run(plan, backend, options, cache, progress_factory(common.quiet, common.no_progress))
     finally:
         cache.close()
+    result.notes[:0] = [f"note: {note}" for note in notes]
+    if markers and result.ok and not result.dry_run and not common.no_markers:
+        notice = write_markers(marker_paths(plan, markers))
+        if notice:
+            result.notes.append(notice)
     readiness = check_readers(readers, result)
     if common.report:
         write_report(common.report, report_document(result, resume_command, destination, warnings, readiness))
     if result.dry_run:
         print_plan(result.ops)
+        if not common.quiet:
+            for line in result.notes:
+                say(line)
     else:
         tell_outcome(result, common.quiet, resume_command, readiness)
-    if readiness is not None and readiness.ready is False and readiness.required:
-        return first_applicable({result.exit_status, ExitStatus.NOT_USABLE})
-    return result.exit_status
+    return exit_status(result, readiness)
 
 
 def check_readers(readers: ReaderCheck | None, result: RunResult) -> Readiness | None:
@@ -134,6 +121,9 @@ def tell_outcome(result: RunResult, quiet: bool, resume_command: str, readiness:
         for line in result.notes:
             say(line)
         say(summary(result))
+    for catalog in result.offline:
+        say(f"offline: {catalog} was withdrawn before files it names were replaced, and the new catalog is not"
+            " published yet: the dataset cannot be opened until a re-run completes")
     if result.interrupted:
         say(f"interrupted: finished files are kept; resume with: {resume_command}")
     elif result.not_published:

@@ -5,6 +5,12 @@ remote vouches for equals the local file's (a same-size change is caught, an
 older mtime fools nothing). The listing's digests are tried first; only when
 they do not settle it is a request spent on more (e.g. a HEAD for the stored
 SHA-256). `--restart` and `--overwrite` are applied here too.
+
+A catalog that is live (public the moment it is on the remote, as on S3)
+vouches for the bytes of every file it names. When this run would replace
+or delete one of those files, the live catalog is withdrawn first (a DELETE
+that runs before any file is sent) and the new one published last, so that
+whenever a catalog is there, its files are the ones it was published with.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from uploader.backend import Backend, RemoteFile
+from uploader.catalog import file_names_in
 from uploader.hashing import HashCache, digest_files, digests, is_digest_name
 from uploader.operations import Action, Operation
 from uploader.plan import Dataset, UploadPlan
@@ -32,12 +39,13 @@ def decide(plan: UploadPlan, listings: dict[str, dict[str, RemoteFile]], backend
 
     `listings` holds the remote files of each dataset, by the dataset's subdir.
     """
-    ops: list[Operation] = []
-    for dataset in plan.datasets:
-        ops += _dataset_operations(dataset, listings[dataset.subdir], backend, options)
-    same_size = [op for op in ops if op.action is Action.REPLACE and op.reason == SAME_SIZE]
+    by_dataset = [_dataset_operations(dataset, listings[dataset.subdir], backend, options)
+                  for dataset in plan.datasets]
+    same_size = [op for ops in by_dataset for op in ops if op.action is Action.REPLACE and op.reason == SAME_SIZE]
     _settle_by_content(same_size, backend, cache, workers)
-    return ops
+    if backend.catalogs_go_live:
+        by_dataset = [_withdraw_live_catalog(ops, backend) for ops in by_dataset]
+    return [op for ops in by_dataset for op in ops]
 
 
 SAME_SIZE = "same size"
@@ -76,17 +84,21 @@ def _settle_by_content(ops: list[Operation], backend: Backend, cache: HashCache,
         jobs.append((op.file, (*backend.digests_to_send(op.file), *vouched)))
     for op, local in zip(ops, digest_files(jobs, cache, workers), strict=True):
         op.digests.update(local)
-        assert op.remote is not None
+        assert op.remote is not None and op.file is not None
         proof = _equal_digest(op.remote.digests, local)
         if proof is None:
             more = backend.digests_on_request(op.remote)
             if more:
                 local = op.digests | _local_digests(op, more, cache)
                 proof = _equal_digest(more, local)
-        if proof is not None:
-            op.action, op.reason = Action.SKIP, f"unchanged (same size and {DIGEST_LABELS[proof.split(':')[0]]})"
-        else:
+        if proof is None:
             op.reason = "content differs (same size)"
+        elif not op.file.unchanged_on_disk():
+            # The local digest may be the cache's, for the file as planned: it proves nothing about
+            # the file now. Sending it again finds the change (and fails it: re-run).
+            op.reason = "changed on disk since it was planned"
+        else:
+            op.action, op.reason = Action.SKIP, f"unchanged (same size and {DIGEST_LABELS[proof.split(':')[0]]})"
 
 
 def _local_digests(op: Operation, remote_digests: Mapping[str, str], cache: HashCache) -> dict[str, str]:
@@ -100,3 +112,26 @@ def _local_digests(op: Operation, remote_digests: Mapping[str, str], cache: Hash
 def _equal_digest(remote: Mapping[str, str], local: Mapping[str, str]) -> str | None:
     """The name of a digest both sides have with the same value, if any."""
     return next((name for name, value in remote.items() if local.get(name) == value), None)
+
+
+WITHDRAWN = "withdrawn first: files it names are replaced; published again last"
+
+
+def _withdraw_live_catalog(ops: list[Operation], backend: Backend) -> list[Operation]:
+    """Prepend the withdrawal of a live catalog whose files this run replaces or deletes."""
+    catalog = next((op for op in ops if op.is_catalog), None)
+    # A file that changed on disk since it was planned will not be sent (the runner fails it): it changes nothing.
+    changing = {op.destination for op in ops if op.action in (Action.REPLACE, Action.DELETE) and not op.is_catalog
+                and (op.file is None or op.file.unchanged_on_disk())}
+    if catalog is None or catalog.remote is None or not changing:
+        return ops
+    named = file_names_in(backend.read(catalog.remote))
+    dataset = catalog.dataset
+    vouched_for = None if named is None else {backend.destination(dataset, name) for name in named}
+    if vouched_for is not None and not changing & vouched_for:
+        return ops  # only additions: the live catalog stays right all along
+    withdrawal = Operation(Action.DELETE, dataset, None, catalog.destination, WITHDRAWN, is_catalog=True,
+                           remote=catalog.remote)
+    if catalog.action is Action.SKIP:
+        catalog.action, catalog.reason = Action.REPLACE, "published again after the files it names"
+    return [withdrawal, *ops]

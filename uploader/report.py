@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from uploader import __version__
-from uploader.errors import ExitStatus, UsageError
+from uploader.errors import UsageError
 from uploader.operations import Action, Operation, Status
 from uploader.progress import human_bytes
-from uploader.readiness import Readiness
+from uploader.readiness import Readiness, exit_status
 from uploader.runner import RunResult
 
 
@@ -64,14 +64,20 @@ def report_document(result: RunResult, command: str, destination: str, warnings:
         }
         for op in result.ops
     ]
+    failed = result.count(Status.FAILED)
+    error = result.not_published or ("interrupted" if result.interrupted else "") \
+        or (f"{failed} file(s) failed; the catalog was not published" if failed else "")
     return {
         "tool": f"cartload-uploader {__version__}",
         "command": command,
         "destination": destination,
         "dry_run": result.dry_run,
         "ok": result.ok,
+        "exit_status": int(exit_status(result, readiness)),
+        "error": error,
         "interrupted": result.interrupted,
         "not_published": result.not_published,
+        "offline": result.offline,
         # Whether the readers (the web viewer) can use what was published: null when not checked.
         "viewer_ready": readiness.ready if readiness else None,
         "viewer": readiness.report if readiness else None,
@@ -88,15 +94,30 @@ def report_document(result: RunResult, command: str, destination: str, warnings:
     }
 
 
-def refusal_document(problems: list[str], command: str, destination: str) -> dict[str, Any]:
-    """The --report JSON of a run refused before anything was sent: every problem found in the input."""
+def failure_document(command: str, exit_status: int, message: str, *, dry_run: bool = False,
+                     interrupted: bool = False, problems: list[str] | None = None) -> dict[str, Any]:
+    """The --report JSON of a run that stopped before any file was sent (bad input, credentials, remote).
+
+    Shaped like report_document's, so that a CI step reads `ok`, `exit_status` and `error` either way.
+    `problems` is every problem found, when the message shows only the first ones.
+    """
+    problems = problems or message.splitlines() or [""]
+    more = f" (and {len(problems) - 1} more problem(s): see 'problems')" if len(problems) > 1 else ""
     return {
         "tool": f"cartload-uploader {__version__}",
         "command": command,
-        "destination": destination,
+        "destination": "",
+        "dry_run": dry_run,
         "ok": False,
-        "exit_status": int(ExitStatus.USAGE),
-        "input_errors": problems,
+        "exit_status": exit_status,
+        "error": problems[0] + more,
+        "problems": problems,
+        "interrupted": interrupted,
+        "not_published": "",
+        "elapsed_seconds": 0.0,
+        "totals": {"files": 0, "bytes": 0, "bytes_uploaded": 0,
+                   **{status.value: 0 for status in Status if status is not Status.PENDING}},
+        "notes": [],
         "files": [],
     }
 

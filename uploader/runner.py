@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from uploader.backend import Backend, Stored
 from uploader.compare import CompareOptions, decide
-from uploader.errors import ExitStatus, FileUploadError, NotPublished
+from uploader.errors import ExitStatus, FileUploadError, NotPublished, first_applicable
 from uploader.hashing import Cancelled, HashCache, digests, is_digest_name
 from uploader.operations import Action, Operation, Status
 from uploader.plan import Dataset, LocalFile, UploadPlan
@@ -29,6 +29,7 @@ from uploader.progress import Progress
 
 INTEGRITY_ATTEMPTS = 3  # a file whose bytes arrived wrong is sent again; HTTP-level retries are the backend's
 CANCEL_GRACE_SECONDS = 60
+LISTINGS_AT_ONCE = 8
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,15 @@ class RunResult:
     not_published: str = ""  # why the backend's finish (e.g. Zenodo's publish) was refused
 
     @property
+    def offline(self) -> list[str]:
+        """Catalogs withdrawn by this run and not published again: those datasets cannot be opened now."""
+        withdrawn = [op for op in self.ops if op.is_catalog and op.action is Action.DELETE
+                     and op.status is Status.DELETED]
+        published = {op.destination for op in self.ops
+                     if op.is_catalog and op.transfers_bytes and op.status is Status.UPLOADED}
+        return [op.destination for op in withdrawn if op.destination not in published]
+
+    @property
     def files_ok(self) -> bool:
         return not self.interrupted and all(op.status is not Status.FAILED for op in self.ops)
 
@@ -67,9 +77,14 @@ class RunResult:
 
     @property
     def exit_status(self) -> ExitStatus:
+        statuses = {ExitStatus.OK}
         if self.interrupted:
-            return ExitStatus.INTERRUPTED
-        return ExitStatus.OK if self.ok else ExitStatus.FILES_FAILED
+            statuses.add(ExitStatus.INTERRUPTED)
+        if self.offline:
+            statuses.add(ExitStatus.OFFLINE)
+        if not self.ok:
+            statuses.add(ExitStatus.FILES_FAILED)
+        return first_applicable(statuses)
 
 
 def run(plan: UploadPlan, backend: Backend, options: RunOptions, cache: HashCache,
@@ -94,7 +109,8 @@ def run(plan: UploadPlan, backend: Backend, options: RunOptions, cache: HashCach
     executor = _Executor(backend, cache, options.n_jobs, progress)
     try:
         executor.run_all(op for op in work if op.action is Action.DELETE)
-        executor.run_all(op for op in work if op.transfers_bytes and not op.is_catalog)
+        _hold_back_where_withdrawal_failed(ops)
+        executor.run_all(op for op in work if op.transfers_bytes and not op.is_catalog and op.status is Status.PENDING)
         executor.run_all(_catalogs_ready_to_publish(ops))
     except KeyboardInterrupt:
         result.interrupted = True
@@ -114,18 +130,30 @@ def run(plan: UploadPlan, backend: Backend, options: RunOptions, cache: HashCach
 
 
 def _decide(plan: UploadPlan, backend: Backend, options: RunOptions, cache: HashCache) -> list[Operation]:
-    listings = {dataset.subdir: backend.remote_files(dataset) for dataset in plan.datasets}
+    # A collection's datasets are listed side by side: each listing is a round trip or more.
+    with ThreadPoolExecutor(min(len(plan.datasets), LISTINGS_AT_ONCE), thread_name_prefix="list") as pool:
+        listings = dict(zip((d.subdir for d in plan.datasets), pool.map(backend.remote_files, plan.datasets),
+                            strict=True))
     ops = decide(plan, listings, backend, CompareOptions(restart=options.restart, overwrite=options.overwrite),
                  cache, options.n_jobs)
     backend.check_plan(ops)
     return ops
 
 
+def _hold_back_where_withdrawal_failed(ops: list[Operation]) -> None:
+    """A live catalog that could not be withdrawn keeps vouching for its files: replace none of them."""
+    stuck = {op.dataset.subdir for op in ops if op.is_catalog and op.action is Action.DELETE
+             and op.status is Status.FAILED}
+    for op in ops:
+        if op.dataset.subdir in stuck and op.action is Action.REPLACE:
+            op.fail("not replaced: the live catalog naming it could not be withdrawn first; re-run")
+
+
 def _catalogs_ready_to_publish(ops: list[Operation]) -> list[Operation]:
     """Each dataset's catalog, if every other file of that dataset succeeded; the rest are withheld."""
     ready = []
     for op in ops:
-        if not op.is_catalog or op.action is Action.SKIP:
+        if not op.is_catalog or not op.transfers_bytes:
             continue
         failed = [o for o in ops if o.dataset is op.dataset and not o.is_catalog and o.status is Status.FAILED]
         if failed:

@@ -10,7 +10,9 @@ a new shared option is its line in cli.COMMON_OPTIONS and its field here.
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -18,10 +20,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from uploader.catalog import Group
-from uploader.errors import UsageError
+from uploader.errors import InputError, UsageError
 from uploader.plan import ALL_GROUPS, CATALOG_NAME
 
-MAX_JOBS = 64
+log = logging.getLogger("uploader")
+
+MAX_JOBS = 256  # cartloader sets no limit; its users pass up to a few hundred on HPC nodes
 VIEWER_URL = "https://v3o-main.carto-scope.org/dataset?uri="
 
 
@@ -37,6 +41,7 @@ class CommonSettings:
     report: Path | None
     quiet: bool
     no_progress: bool
+    no_markers: bool
 
     @property
     def catalog_path(self) -> Path:
@@ -70,7 +75,7 @@ class AwsSettings:
     groups: frozenset[Group]
     profile: str | None
     endpoint_url: str | None
-    aws_cli: str | None
+    notes: tuple[str, ...] = ()  # about cartloader's options accepted here, told with the summary
     addressing_style: str = "auto"
     viewer: ViewerSettings = ViewerSettings()
 
@@ -88,6 +93,7 @@ class ZenodoCommandSettings:
     metadata: dict[str, Any]
     publish: bool
     overwrite: bool
+    notes: tuple[str, ...] = ()  # about defaults filled in and cartloader's old spellings, told with the summary
 
 
 # -- the shared options ---------------------------------------------------------------------
@@ -149,7 +155,7 @@ def positive_int(text: str, option: str, maximum: int) -> int:
 # -- upload_aws -----------------------------------------------------------------------------
 
 
-AWS_DEFAULTS = {"n_jobs": 8}
+AWS_DEFAULTS = {"n_jobs": 64}  # many small requests in flight: a WAN round trip each
 VIEWER_TIMEOUT_ENV = "CARTLOAD_UPLOADER_VIEWER_TIMEOUT"
 ADDRESSING_STYLES = ("auto", "path", "virtual")
 GROUP_FLAGS = {"--upload-basics-only": Group.BASICS, "--upload-optional-only": Group.OPTIONAL,
@@ -165,11 +171,17 @@ def aws_settings(args: dict[str, Any]) -> AwsSettings:
     endpoint = args["--endpoint-url"]
     if endpoint and not endpoint.startswith(("http://", "https://")):
         raise UsageError(f"--endpoint-url {endpoint}: must start with http:// or https://")
+    notes = []
+    if args["--aws"]:
+        notes.append(f"--aws {args['--aws']} is not needed: uploads go through boto3, no AWS CLI is used")
+    if args["--makefn"]:
+        notes.append(f"--makefn {args['--makefn']} is ignored: no Makefile is written (a re-run compares"
+                     " with the bucket instead)")
     style = args["--addressing-style"] or "auto"
     if style not in ADDRESSING_STYLES:
         raise UsageError(f"--addressing-style {style}: choose one of {', '.join(ADDRESSING_STYLES)}")
     return AwsSettings(common=common, s3_dir=args["--s3-dir"], in_list=_optional_path(args["--in-list"], ""),
-                       groups=_groups(args), profile=args["--profile"], endpoint_url=endpoint, aws_cli=args["--aws"],
+                       groups=_groups(args), profile=args["--profile"], endpoint_url=endpoint, notes=tuple(notes),
                        addressing_style=style, viewer=_viewer(args))
 
 
@@ -208,36 +220,77 @@ def _groups(args: dict[str, Any]) -> frozenset[Group]:
 
 ZENODO_DEFAULTS = {"n_jobs": 4}
 ZENODO_TOKEN_ENV = "ZENODO_TOKEN"
+ZENODO_URL_ENV = "CARTLOAD_UPLOADER_ZENODO_URL"
 UPLOAD_METHODS = ("catalog", "all", "files")
+NO_DESCRIPTION = "No description provided."  # what cartloader gives a new deposition without --description
 
 
 def zenodo_settings(args: dict[str, Any]) -> ZenodoCommandSettings:
     """upload_zenodo settings from its parsed usage."""
     common = common_settings(args, ZENODO_DEFAULTS)
-    method, names = _upload_method(args, common)
+    notes: list[str] = []
+    method, names = _upload_method(args, common, notes)
     deposition_id = _deposition_id(args)
-    metadata = _metadata(args, new_deposition=deposition_id is None)
+    metadata = _metadata(args, notes, new_deposition=deposition_id is None)
     return ZenodoCommandSettings(
         common=common, upload_method=method, files=names, api_url=_api_url(args),
-        token=read_zenodo_token(args["--zenodo-token"]), deposition_id=deposition_id, metadata=metadata,
-        publish=bool(args["--publish"]), overwrite=bool(args["--overwrite"]),
+        token=read_zenodo_token(_token_path(args, notes)), deposition_id=deposition_id, metadata=metadata,
+        publish=bool(args["--publish"]), overwrite=bool(args["--overwrite"]), notes=tuple(notes),
     )
 
 
-def _upload_method(args: dict[str, Any], common: CommonSettings) -> tuple[str, tuple[str, ...]]:
-    method = args["--upload-method"] or "catalog"
+def _upload_method(args: dict[str, Any], common: CommonSettings, notes: list[str]) -> tuple[str, tuple[str, ...]]:
+    method, names = args["--upload-method"], list(args["--files"])
+    if method == "user_list" or args["--in-list"]:
+        method, names = _legacy_user_list(args, notes)
+    method = method or "catalog"
     if method not in UPLOAD_METHODS:
         raise UsageError(f"--upload-method {method}: choose one of {', '.join(UPLOAD_METHODS)}")
-    names = tuple(args["<name>"] or ())
-    if (method == "files") != bool(args["--files"]):
-        raise UsageError("--upload-method files goes with --files NAME... (and --files only with it)")
+    if method != "files" and names:
+        raise UsageError(f"--files names the files of --upload-method files, not of --upload-method {method}")
     if method == "files" and not names:
-        raise UsageError("--files needs at least one file name")
+        raise UsageError("--upload-method files needs the files: --files NAME...")
+    names = [_name_in_dir(name, common.in_dir) for name in names]
     if len(set(names)) != len(names):
         raise UsageError("--files: a file is named twice; Zenodo file names are unique")
     if common.catalog_yaml and method != "catalog":
         raise UsageError("--catalog-yaml only applies to --upload-method catalog")
-    return method, names
+    return method, tuple(names)
+
+
+def _legacy_user_list(args: dict[str, Any], notes: list[str]) -> tuple[str, list[str]]:
+    """cartloader's first upload_zenodo: `--upload-method user_list --in-list NAME...` meant today's files."""
+    method = args["--upload-method"]
+    if method not in (None, "user_list"):
+        raise UsageError(f"--in-list names the files of --upload-method user_list, not of --upload-method {method}")
+    if args["--files"]:
+        raise UsageError("--in-list and --files both name files to upload; give --files only")
+    if not args["--in-list"]:
+        raise UsageError("--upload-method user_list needs its files: --in-list NAME... (today: --files NAME...)")
+    notes.append("--upload-method user_list --in-list NAME... is cartloader's old spelling of"
+                 " --upload-method files --files NAME...; use that")
+    return "files", list(args["--in-list"])
+
+
+def _name_in_dir(name: str, in_dir: Path) -> str:
+    """A --files value as a name in --in-dir: cartloader also takes the absolute path of a file there."""
+    path = Path(name)
+    if not path.is_absolute():
+        return name
+    if os.path.realpath(path.parent) != os.path.realpath(in_dir):
+        raise UsageError(f"--files {name}: not directly inside --in-dir {in_dir}; Zenodo has no folders,"
+                         " so name files in --in-dir (copy it there first)")
+    return path.name
+
+
+def _token_path(args: dict[str, Any], notes: list[str]) -> str | None:
+    path, legacy = args["--zenodo-token"], args["--token-file"]
+    if not legacy:
+        return str(path) if path else None
+    if path and path != legacy:
+        raise UsageError("--token-file and --zenodo-token name different files; give --zenodo-token only")
+    notes.append("--token-file is deprecated; use --zenodo-token FILE (the same)")
+    return str(legacy)
 
 
 def _api_url(args: dict[str, Any]) -> str:
@@ -245,9 +298,12 @@ def _api_url(args: dict[str, Any]) -> str:
 
     if args["--zenodo-url"] and args["--sandbox"]:
         raise UsageError("--zenodo-url and --sandbox exclude each other: --sandbox means --zenodo-url " + SANDBOX_API)
-    api_url = str(args["--zenodo-url"] or (SANDBOX_API if args["--sandbox"] else PRODUCTION_API))
+    where, api_url = "--zenodo-url", args["--zenodo-url"] or (SANDBOX_API if args["--sandbox"] else "")
+    if not api_url and os.environ.get(ZENODO_URL_ENV):
+        where, api_url = ZENODO_URL_ENV, os.environ[ZENODO_URL_ENV]
+    api_url = str(api_url or PRODUCTION_API)
     if not api_url.startswith(("http://", "https://")):
-        raise UsageError(f"--zenodo-url {api_url}: must start with https:// (e.g. {PRODUCTION_API})")
+        raise UsageError(f"{where} {api_url}: must start with https:// (e.g. {PRODUCTION_API})")
     return api_url.rstrip("/")
 
 
@@ -258,7 +314,7 @@ def _deposition_id(args: dict[str, Any]) -> int | None:
     return positive_int(ids.pop(), "--zenodo-id", maximum=10**12) if ids else None
 
 
-def _metadata(args: dict[str, Any], *, new_deposition: bool) -> dict[str, Any]:
+def _metadata(args: dict[str, Any], notes: list[str], *, new_deposition: bool) -> dict[str, Any]:
     """The metadata fields the options give (only those: the rest of a deposition's metadata stays)."""
     from uploader.zenodo.backend import UPLOAD_TYPES
 
@@ -270,6 +326,11 @@ def _metadata(args: dict[str, Any], *, new_deposition: bool) -> dict[str, Any]:
         metadata["creators"] = [{"name": name} for name in creators]
     if args["--description"]:
         metadata["description"] = args["--description"]
+    elif new_deposition:
+        # As cartloader does, so that --publish works without --description, as it does there.
+        metadata["description"] = NO_DESCRIPTION
+        notes.append(f"no --description: the new deposition's description is cartloader's \"{NO_DESCRIPTION}\";"
+                     " change it with --description or on its web page")
     upload_type = args["--upload-type"] or ("dataset" if new_deposition else None)
     if upload_type:
         if upload_type not in UPLOAD_TYPES:
@@ -282,20 +343,61 @@ def _metadata(args: dict[str, Any], *, new_deposition: bool) -> dict[str, Any]:
 
 
 def read_zenodo_token(path: str | None) -> str:
-    """The token from --zenodo-token FILE (whitespace stripped), else $ZENODO_TOKEN."""
+    """The token from --zenodo-token FILE, else $ZENODO_TOKEN; never echoed, not even in part.
+
+    A file saved by a Windows editor (UTF-8 BOM, CRLF) or with spaces around the
+    token is read as the token alone; a file with two non-empty lines is refused
+    rather than guessed at.
+    """
     if path:
-        try:
-            token = Path(path).read_text(encoding="utf-8").strip()
-        except FileNotFoundError:
-            raise UsageError(f"--zenodo-token {path}: file not found") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"--zenodo-token {path}: cannot read it ({getattr(exc, 'strerror', None) or exc})") \
-                from None
-        if not token:
-            raise UsageError(f"--zenodo-token {path}: the file is empty; put the token in it")
-        return token
-    token = os.environ.get(ZENODO_TOKEN_ENV, "").strip()
-    if not token:
+        return _one_token(_read_token_file(Path(path)), f"--zenodo-token {path}")
+    text = os.environ.get(ZENODO_TOKEN_ENV, "")
+    if not text.strip():
         raise UsageError("no Zenodo token: pass --zenodo-token FILE (a file holding the token)"
                          f" or set {ZENODO_TOKEN_ENV}")
+    return _one_token(text, ZENODO_TOKEN_ENV)
+
+
+def _read_token_file(path: Path) -> str:
+    where = f"--zenodo-token {path}"
+    try:
+        data = path.read_bytes()
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise InputError([f"{where}: file not found"]) from None
+    except PermissionError:
+        raise InputError([unreadable_token_file(str(path))]) from None
+    except OSError as exc:
+        raise InputError([f"{where}: cannot read it ({exc.strerror or exc.__class__.__name__})"]) from None
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        # As ssh does for a private key: say so, and go on.
+        log.warning("warning: %s is readable by other users (mode %s); make it private: chmod 600 %s",
+                    where, oct(stat.S_IMODE(mode))[2:].zfill(4), path)
+    try:
+        return data.decode("utf-8-sig")  # -sig: a byte-order mark is not part of the token
+    except UnicodeDecodeError:
+        raise InputError([f"{where}: is not a text file; put only the token in it"]) from None
+
+
+def _one_token(text: str, where: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise InputError([f"{where}: the file is empty; put the token in it"])
+    if len(lines) > 1:
+        raise InputError([f"{where}: holds {len(lines)} non-empty lines; put only the token in it, on one line"])
+    token = lines[0]
+    if not token.isprintable() or any(character.isspace() for character in token):
+        raise InputError([f"{where}: the token contains spaces or control characters; put only the token in it"])
     return token
+
+
+def unreadable_token_file(path: str) -> str:
+    """Who cannot read the token file and the fix (typically a `chmod 600` file mounted into a container run as
+    another uid)."""
+    try:
+        info = os.stat(path)
+        owner = f" (owner uid {info.st_uid}, mode {info.st_mode & 0o777:o})"
+    except OSError:
+        owner = ""
+    return (f"--zenodo-token {path}: not readable by uid {os.getuid()}{owner}; run as the file's owner"
+            f" (docker run --user \"$(id -u):$(id -g)\"), or pass the token in {ZENODO_TOKEN_ENV} instead")

@@ -18,13 +18,14 @@ import hashlib
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from uploader.backend import RemoteFile, Stored
 from uploader.content_types import content_type
 from uploader.errors import FileUploadError, RemoteError
 from uploader.hashing import multipart_etag_name, part_md5_name
-from uploader.operations import Operation, Status
+from uploader.operations import Action, Operation, Status
 from uploader.plan import Dataset, LocalFile, UploadPlan
 from uploader.s3.client import (
     AUTH_CODES,
@@ -35,6 +36,7 @@ from uploader.s3.client import (
     uploader_errors_for,
 )
 from uploader.s3.destination import S3Destination
+from uploader.s3.transport import make_transport
 from uploader.s3.writer import ObjectWriter, is_multipart, part_size
 
 if TYPE_CHECKING:
@@ -49,12 +51,14 @@ class S3Backend:
     """Publishes an UploadPlan under an S3Destination (see backend.Backend)."""
 
     restart_empties_remote = False  # --restart re-sends the plan's files; other objects stay
+    catalogs_go_live = True  # the viewer reads catalog.yaml the moment it is in the bucket
 
     def __init__(self, destination: S3Destination, settings: S3Settings) -> None:
         self.s3_dir = destination
         self.settings = settings
         self.client: S3Client = make_client(settings)
-        self.writer = ObjectWriter(self.client, destination.bucket, settings.n_jobs)
+        transport = make_transport(self.client, destination.bucket, connections=settings.n_jobs)
+        self.writer = ObjectWriter(self.client, destination.bucket, transport)
         self._planned_keys: set[str] = set()
         self._headers_proven: set[str] = set()  # Content-Types a HEAD showed the store keeps
 
@@ -67,11 +71,7 @@ class S3Backend:
         return "sha256", part_md5_name(part_size(file.size))
 
     def check_access(self, plan: UploadPlan, *, dry_run: bool) -> None:
-        bucket = self.s3_dir.bucket
-        with uploader_errors_for(f"bucket '{bucket}'", self.settings):
-            self.client.head_bucket(Bucket=bucket)
-        if not dry_run:
-            self._probe_write()
+        """The first listing is the check: a missing bucket or refused read says so there, at no extra request."""
 
     def remote_files(self, dataset: Dataset) -> dict[str, RemoteFile]:
         prefix = self.s3_dir.dataset_prefix(dataset)
@@ -91,14 +91,24 @@ class S3Backend:
         stored = head.get("Metadata", {}).get(SHA256_META)
         return {"sha256": stored} if stored else {}
 
+    def read(self, remote: RemoteFile) -> bytes:
+        with uploader_errors_for(f"reading {self.s3_dir.uri(remote.name)}", self.settings):
+            return bytes(self.client.get_object(Bucket=self.s3_dir.bucket, Key=remote.name)["Body"].read())
+
     def check_plan(self, ops: list[Operation]) -> None:
         """Any plan fits in a bucket."""
 
     # -- writing --------------------------------------------------------------------------
 
     def begin(self, ops: list[Operation]) -> bool:
+        """Before the first write: prove write access and clear what killed runs left, side by side."""
+        if all(op.action is Action.SKIP for op in ops):
+            return False  # nothing will be written: no request needed
         self._planned_keys = {op.destination for op in ops}
-        self._abort_stale_uploads()
+        with ThreadPoolExecutor(2, thread_name_prefix="begin") as pool:
+            probe = pool.submit(self._probe_write)
+            pool.submit(self._abort_stale_uploads)
+            probe.result()  # a refusal here stops the run before gigabytes are sent
         return False
 
     def send(self, op: Operation, digests: Mapping[str, str], progress: Callable[[int], None],
@@ -107,21 +117,23 @@ class S3Backend:
         assert file is not None
         parts = part_size(file.size)
         part_md5s = digests[part_md5_name(parts)].split(",")
-        extra = {"ContentType": content_type(file.name), "Metadata": {SHA256_META: digests["sha256"]}}
+        params = {"ContentType": content_type(file.name), "Metadata": {SHA256_META: digests["sha256"]}}
         try:
-            response = self.writer.put(file, op.destination, extra, part_md5s, progress)
+            sent = self.writer.put(file, op.destination, params, part_md5s, progress, stop)
         except Exception as exc:
             raise as_file_upload_error(exc) from None
         proven = content_type(file.name) in self._headers_proven
-        if response and not _etag_is_opaque(response) and proven and not op.is_catalog:
-            return Stored(file.size, {multipart_etag_name(parts): response.get("ETag", "").strip('"')})
+        if proven and not op.is_catalog and not sent.encryption.startswith("aws:kms"):
+            return Stored(file.size, {multipart_etag_name(parts): sent.etag})
         return self._stored_as_headed(op.destination, file)
 
     def delete(self, op: Operation) -> None:
-        raise FileUploadError("deleting objects is not part of upload_aws")
+        try:
+            self.client.delete_object(Bucket=self.s3_dir.bucket, Key=op.destination)
+        except Exception as exc:
+            raise as_file_upload_error(exc) from None
 
     def finish(self, ops: list[Operation], *, ok: bool) -> list[str]:
-        self.writer.close()
         published = [op.destination for op in ops if op.is_catalog and op.status in (Status.UPLOADED, Status.SKIPPED)]
         return [f"catalog: {self.s3_dir.uri(key)}" for key in published]
 

@@ -132,9 +132,10 @@ def uploader_errors_for(what: str, settings: S3Settings) -> Iterator[None]:
     except bx.ClientError as exc:
         code = str(exc.response.get("Error", {}).get("Code", ""))
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if code in ("NoSuchBucket", "404") and what.startswith("bucket"):
-            raise UsageError(f"--s3-dir: {what} does not exist; create it first or check the name"
-                             " (and --endpoint-url)") from None
+        if code == "NoSuchBucket" or (code == "404" and what.startswith("bucket")):
+            bucket = exc.response.get("Error", {}).get("BucketName") or what
+            raise UsageError(f"--s3-dir: bucket '{bucket}' does not exist ({what}); create it first or check"
+                             " the name (and --endpoint-url)") from None
         if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"):
             raise AuthError(f"credentials rejected ({code}) for {what}; check the access key and"
                             " secret (or --profile), or refresh expired ones") from None
@@ -159,8 +160,12 @@ def as_file_upload_error(exc: BaseException) -> FileUploadError:
     """A failed transfer of one file, as the runner's FileUploadError (integrity failures are retryable)."""
     import botocore.exceptions as bx
 
+    from uploader.s3.transport import TransportError
+
     if isinstance(exc, FileUploadError):
         return exc
+    if isinstance(exc, TransportError):
+        return FileUploadError(str(exc), retryable=exc.code in INTEGRITY_CODES)
     if isinstance(exc, bx.ClientError):
         code = str(exc.response.get("Error", {}).get("Code", ""))
         # BadDigest: the bytes the server got are not the bytes we hashed; botocore does not retry it.

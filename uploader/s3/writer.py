@@ -1,125 +1,128 @@
-"""Writing one object: a single PUT, or s3transfer's multipart upload, every request with a Content-MD5.
+"""Writing one object: a single PUT, or a multipart upload run by us, every request with a Content-MD5.
 
 The Content-MD5 of each part comes from the digests the runner hands in
 (computed once, cached), so the server rejects bytes that differ from the
-ones hashed (BadDigest). One TransferManager serves the whole run.
+ones hashed (BadDigest). Parts are 8 MiB, as aws cli's, growing only for a
+file that would need more than 10,000; so objects uploaded by either tool
+have the same multipart ETag. The parts of every file share one budget of
+parts in flight, which bounds memory whatever --n-jobs is.
 """
 
 from __future__ import annotations
 
 import base64
-import io
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from uploader.plan import LocalFile
+from uploader.s3.transport import Body, Sent, Transport, TransportError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
-    from s3transfer.manager import TransferManager
 
-PART_SIZE = 8 * 1024 * 1024  # aws cli's default too: its multipart ETags then match ours
+PART_SIZE = 8 * 1024 * 1024
+PARTS_IN_FLIGHT = 8  # x 8 MiB: what the store buffers for us at most, whatever --n-jobs is
+CREATE_PARAMS = ("ContentType", "CacheControl", "ACL", "StorageClass", "ServerSideEncryption", "SSEKMSKeyId",
+                 "RequestPayer", "Metadata")
 
 
 def part_size(file_size: int) -> int:
-    """The part size s3transfer will use for a file of this size (it grows parts past 10,000)."""
+    """8 MiB, doubled while a file would need more than 10,000 parts: aws cli's rule (s3transfer's own code)."""
     from s3transfer.utils import ChunksizeAdjuster
 
     return int(ChunksizeAdjuster().adjust_chunksize(PART_SIZE, file_size))
 
 
 def is_multipart(file_size: int) -> bool:
-    return file_size >= PART_SIZE  # s3transfer's rule with multipart_threshold=PART_SIZE
+    return file_size >= PART_SIZE  # aws cli's threshold: a file of exactly one part goes multipart too
 
 
 class ObjectWriter:
-    """Puts files into one bucket with the run's client."""
+    """Puts files into one bucket: single PUTs and multipart uploads through a Transport."""
 
-    def __init__(self, client: S3Client, bucket: str, n_jobs: int) -> None:
+    def __init__(self, client: S3Client, bucket: str, transport: Transport,
+                 parts_in_flight: int = PARTS_IN_FLIGHT) -> None:
         self.client = client
         self.bucket = bucket
-        self.n_jobs = n_jobs
-        self._part_md5s: dict[str, list[str]] = {}  # key -> Content-MD5 (hex) of each part in flight
-        self._manager: TransferManager | None = None
-        self._manager_lock = threading.Lock()
-        client.meta.events.register("before-parameter-build.s3.UploadPart", self._add_part_md5)
-        # On 'before-call.s3', after botocore's own handler there that adds the header.
-        client.meta.events.register_last("before-call.s3", _no_continue_for_small_bodies)
+        self.transport = transport
+        self._part_slots = threading.BoundedSemaphore(parts_in_flight)
+        self._open_uploads: dict[str, str] = {}  # key -> upload id, while its parts are being sent
+        self._lock = threading.Lock()
 
-    def put(self, file: LocalFile, key: str, extra: dict[str, Any], part_md5s: list[str],
-            progress: Callable[[int], None]) -> dict[str, Any]:
-        """Upload `file` as `key`; returns the PutObject response (empty for a multipart upload)."""
-        if is_multipart(file.size):
-            self._put_multipart(file, key, extra, part_md5s, progress)
-            return {}
-        response = self._put_single(file, key, extra, part_md5s[0])
-        progress(file.size)
-        return response
+    def put(self, file: LocalFile, key: str, params: Mapping[str, Any], part_md5s: list[str],
+            progress: Callable[[int], None], stop: threading.Event) -> Sent:
+        """Upload `file` as `key`; the store's answer (ETag) to the PutObject or CompleteMultipartUpload."""
+        if not is_multipart(file.size):
+            body = Body(file.path, 0, file.size)
+            return self.transport.put_object(key, body, _b64(part_md5s[0]), params, progress).result()
+        return self._multipart(file, key, params, part_md5s, progress, stop)
 
     def cancel(self) -> None:
-        """Stop in-flight multipart uploads; s3transfer's failure clean-up aborts them."""
-        with self._manager_lock:
-            manager = self._manager
-        if manager is not None:
-            # The context-manager exit is the path that cancels correctly: shutdown(cancel=True)
-            # hands its arguments on shifted in s3transfer 0.19 and fails on a live transfer.
-            interrupt = KeyboardInterrupt("interrupted")
-            manager.__exit__(KeyboardInterrupt, interrupt, None)
+        """Stop every request in flight and abort the multipart uploads they belong to."""
+        self.transport.cancel_all()
+        with self._lock:
+            uploads = dict(self._open_uploads)
+        for key, upload_id in uploads.items():
+            self._abort(key, upload_id)
 
-    def close(self) -> None:
-        with self._manager_lock:
-            if self._manager is not None:
-                self._manager.shutdown()
-                self._manager = None
-
-    def _put_single(self, file: LocalFile, key: str, extra: dict[str, Any], md5_hex: str) -> dict[str, Any]:
-        # Read whole (it is under one part): an in-memory body is sent without
-        # 'Expect: 100-continue' (_no_continue_for_small_bodies), one round trip less per file.
-        with open(file.path, "rb") as handle:
-            body = handle.read()
-        response = self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentMD5=_b64(md5_hex),
-                                          **extra)
-        return dict(response)
-
-    def _put_multipart(self, file: LocalFile, key: str, extra: dict[str, Any], part_md5s: list[str],
-                       progress: Callable[[int], None]) -> None:
-        from s3transfer.subscribers import BaseSubscriber
-
-        class _Progress(BaseSubscriber):  # type: ignore[misc]
-            def on_progress(self, future: Any, bytes_transferred: int, **kwargs: Any) -> None:
-                progress(bytes_transferred)
-
-        self._part_md5s[key] = part_md5s
+    def _multipart(self, file: LocalFile, key: str, params: Mapping[str, Any], part_md5s: list[str],
+                   progress: Callable[[int], None], stop: threading.Event) -> Sent:
+        create = {name: value for name, value in params.items() if name in CREATE_PARAMS}
+        upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key, **create)["UploadId"]
+        with self._lock:
+            self._open_uploads[key] = upload_id
         try:
-            future = self._transfer_manager().upload(str(file.path), self.bucket, key, extra_args=extra,
-                                                     subscribers=[_Progress()])
-            future.result()
+            etags = self._send_parts(file, key, upload_id, params, part_md5s, progress, stop)
+            parts: list[Any] = [{"PartNumber": number, "ETag": etag} for number, etag in enumerate(etags, start=1)]
+            payer = {"RequestPayer": params["RequestPayer"]} if "RequestPayer" in params else {}
+            answer = self.client.complete_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id,
+                                                           MultipartUpload={"Parts": parts}, **payer)
+        except BaseException:
+            self._abort(key, upload_id)
+            raise
         finally:
-            self._part_md5s.pop(key, None)
+            with self._lock:
+                self._open_uploads.pop(key, None)
+        return Sent(str(answer.get("ETag", "")).strip('"'), str(answer.get("ServerSideEncryption", "")))
 
-    def _add_part_md5(self, params: dict[str, Any], **kwargs: Any) -> None:
-        part_md5s = self._part_md5s.get(params.get("Key", ""))
-        if part_md5s and 1 <= params.get("PartNumber", 0) <= len(part_md5s):
-            params["ContentMD5"] = _b64(part_md5s[params["PartNumber"] - 1])
+    def _send_parts(self, file: LocalFile, key: str, upload_id: str, params: Mapping[str, Any],
+                    part_md5s: list[str], progress: Callable[[int], None], stop: threading.Event) -> list[str]:
+        size = part_size(file.size)
+        sending: list[Future[Sent]] = []
+        failed = threading.Event()
 
-    def _transfer_manager(self) -> TransferManager:
-        with self._manager_lock:
-            if self._manager is None:
-                from s3transfer.manager import TransferConfig, TransferManager
+        def part_done(future: Future[Sent]) -> None:
+            self._part_slots.release()
+            if future.cancelled() or future.exception() is not None:
+                failed.set()
 
-                config = TransferConfig(multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE,
-                                        max_request_concurrency=self.n_jobs)
-                self._manager = TransferManager(self.client, config)
-            return self._manager
+        for number, md5_hex in enumerate(part_md5s, start=1):
+            if failed.is_set():
+                break  # a part failed: send no more of this file
+            self._wait_for_a_slot(stop)
+            offset = (number - 1) * size
+            body = Body(file.path, offset, min(size, file.size - offset))
+            future = self.transport.upload_part(key, upload_id, number, body, _b64(md5_hex), params, progress)
+            future.add_done_callback(part_done)
+            sending.append(future)
+        # A failure raises here; parts still in flight end on their own once the upload is aborted.
+        return [future.result().etag for future in sending]
 
+    def _wait_for_a_slot(self, stop: threading.Event) -> None:
+        while not self._part_slots.acquire(timeout=0.2):
+            if stop.is_set():
+                raise TransportError("", "interrupted")
+        if stop.is_set():
+            self._part_slots.release()
+            raise TransportError("", "interrupted")
 
-def _no_continue_for_small_bodies(params: dict[str, Any], **kwargs: Any) -> None:
-    # botocore asks for '100-continue' before any body; for a body under one part,
-    # in memory, that round trip costs more than sending it would.
-    body = params.get("body")
-    if isinstance(body, io.BytesIO) and body.getbuffer().nbytes < PART_SIZE:
-        params.get("headers", {}).pop("Expect", None)
+    def _abort(self, key: str, upload_id: str) -> None:
+        # If this fails, the next run's clean-up (or a lifecycle rule) removes the parts.
+        with contextlib.suppress(Exception):
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
 
 
 def _b64(md5_hex: str) -> str:

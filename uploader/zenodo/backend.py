@@ -42,6 +42,7 @@ class ZenodoBackend:
     """Publishes an UploadPlan into one Zenodo deposition (see backend.Backend)."""
 
     restart_empties_remote = True  # --restart deletes every file of the target draft first
+    catalogs_go_live = False  # nothing in a draft is public before it is published
 
     def __init__(self, settings: ZenodoSettings) -> None:
         self.settings = settings
@@ -73,6 +74,9 @@ class ZenodoBackend:
 
     def digests_on_request(self, remote: RemoteFile) -> dict[str, str]:
         return {}  # the listing's MD5 is all Zenodo keeps
+
+    def read(self, remote: RemoteFile) -> bytes:
+        raise NotImplementedError("a Zenodo draft's catalog is never live: nothing needs reading")
 
     def check_plan(self, ops: list[Operation]) -> None:
         """Zenodo's limits, counting the files already there that stay, before anything is created."""

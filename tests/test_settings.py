@@ -1,0 +1,207 @@
+"""Options into settings: the values a user gives, read the way they meant them (no server needed)."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import pytest
+
+from uploader.cli import SPECS, read_command_line, spread_multi_values
+from uploader.errors import InputError, UsageError
+from uploader.settings import AwsSettings, ZenodoCommandSettings, aws_settings, read_zenodo_token, zenodo_settings
+
+TOKEN = "Zq3kR8vWm2NbT5xY7cJ9hLpA4sD6fG1e"
+
+
+def token_file(tmp_path, content: bytes, mode: int = 0o600):
+    path = tmp_path / "zenodo-token"
+    path.write_bytes(content)
+    path.chmod(mode)
+    return path
+
+
+@pytest.mark.parametrize("content", [
+    TOKEN.encode(),
+    f"{TOKEN}\n".encode(),
+    f"\ufeff{TOKEN}\r\n".encode(),  # Notepad: a byte-order mark and CRLF
+    f"  {TOKEN}  \n\n".encode(),
+    f"\n\t{TOKEN}\r\n  \r\n".encode(),
+], ids=["bare", "newline", "bom-crlf", "spaces", "blank-lines-around"])
+def test_a_token_file_is_read_as_the_token_alone(tmp_path, content):
+    assert read_zenodo_token(str(token_file(tmp_path, content))) == TOKEN
+
+
+def test_a_token_file_with_two_lines_is_refused_without_showing_them(tmp_path):
+    path = token_file(tmp_path, f"{TOKEN}\nsecond-secret-line\n".encode())
+
+    with pytest.raises(InputError) as refused:
+        read_zenodo_token(str(path))
+
+    message = str(refused.value)
+    assert message == f"--zenodo-token {path}: holds 2 non-empty lines; put only the token in it, on one line"
+    assert TOKEN not in message and "second-secret-line" not in message
+
+
+def test_a_token_with_spaces_inside_is_refused_without_showing_it(tmp_path):
+    path = token_file(tmp_path, f"token: {TOKEN}\n".encode())
+    with pytest.raises(InputError) as refused:
+        read_zenodo_token(str(path))
+    assert "contains spaces" in str(refused.value) and TOKEN not in str(refused.value)
+
+
+def test_a_token_file_others_can_read_gets_a_warning_never_the_token(tmp_path, caplog):
+    path = token_file(tmp_path, f"{TOKEN}\n".encode(), mode=0o644)
+
+    with caplog.at_level(logging.WARNING, logger="uploader"):
+        assert read_zenodo_token(str(path)) == TOKEN
+
+    assert [record.getMessage() for record in caplog.records] == [
+        f"warning: --zenodo-token {path} is readable by other users (mode 0644); make it private: chmod 600 {path}"]
+    assert TOKEN not in caplog.text
+
+
+def test_a_private_token_file_gets_no_warning(tmp_path, caplog):
+    path = token_file(tmp_path, f"{TOKEN}\n".encode(), mode=0o600)
+    with caplog.at_level(logging.WARNING, logger="uploader"):
+        read_zenodo_token(str(path))
+    assert caplog.records == []
+
+
+def test_the_environment_variable_is_read_the_same_way(monkeypatch):
+    monkeypatch.setenv("ZENODO_TOKEN", f"  {TOKEN}\r\n")
+    assert read_zenodo_token(None) == TOKEN
+    monkeypatch.setenv("ZENODO_TOKEN", f"{TOKEN}\nother")
+    with pytest.raises(InputError, match="ZENODO_TOKEN: holds 2 non-empty lines"):
+        read_zenodo_token(None)
+
+
+# -- cartloader's command lines read as cartloader means them -------------------------------------------
+
+
+def zenodo_settings_of(words: list[str], monkeypatch: pytest.MonkeyPatch) -> ZenodoCommandSettings:
+    monkeypatch.setenv("ZENODO_TOKEN", TOKEN)
+    return zenodo_settings(read_command_line(SPECS["upload_zenodo"], words))
+
+
+def aws_settings_of(words: list[str]) -> AwsSettings:
+    return aws_settings(read_command_line(SPECS["upload_aws"], ["--in-dir", "d", "--s3-dir", "s3://bucket/x", *words]))
+
+
+@pytest.mark.parametrize("words", [
+    ["--in-dir", "d", "--title", "T", "--creators", "Doe, Jane", "Roe, Rick"],  # run_xenium's own line
+    ["--in-dir", "d", "--creators", "Doe, Jane", "Roe, Rick", "--title", "T"],
+    ["--in-dir", "d", "--title", "T", "--creators", "Doe, Jane", "--creators", "Roe, Rick"],
+    ["--in-dir", "d", "--title", "T", "--creators=Doe, Jane", "Roe, Rick"],
+    ["--in-dir", "d", "--title", "T", "--creators", "Doe, Jane; Roe, Rick"],
+], ids=["after-one-flag", "before-other-options", "repeated", "equals-form", "semicolon"])
+def test_every_creator_is_kept(words, monkeypatch):
+    settings = zenodo_settings_of(words, monkeypatch)
+    assert settings.metadata["creators"] == [{"name": "Doe, Jane"}, {"name": "Roe, Rick"}]
+
+
+def test_creators_then_files_stay_apart(monkeypatch):
+    settings = zenodo_settings_of(["--in-dir", "d", "--upload-method", "files", "--title", "T",
+                                   "--creators", "Doe, Jane", "Roe, Rick", "--files", "a.tsv", "b.pmtiles", "c.png"],
+                                  monkeypatch)
+    assert settings.metadata["creators"] == [{"name": "Doe, Jane"}, {"name": "Roe, Rick"}]
+    assert settings.files == ("a.tsv", "b.pmtiles", "c.png")
+
+
+def test_spreading_several_values_into_repeated_options():
+    multi = frozenset({"--creators", "--files"})
+    assert spread_multi_values(["--creators", "A", "B", "--title", "T", "--files", "x", "y", "z"], multi) == [
+        "--creators", "A", "--creators", "B", "--title", "T", "--files", "x", "--files", "y", "--files", "z"]
+    assert spread_multi_values(["--files=x", "y"], multi) == ["--files=x", "--files", "y"]
+    assert spread_multi_values(["--title", "T", "stray"], multi) == ["--title", "T", "stray"]
+    assert spread_multi_values(["--files", "x", "--", "y"], multi) == ["--files", "x", "--", "y"]
+
+
+def test_absolute_files_directly_inside_in_dir_are_their_names(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    data.mkdir()
+    settings = zenodo_settings_of(["--in-dir", str(data), "--zenodo-id", "1", "--upload-method", "files",
+                                   "--files", str(data / "a.tsv"), "b.tsv"], monkeypatch)
+    assert settings.files == ("a.tsv", "b.tsv")
+
+
+@pytest.mark.parametrize("where", ["elsewhere/a.tsv", "data/sub/a.tsv"])
+def test_absolute_files_elsewhere_are_refused(tmp_path, monkeypatch, where):
+    (tmp_path / "data").mkdir()
+    with pytest.raises(UsageError, match=f"--files {tmp_path / where}: not directly inside --in-dir"):
+        zenodo_settings_of(["--in-dir", str(tmp_path / "data"), "--zenodo-id", "1", "--upload-method", "files",
+                            "--files", str(tmp_path / where)], monkeypatch)
+
+
+@pytest.mark.parametrize("words", [
+    ["--upload-method", "user_list", "--in-list", "a.tsv", "b.tsv"],
+    ["--in-list", "a.tsv", "b.tsv"],  # user_list was the first upload_zenodo's default
+], ids=["user_list", "in-list-alone"])
+def test_the_old_user_list_is_files_with_a_note(words, monkeypatch):
+    settings = zenodo_settings_of(["--in-dir", "d", "--zenodo-id", "1", *words], monkeypatch)
+    assert (settings.upload_method, settings.files) == ("files", ("a.tsv", "b.tsv"))
+    assert settings.notes == ("--upload-method user_list --in-list NAME... is cartloader's old spelling of"
+                              " --upload-method files --files NAME...; use that",)
+
+
+@pytest.mark.parametrize(("words", "message"), [
+    (["--upload-method", "all", "--in-list", "a.tsv"], "--in-list names the files of --upload-method user_list"),
+    (["--upload-method", "user_list"], "--upload-method user_list needs its files: --in-list NAME"),
+    (["--in-list", "a.tsv", "--files", "b.tsv"], "--in-list and --files both name files"),
+    (["--files", "b.tsv"], "--files names the files of --upload-method files, not of --upload-method catalog"),
+])
+def test_file_lists_that_do_not_fit_the_method_are_refused(words, message, monkeypatch):
+    with pytest.raises(UsageError, match=re.escape(message)):
+        zenodo_settings_of(["--in-dir", "d", "--zenodo-id", "1", *words], monkeypatch)
+
+
+def test_the_old_token_file_option_reads_the_token_with_a_note(tmp_path, monkeypatch):
+    path = token_file(tmp_path, f"{TOKEN}\n".encode())
+    monkeypatch.delenv("ZENODO_TOKEN", raising=False)
+    settings = zenodo_settings(read_command_line(SPECS["upload_zenodo"],
+                                                 ["--in-dir", "d", "--zenodo-id", "1", "--token-file", str(path)]))
+    assert settings.token == TOKEN
+    assert settings.notes == ("--token-file is deprecated; use --zenodo-token FILE (the same)",)
+    with pytest.raises(UsageError, match="--token-file and --zenodo-token name different files"):
+        zenodo_settings_of(["--in-dir", "d", "--zenodo-id", "1", "--token-file", str(path), "--zenodo-token", "other"],
+                           monkeypatch)
+
+
+def test_a_new_deposition_without_description_gets_cartloaders_text(monkeypatch):
+    new = zenodo_settings_of(["--in-dir", "d", "--title", "T", "--creators", "Doe, J"], monkeypatch)
+    assert new.metadata["description"] == "No description provided."
+    assert any('"No description provided."' in note for note in new.notes)
+    existing = zenodo_settings_of(["--in-dir", "d", "--zenodo-id", "7"], monkeypatch)
+    assert "description" not in existing.metadata and existing.notes == ()
+
+
+def test_catalog_stays_the_default_upload_method(monkeypatch):
+    assert zenodo_settings_of(["--in-dir", "d", "--zenodo-id", "7"], monkeypatch).upload_method == "catalog"
+
+
+@pytest.mark.parametrize("command", ["upload_aws", "upload_zenodo"])
+def test_n_jobs_takes_what_cartloader_users_pass(command, monkeypatch):
+    if command == "upload_aws":
+        assert aws_settings_of(["--n-jobs", "256"]).common.n_jobs == 256
+        with pytest.raises(UsageError, match="--n-jobs 257: must be a whole number from 1 to 256"):
+            aws_settings_of(["--n-jobs", "257"])
+    else:
+        assert zenodo_settings_of(["--in-dir", "d", "--zenodo-id", "1", "--n-jobs", "256"],
+                                  monkeypatch).common.n_jobs == 256
+
+
+def test_cartloaders_aws_cli_and_makefile_options_are_noted_and_ignored():
+    settings = aws_settings_of(["--aws", "/usr/bin/aws", "--makefn", "upload_aws.mk"])
+    assert settings.notes == (
+        "--aws /usr/bin/aws is not needed: uploads go through boto3, no AWS CLI is used",
+        "--makefn upload_aws.mk is ignored: no Makefile is written (a re-run compares with the bucket instead)")
+
+
+def test_the_zenodo_api_root_from_the_environment(monkeypatch):
+    monkeypatch.setenv("CARTLOAD_UPLOADER_ZENODO_URL", "http://127.0.0.1:8765/api/")
+    assert zenodo_settings_of(["--in-dir", "d", "--zenodo-id", "1"], monkeypatch).api_url == "http://127.0.0.1:8765/api"
+    assert zenodo_settings_of(["--in-dir", "d", "--zenodo-id", "1", "--sandbox"],
+                              monkeypatch).api_url == "https://sandbox.zenodo.org/api"
+    monkeypatch.setenv("CARTLOAD_UPLOADER_ZENODO_URL", "zenodo.org/api")
+    with pytest.raises(UsageError, match=re.escape("CARTLOAD_UPLOADER_ZENODO_URL zenodo.org/api: must start with https://")):
+        zenodo_settings_of(["--in-dir", "d", "--zenodo-id", "1"], monkeypatch)
