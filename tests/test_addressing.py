@@ -30,6 +30,7 @@ from uploader.plan import Dataset
 from uploader.s3.backend import S3Backend
 from uploader.s3.client import S3Settings, _build_client, uses_virtual_hosts
 from uploader.s3.destination import S3Destination
+from uploader.s3.transport import CrtTransport
 
 INITIATED = b"<InitiateMultipartUploadResult><Bucket>bucket</Bucket><Key>k</Key><UploadId>u</UploadId>" \
             b"</InitiateMultipartUploadResult>"
@@ -90,6 +91,19 @@ def url_of_a_put(settings: S3Settings, bucket: str = "bucket") -> str:
 )
 def test_addressing_style_decides_where_requests_go(aws_env, endpoint, style, expected):
     assert url_of_a_put(S3Settings(endpoint_url=endpoint, addressing_style=style)) == expected
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "style", "bucket"),
+    [(None, "auto", "bucket"), (None, "auto", "lab.data"), (None, "path", "bucket"),
+     ("https://s3.example.org", "auto", "bucket"), ("https://s3.example.org", "virtual", "bucket")],
+)
+def test_the_crt_engine_addresses_the_bucket_as_botocore_does(aws_env, endpoint, style, bucket):
+    """The bytes go through awscrt: its requests must go where botocore's go (no dotted name as a sub-domain)."""
+    settings = S3Settings(endpoint_url=endpoint, addressing_style=style)
+    boto_url = urlsplit(url_of_a_put(settings, bucket))
+    crt = CrtTransport(_build_client(settings), bucket, 2)
+    assert (crt._host, crt._path + "a/b.tsv") == (boto_url.netloc, boto_url.path)
 
 
 def test_auto_follows_the_aws_config_file(aws_env):
