@@ -24,6 +24,7 @@ import fnmatch
 import ipaddress
 import json
 import shlex
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
@@ -38,13 +39,13 @@ from uploader.s3.destination import S3Destination
 from uploader.settings import ViewerSettings
 
 if TYPE_CHECKING:
-    import requests
     from mypy_boto3_s3.client import S3Client
 
 POLICY_SID = "CartloadUploaderViewerRead"
 CORS_RULE_ID = "cartload-uploader-viewer"
 CORS_RULE = {"AllowedMethods": ["GET", "HEAD"], "AllowedHeaders": ["Range", "If-Match"], "ExposeHeaders": ["ETag"],
              "MaxAgeSeconds": 3000}
+CHECK_REQUESTS_IN_FLIGHT = 12
 PUBLIC_ACCESS_BLOCK_FIX = ("BlockPublicAcls=true,IgnorePublicAcls=true,BlockPublicPolicy=false,"
                            "RestrictPublicBuckets=false")
 
@@ -108,7 +109,9 @@ class ViewerCheck:
             lines += report["setup"]
         if not self.options.check:
             return Readiness(None, lines, report=report)
-        checks = [check for dataset in datasets for check in self.check(dataset)]
+        # The requests wait on the network, not the CPU: all at once, a few round trips in all.
+        with ThreadPoolExecutor(min(CHECK_REQUESTS_IN_FLIGHT, 3 * len(datasets)), "viewer-check") as pool:
+            checks = [check for dataset in datasets for check in self.check(dataset, pool)]
         failed = [check for check in checks if not check.ok]
         fixes = self.fixes(failed, datasets)
         lines += _table(checks, self.options.origin) + fixes
@@ -154,26 +157,27 @@ class ViewerCheck:
 
     # -- the check --------------------------------------------------------------------------
 
-    def check(self, dataset: Published) -> list[Check]:
+    def check(self, dataset: Published, pool: ThreadPoolExecutor) -> list[Check]:
         """A browser's requests for one dataset, sent anonymously, and what each answer means for the viewer."""
-        http = _anonymous_session()
         origin = self.options.origin
-        timeout = self.options.timeout
         catalog_url = self.object_url(dataset.catalog_key)
-        checks = [self._transport_check(dataset.name, catalog_url)]
-        answer = _send(http, "GET", catalog_url, {"Origin": origin}, timeout)
-        checks.append(_public_read(dataset, answer))
-        if not dataset.archive_key:
+        archive_url = self.object_url(dataset.archive_key) if dataset.archive_key else ""
+
+        def send(method: str, url: str, headers: dict[str, str]) -> Future[_Answer]:
+            return pool.submit(_send, method, url, {"Origin": origin, **headers}, self.options.timeout)
+
+        catalog = send("GET", catalog_url, {})
+        if archive_url:
+            ranged = send("GET", archive_url, {"Range": f"bytes=0-{HEADER_SIZE - 1}"})
+            preflight = send("OPTIONS", archive_url, {"Access-Control-Request-Method": "GET",
+                                                      "Access-Control-Request-Headers": "range"})
+        checks = [self._transport_check(dataset.name, catalog_url), _public_read(dataset, catalog.result())]
+        if not archive_url:
             return checks
-        archive_url = self.object_url(dataset.archive_key)
         name = dataset.archive_key.rsplit("/", 1)[-1]
-        answer = _send(http, "GET", archive_url, {"Origin": origin, "Range": f"bytes=0-{HEADER_SIZE - 1}"}, timeout)
-        checks.append(_range_read(dataset, name, answer))
-        preflight = _send(http, "OPTIONS", archive_url, {"Origin": origin, "Access-Control-Request-Method": "GET",
-                                                          "Access-Control-Request-Headers": "range"}, timeout)
-        checks.append(_preflight(dataset.name, name, origin, preflight))
-        checks.append(_cors_on_get(dataset.name, name, origin, answer))
-        return checks
+        return [*checks, _range_read(dataset, name, ranged.result()),
+                _preflight(dataset.name, name, origin, preflight.result()),
+                _cors_on_get(dataset.name, name, origin, ranged.result())]
 
     def _transport_check(self, dataset: str, url: str) -> Check:
         parts = urlsplit(url)
@@ -409,21 +413,15 @@ class _Answer:
         return next((v for k, v in (self.headers or {}).items() if k.lower() == name.lower()), "")
 
 
-def _anonymous_session() -> requests.Session:
+def _send(method: str, url: str, headers: dict[str, str], timeout: float) -> _Answer:
+    """One request as a browser sends it: no credentials of any kind, no redirect followed for it."""
     import requests
 
     from uploader import __version__
 
-    session = requests.Session()
-    # No credentials of any kind: a no-op auth keeps requests from reaching for ~/.netrc.
-    session.auth = lambda request: request
-    session.headers["User-Agent"] = f"cartload-uploader/{__version__} (viewer check)"
-    return session
-
-
-def _send(http: requests.Session, method: str, url: str, headers: dict[str, str], timeout: float) -> _Answer:
-    import requests
-
+    http = requests.Session()
+    http.auth = lambda request: request  # a no-op auth keeps requests from reaching for ~/.netrc
+    http.headers["User-Agent"] = f"cartload-uploader/{__version__} (viewer check)"
     try:
         with http.request(method, url, headers=headers, timeout=timeout, stream=True, allow_redirects=False) as got:
             # Bounded: a store that ignores Range would send a whole archive.
@@ -431,6 +429,8 @@ def _send(http: requests.Session, method: str, url: str, headers: dict[str, str]
             return _Answer(got.status_code, dict(got.headers), body)
     except requests.RequestException as exc:
         return _Answer(error=f"no answer from {urlsplit(url).netloc}: {type(exc).__name__}")
+    finally:
+        http.close()
 
 
 def _public_read(dataset: Published, answer: _Answer) -> Check:
