@@ -12,6 +12,7 @@ have (Block Public Access, AWS URLs) through botocore's Stubber.
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,14 @@ def test_a_broader_public_statement_already_covers_the_prefix():
 # -- links and URLs ----------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def no_aws_env(monkeypatch):
+    """None of this machine's AWS_* settings (an endpoint in AWS_ENDPOINT_URL_S3 would change every URL)."""
+    for name in [name for name in os.environ if name.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+
+
 def aws_client(region: str = "eu-west-1", endpoint_url: str | None = None, style: str = "auto") -> Any:
     import boto3
     from botocore.config import Config
@@ -92,7 +101,7 @@ def viewer_check(client: Any, bucket: str = "lab-bucket", prefix: str = "data", 
     return ViewerCheck(client, S3Destination(bucket, prefix), ViewerSettings(**options))
 
 
-def test_the_viewer_link_and_the_catalog_url_on_aws():
+def test_the_viewer_link_and_the_catalog_url_on_aws(no_aws_env):
     client = aws_client()
     check = viewer_check(client)
     with Stubber(client) as stub:  # the bucket lives in another region than the client's
@@ -106,7 +115,7 @@ def test_the_viewer_link_and_the_catalog_url_on_aws():
     assert other.viewer_link("x") == "https://viewer.example.org/open?dataset=s3%2Flab-bucket%2Fx"
 
 
-def test_a_bucket_with_dots_is_read_path_style_over_https():
+def test_a_bucket_with_dots_is_read_path_style_over_https(no_aws_env):
     client = aws_client("us-east-1")
     check = viewer_check(client, bucket="lab.data")
     with Stubber(client) as stub:
@@ -114,7 +123,7 @@ def test_a_bucket_with_dots_is_read_path_style_over_https():
         assert check.object_url("x/catalog.yaml") == "https://s3.us-east-1.amazonaws.com/lab.data/x/catalog.yaml"
 
 
-def test_the_catalog_url_on_an_s3_compatible_store_has_the_endpoints_form():
+def test_the_catalog_url_on_an_s3_compatible_store_has_the_endpoints_form(no_aws_env):
     assert viewer_check(aws_client(endpoint_url="https://s3.lab.org", style="path")).object_url("d/c.yaml") == \
         "https://s3.lab.org/lab-bucket/d/c.yaml"
     assert viewer_check(aws_client(endpoint_url="https://s3.lab.org", style="virtual")).object_url("d/c.yaml") == \
@@ -124,7 +133,7 @@ def test_the_catalog_url_on_an_s3_compatible_store_has_the_endpoints_form():
 # -- Block Public Access (AWS; SeaweedFS does not implement it) ----------------------------------------
 
 
-def test_setup_says_when_block_public_access_forbids_the_policy():
+def test_setup_says_when_block_public_access_forbids_the_policy(no_aws_env):
     client = aws_client()
     check = viewer_check(client)
     with Stubber(client) as stub:
@@ -139,7 +148,7 @@ def test_setup_says_when_block_public_access_forbids_the_policy():
             " BlockPublicAcls=true,IgnorePublicAcls=true,BlockPublicPolicy=false,RestrictPublicBuckets=false") in line
 
 
-def test_setup_reports_a_policy_refused_by_the_account_wide_block():
+def test_setup_reports_a_policy_refused_by_the_account_wide_block(no_aws_env):
     client = aws_client()
     check = viewer_check(client)
     with Stubber(client) as stub:
@@ -258,6 +267,17 @@ def test_setup_viewer_access_merges_and_then_a_browser_can_read(dataset, bucket,
     again, _ = upload(dataset, bucket, cli_env, "--setup-viewer-access")  # nothing added twice
     assert "CORS already allows" in again.stderr and "already lets anyone read" in again.stderr
     assert len(bucket.client.get_bucket_cors(Bucket=bucket.bucket)["CORSRules"]) == 2
+
+
+@pytest.mark.e2e
+def test_quiet_keeps_only_what_fails_and_its_fix(dataset, bucket, cli_env):
+    result, _ = upload(dataset, bucket, cli_env, "--quiet")
+
+    assert result.code == 0, result.output
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("fix public read:") and "put-bucket-policy" in lines[1]
+    assert lines[-1].startswith("uploaded, but the viewer cannot read it yet")
+    assert "viewer check (" not in result.stderr and "viewer: " not in result.stderr
 
 
 @pytest.mark.e2e

@@ -131,9 +131,8 @@ def tell_outcome(result: RunResult, quiet: bool, resume_command: str, readiness:
     elif not result.ok:
         say(f"some files failed and the catalog was not published; resume with: {resume_command}")
     elif readiness is not None:
-        if not quiet:
-            for line in readiness.lines:
-                say(line)
+        for line in ([] if quiet else readiness.lines) + readiness.fixes:
+            say(line)
         if readiness.ready is False:  # the last line: the data is safe, but not yet usable
             say(f"uploaded, but {readiness.problem}")
 

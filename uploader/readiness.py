@@ -21,10 +21,11 @@ class Readiness:
     """What a reader check found: links to give the user, whether readers can use the data, and the fixes."""
 
     ready: bool | None  # None: not checked (e.g. --no-viewer-check)
-    lines: list[str] = field(default_factory=list)  # for the user: links, the table of checks, the fixes
+    lines: list[str] = field(default_factory=list)  # for the user: links, the table of checks
     problem: str = ""  # one line: why readers cannot use it yet ("" when ready or not checked)
     report: dict[str, Any] = field(default_factory=dict)  # for the JSON report
     required: bool = False  # readiness is enforced: not ready means exit 5
+    fixes: list[str] = field(default_factory=list)  # what makes it ready: shown even with --quiet
 
 
 # A check runs once after a successful, non-dry run; None when it has nothing to say (e.g. no catalog published).
