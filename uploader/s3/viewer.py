@@ -505,8 +505,9 @@ def _cors_on_get(dataset: str, name: str, origin: str, answer: _Answer) -> Check
 
 
 def _link_lines(link: dict[str, str], *, several: bool) -> list[str]:
-    label = f" {link['dataset']}" if several else ""
-    return [f"viewer{label}: {link['viewer_link']}", f"catalog URL{label}: {link['catalog_url']}"]
+    if several:  # a collection: one line per sample
+        return [f"viewer {link['dataset']}: {link['viewer_link']}  (catalog: {link['catalog_url']})"]
+    return [f"viewer: {link['viewer_link']}", f"catalog URL: {link['catalog_url']}"]
 
 
 def _table(checks: list[Check], origin: str) -> list[str]:
