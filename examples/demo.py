@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -46,6 +47,10 @@ def run(args: list[str], env: dict[str, str]) -> float:
 
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cartload-demo-") as workdir:
+        # A copy: a successful run writes cartloader's marker files into the dataset directory, and the
+        # example in the repository must stay as committed (the tests copy it).
+        dataset = Path(workdir) / DATASET.name
+        shutil.copytree(DATASET, dataset)
         print("starting a local S3 server (SeaweedFS) on 127.0.0.1 ...", flush=True)
         with SeaweedFS(Path(workdir) / "seaweedfs") as server:
             client = server.client()
@@ -64,7 +69,7 @@ def main() -> None:
             }
             print(f"S3 endpoint {server.endpoint_url}, bucket s3://{BUCKET} (private; one CORS rule, for"
                   " https://intranet.lab.example.org)")
-            command = [sys.executable, str(REPO / "entrypoint.py"), "upload_aws", "--in-dir", str(DATASET),
+            command = [sys.executable, str(REPO / "entrypoint.py"), "upload_aws", "--in-dir", str(dataset),
                        "--s3-dir", f"s3://{BUCKET}/humanlung-demo"]
             first = run(command, env)
             print("\nThe upload is safe, but the viewer cannot read it yet. Let the tool add what is missing:")
@@ -81,22 +86,22 @@ def main() -> None:
                 head = client.head_object(Bucket=BUCKET, Key=item["Key"])
                 print(f"  {item['Size']:>8,d}  {head['ContentType']:<27} "
                       f"sha256={head['Metadata'].get('sha256', '?')[:12]}...  {item['Key']}")
-            local = sorted(p.name for p in DATASET.iterdir() if p.is_file())
+            local = sorted(p.name for p in dataset.iterdir() if p.is_file())
             uploaded = {item["Key"].split("/", 1)[1] for item in listing}
-            print(f"\n{len(uploaded)} objects; not uploaded (pipeline intermediates the catalog does not name): "
-                  f"{', '.join(name for name in local if name not in uploaded)}, tmp/")
+            print(f"\n{len(uploaded)} objects; not uploaded (not named by the catalog: pipeline intermediates and"
+                  f" cartloader's marker files): {', '.join(name for name in local if name not in uploaded)}, tmp/")
             print(f"first run {first:.1f} s, second run {second:.1f} s (nothing to upload)")
-            demo_zenodo(Path(workdir), env)
+            demo_zenodo(Path(workdir), dataset, env)
 
 
-def demo_zenodo(workdir: Path, env: dict[str, str]) -> None:
+def demo_zenodo(workdir: Path, dataset: Path, env: dict[str, str]) -> None:
     token = "demo-token-not-a-real-one"
     mock = serve_mock_zenodo(tokens=[token])
     api = f"http://127.0.0.1:{mock.server_port}/api"
     token_file = workdir / "zenodo-token.txt"
     token_file.write_text(token + "\n")
     print(f"\nmock Zenodo API at {api}")
-    run([sys.executable, str(REPO / "entrypoint.py"), "upload_zenodo", "--in-dir", str(DATASET),
+    run([sys.executable, str(REPO / "entrypoint.py"), "upload_zenodo", "--in-dir", str(dataset),
          "--zenodo-token", str(token_file), "--zenodo-url", api, "--title", "Human lung cancer FFPE (demo)",
          "--creators", "Doe, Jane", "--description", "cartload demo dataset"], env)
     import requests
