@@ -74,20 +74,30 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def pmtiles(rng: random.Random, tile_type: int, payload: int, name: str) -> bytes:
     """A valid PMTiles v3 archive holding one gzip-compressed tile at z0/x0/y0."""
     tile = gzip.compress(rng.randbytes(payload), mtime=0)
+    return pmtiles_head(len(tile), name, tile_type) + tile
+
+
+def pmtiles_head(tile_length: int, name: str, tile_type: int = 1) -> bytes:
+    """Everything of a PMTiles v3 archive before its tile data: header, root directory, metadata.
+
+    Followed by `tile_length` bytes of tile data (one tile at z0/x0/y0), it is
+    a complete archive; tests and benchmarks use it to give any payload a
+    valid header.
+    """
     metadata = json.dumps({"name": name, "vector_layers": [{"id": "genes", "fields": {}}]}).encode()
     # Root directory: 1 entry, tile id 0, run length 1, length, offset 0 (encoded as offset + 1).
-    directory = bytes([1, 0, 1]) + _varint(len(tile)) + bytes([1])
+    directory = bytes([1, 0, 1]) + _varint(tile_length) + bytes([1])
     root_offset = 127
     metadata_offset = root_offset + len(directory)
     data_offset = metadata_offset + len(metadata)
     header = b"PMTiles" + struct.pack(
         "<BQQQQQQQQQQQBBBBBBiiiiBii", 3,
-        root_offset, len(directory), metadata_offset, len(metadata), 0, 0, data_offset, len(tile),
+        root_offset, len(directory), metadata_offset, len(metadata), 0, 0, data_offset, tile_length,
         1, 1, 1, 1, 1, 2, tile_type, 0, 14,
         -1_200_000, 378_000_000, -1_180_000, 379_000_000, 7, -1_190_000, 378_500_000,
     )
     assert len(header) == 127
-    return header + directory + metadata + tile
+    return header + directory + metadata
 
 
 def table(rng: random.Random, rows: int, columns: list[str]) -> bytes:

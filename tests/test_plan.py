@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.pmtiles_files import pmtiles_bytes
 from uploader.catalog import Group
 from uploader.errors import InputError, UsageError
 from uploader.plan import collection_subdir, plan_collection, plan_from_catalog, plan_from_names
@@ -19,7 +20,8 @@ def data_dir(tmp_path: Path) -> Path:
     directory = tmp_path / "data"
     directory.mkdir()
     (directory / "catalog.yaml").write_text(CATALOG)
-    for name in ("a.pmtiles", "t.tsv", "u.png"):
+    (directory / "a.pmtiles").write_bytes(pmtiles_bytes(b"tile"))
+    for name in ("t.tsv", "u.png"):
         (directory / name).write_bytes(name.encode())
     return directory
 
@@ -32,7 +34,7 @@ def test_catalog_comes_last_and_sizes_are_known(data_dir):
     dataset = plan_from_catalog(data_dir, data_dir / "catalog.yaml")
     assert names(dataset) == ["a.pmtiles", "t.tsv", "u.png", "catalog.yaml"]
     assert dataset.catalog is not None and dataset.catalog.size == len(CATALOG)
-    assert [f.size for f in dataset.files] == [9, 5, 5]
+    assert [f.size for f in dataset.files] == [len(pmtiles_bytes(b"tile")), 5, 5]
 
 
 def test_groups_select_files_and_only_basics_carry_the_catalog(data_dir):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.fake_backend import Faults, InMemoryBackend
+from tests.pmtiles_files import pmtiles_bytes
 from uploader.errors import ExitStatus
 from uploader.hashing import HashCache
 from uploader.operations import Action, Status
@@ -25,7 +26,8 @@ def data_dir(tmp_path: Path) -> Path:
     directory = tmp_path / "data"
     directory.mkdir()
     (directory / "catalog.yaml").write_text(CATALOG)
-    for name in ("a.pmtiles", "t.tsv", "u.tsv"):
+    (directory / "a.pmtiles").write_bytes(pmtiles_bytes(b"a.pmtiles" * 100))
+    for name in ("t.tsv", "u.tsv"):
         (directory / name).write_bytes(name.encode() * 100)
     return directory
 

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from tests.conftest import ENTRYPOINT, REPO, S3Prefix, S3Server, run_cli
+from tests.pmtiles_files import pmtiles_bytes, write_random_pmtiles
 
 pytestmark = pytest.mark.e2e
 
@@ -186,7 +187,7 @@ def test_collection_mode(tmp_path, dataset, s3, cli_env):
     dataset.rename(parent / "Sample_A")
     second = parent / "Sample_B"
     second.mkdir()
-    (second / "genes_all.pmtiles").write_bytes(b"PMTiles\x03second")
+    (second / "genes_all.pmtiles").write_bytes(pmtiles_bytes(b"second"))
     (second / "catalog.yaml").write_text("assets:\n  sge:\n    all: genes_all.pmtiles\n")  # no id
     listing = tmp_path / "samples.tsv"
     listing.write_text("Sample_A\textra column\nSample_B\n\n")
@@ -197,14 +198,14 @@ def test_collection_mode(tmp_path, dataset, s3, cli_env):
     keys = s3.names()
     assert {k.split("/")[0] for k in keys} == {"humanlung-demo", "sample-b"}  # catalog id; normalised sample id
     assert "humanlung-demo/catalog.yaml" in keys and "humanlung-demo/genes_all.pmtiles" in keys
-    assert s3.get("sample-b/genes_all.pmtiles") == b"PMTiles\x03second"
+    assert s3.get("sample-b/genes_all.pmtiles") == pmtiles_bytes(b"second")
     assert s3.get("sample-b/catalog.yaml") == (second / "catalog.yaml").read_bytes()
 
 
 def test_large_file_goes_multipart_and_verifies(tmp_path, s3, cli_env):
     data_dir = tmp_path / "big"
     data_dir.mkdir()
-    payload = os.urandom(21 * 1024 * 1024 + 17)  # three parts, the last one short
+    payload = pmtiles_bytes(os.urandom(21 * 1024 * 1024 + 17))  # three parts, the last one short
     (data_dir / "genes_all.pmtiles").write_bytes(payload)
     (data_dir / "catalog.yaml").write_text("assets:\n  sge:\n    all: genes_all.pmtiles\n")
 
@@ -222,7 +223,7 @@ def test_bytes_that_differ_from_the_hashed_ones_are_rejected_and_catalog_withhel
     """Every part carries a Content-MD5 from the digests, so the server refuses bytes that do not match them."""
     data_dir = tmp_path / "poisoned"
     data_dir.mkdir()
-    (data_dir / "genes_all.pmtiles").write_bytes(os.urandom(9 * 1024 * 1024))
+    (data_dir / "genes_all.pmtiles").write_bytes(pmtiles_bytes(os.urandom(9 * 1024 * 1024)))
     (data_dir / "small.tsv").write_text("a\tb\n")
     (data_dir / "catalog.yaml").write_text("assets:\n  sge:\n    all: genes_all.pmtiles\n  t: small.tsv\n")
     poison_hash_cache(cli_env, data_dir / "genes_all.pmtiles")
@@ -309,7 +310,9 @@ def test_log_output_is_plain_lines_when_not_a_terminal(dataset, s3, cli_env):
     assert result.code == 0
     assert "\r" not in result.stderr
     assert f"[21/21] uploaded {s3.prefix}/catalog.yaml" in result.stderr  # the catalog is the last file
-    assert "21 uploaded" in result.stderr.splitlines()[-1]
+    lines = result.stderr.splitlines()
+    summary = next(index for index, line in enumerate(lines) if line.startswith("21 uploaded"))
+    assert summary > lines.index(f"[21/21] uploaded {s3.prefix}/catalog.yaml (1.0 KiB)")  # then the viewer's lines
 
 
 def test_progress_bar_on_a_terminal(dataset, s3, cli_env):
@@ -347,9 +350,7 @@ def test_progress_bar_on_a_terminal(dataset, s3, cli_env):
 def big_dataset(tmp_path: Path) -> Path:
     data_dir = tmp_path / "slow"
     data_dir.mkdir()
-    with open(data_dir / "genes_all.pmtiles", "wb") as handle:
-        for _ in range(48):
-            handle.write(os.urandom(8 * 1024 * 1024))  # 384 MiB: seconds to send, even on loopback
+    write_random_pmtiles(data_dir / "genes_all.pmtiles", 48 * 8 * 1024 * 1024)  # 384 MiB: seconds to send
     (data_dir / "catalog.yaml").write_text("assets:\n  sge:\n    all: genes_all.pmtiles\n")
     return data_dir
 
@@ -626,7 +627,7 @@ def test_adding_a_file_keeps_the_dataset_online_throughout(dataset, s3, cli_env)
 def test_the_boto3_engine_uploads_and_verifies_the_same(tmp_path, dataset, s3, cli_env):
     """Where awscrt cannot go (an HTTP proxy), the same requests go through boto3: same objects, same checks."""
     big = dataset / "genes_all.pmtiles"
-    big.write_bytes(os.urandom(17 * 1024 * 1024))  # three parts
+    big.write_bytes(pmtiles_bytes(os.urandom(17 * 1024 * 1024)))  # three parts
     env = cli_env | {"CARTLOAD_UPLOADER_ENGINE": "boto3"}
     code, output, _ = upload(dataset, s3, env)
     assert code == 0, output

@@ -55,6 +55,7 @@ Exit codes:
 Environment:
   CARTLOAD_UPLOADER_CACHE_DIR   where file hashes are cached (default ~/.cache/cartload-uploader)
   CARTLOAD_UPLOADER_DEBUG=1     show tracebacks for errors too
+  CARTLOAD_UPLOADER_VIEWER_TIMEOUT  seconds each request of the viewer check may take (default 10)
   AWS_*                         the usual AWS settings: profile, keys, endpoint, CA bundle, retries
   ZENODO_TOKEN                  the Zenodo token, when --zenodo-token FILE is not given
   CARTLOAD_UPLOADER_ZENODO_URL  the Zenodo API root, when neither --zenodo-url nor --sandbox is given
@@ -100,8 +101,16 @@ Options:
                           flight whatever this is, so memory stays bounded).
   --profile NAME          AWS profile (default: AWS_PROFILE, else the default chain).
   --endpoint-url URL      S3-compatible endpoint (default: AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL).
+  --addressing-style STYLE  auto, path or virtual: the bucket in the URL path or as a sub-domain (default
+                          auto: the AWS config's s3 addressing_style, else sub-domains on AWS, paths elsewhere).
   --aws PATH              Accepted for cartloader compatibility and ignored: no AWS CLI is needed.
   --makefn FILE           Accepted for cartloader compatibility and ignored: no Makefile is written.
+  --viewer-url URL        Base of the printed viewer link, for other viewer deployments
+                          (default: https://v3o-main.carto-scope.org/dataset?uri=).
+  --no-viewer-check       Do not check that the viewer can read the upload (a private bucket on purpose).
+  --require-viewer-ready  Exit 5 when the upload succeeded but the viewer cannot read it (for CI).
+  --setup-viewer-access   Add the CORS rule and the public read of the dataset prefix that the viewer needs,
+                          merged into the bucket's CORS rules and policy (never replacing them).
 
 """ + COMMON_OPTIONS
 
@@ -374,7 +383,7 @@ def main(argv: list[str] | None = None, invoked_as: str | None = None) -> int:
         _print_error(exc)
         if isinstance(exc, UsageError):
             print(help_hint, file=sys.stderr)
-        _report_failure(args, resume, exc.exit_status, exc.message)
+        _report_failure(args, resume, exc.exit_status, exc.message, problems=getattr(exc, "problems", None))
         return exc.exit_status
     except KeyboardInterrupt:
         message = "interrupted before any upload started; nothing was changed"
@@ -383,7 +392,8 @@ def main(argv: list[str] | None = None, invoked_as: str | None = None) -> int:
         return ExitStatus.INTERRUPTED
 
 
-def _report_failure(args: dict[str, Any], resume: str, status: int, message: str, *, interrupted: bool = False) -> None:
+def _report_failure(args: dict[str, Any], resume: str, status: int, message: str, *, interrupted: bool = False,
+                    problems: list[str] | None = None) -> None:
     """--report FILE for a run that stopped early: ok false, the exit status and the error, for CI to read."""
     if not args.get("--report"):
         return
@@ -392,7 +402,7 @@ def _report_failure(args: dict[str, Any], resume: str, status: int, message: str
     from uploader.report import failure_document, write_report
 
     document = failure_document(resume, status, message, dry_run=bool(args.get("--dry-run")),
-                                interrupted=interrupted)
+                                interrupted=interrupted, problems=problems)
     try:
         write_report(Path(args["--report"]), document)
     except UsageError as exc:

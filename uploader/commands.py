@@ -14,6 +14,7 @@ from uploader.hashing import HashCache
 from uploader.markers import marker_paths, write_markers
 from uploader.plan import UploadPlan, plan_collection, plan_from_catalog, plan_from_names, regular_files_in
 from uploader.progress import progress_factory
+from uploader.readiness import ReaderCheck, Readiness, exit_status
 from uploader.report import failure_lines, print_plan, report_document, summary, write_report
 from uploader.runner import RunOptions, RunResult, run
 from uploader.settings import AwsSettings, CommonSettings, ZenodoCommandSettings
@@ -24,6 +25,7 @@ def upload_aws(settings: AwsSettings, resume_command: str) -> ExitStatus:
     from uploader.s3.backend import S3Backend
     from uploader.s3.client import S3Settings
     from uploader.s3.destination import S3Destination
+    from uploader.s3.viewer import ViewerCheck
 
     common = settings.common
     destination = S3Destination.parse(settings.s3_dir)
@@ -31,9 +33,11 @@ def upload_aws(settings: AwsSettings, resume_command: str) -> ExitStatus:
         plan = plan_collection(common.in_dir, settings.in_list, settings.groups)
     else:
         plan = UploadPlan((plan_from_catalog(common.in_dir, common.catalog_path, settings.groups),))
-    backend = S3Backend(destination, S3Settings(settings.profile, settings.endpoint_url, common.n_jobs))
+    backend = S3Backend(destination, S3Settings(settings.profile, settings.endpoint_url, common.n_jobs,
+                                                settings.addressing_style))
+    viewer = ViewerCheck(backend.client, destination, settings.viewer, settings.profile)
     return execute(plan, backend, common, RunOptions(common.n_jobs, common.dry_run, common.restart),
-                   resume_command, destination.uri(), notes=settings.notes, markers="aws")
+                   resume_command, destination.uri(), notes=settings.notes, markers="aws", readers=viewer)
 
 
 def upload_zenodo(settings: ZenodoCommandSettings, resume_command: str) -> ExitStatus:
@@ -61,12 +65,18 @@ def upload_zenodo(settings: ZenodoCommandSettings, resume_command: str) -> ExitS
 
 
 def execute(plan: UploadPlan, backend: Backend, common: CommonSettings, options: RunOptions, resume_command: str,
-            destination: str, *, notes: tuple[str, ...] = (), markers: str = "") -> ExitStatus:
+            destination: str, *, notes: tuple[str, ...] = (), markers: str = "",
+            readers: ReaderCheck | None = None) -> ExitStatus:
     """Run a plan against a backend and tell the user what happened; the shared tail of every command.
 
     `notes` are told with the summary; `markers` names cartloader's marker files to write after
-    a success ('aws', 'zenodo', or '' for none).
+    a success ('aws', 'zenodo', or '' for none); `readers` checks, after a successful run, that the
+    readers of what was published can use it (e.g. the web viewer): its verdict is reported apart.
     """
+    warnings = [warning for dataset in plan.datasets for warning in dataset.warnings]
+    if not common.quiet:
+        for warning in warnings:
+            say(f"warning: {warning}")
     cache = HashCache.default()
     if cache.notice and not common.quiet:
         say(f"note: {cache.notice}")
@@ -80,20 +90,31 @@ def execute(plan: UploadPlan, backend: Backend, common: CommonSettings, options:
         notice = write_markers(marker_paths(plan, markers))
         if notice:
             result.notes.append(notice)
+    readiness = check_readers(readers, result)
     if common.report:
-        write_report(common.report, report_document(result, resume_command, destination))
+        write_report(common.report, report_document(result, resume_command, destination, warnings, readiness))
     if result.dry_run:
         print_plan(result.ops)
         if not common.quiet:
             for line in result.notes:
                 say(line)
     else:
-        tell_outcome(result, common.quiet, resume_command)
-    return result.exit_status
+        tell_outcome(result, common.quiet, resume_command, readiness)
+    return exit_status(result, readiness)
 
 
-def tell_outcome(result: RunResult, quiet: bool, resume_command: str) -> None:
-    """Failures, notes, the summary line, and what to do next, on stderr."""
+def check_readers(readers: ReaderCheck | None, result: RunResult) -> Readiness | None:
+    """The readers' verdict on a successful upload (not after a dry run, a failure or an interruption)."""
+    if readers is None or result.dry_run or not result.ok:
+        return None
+    try:
+        return readers(result)
+    except KeyboardInterrupt:  # the upload is complete: only the check was cut short
+        return Readiness(None, ["interrupted during the check of what readers can use; the upload is complete"])
+
+
+def tell_outcome(result: RunResult, quiet: bool, resume_command: str, readiness: Readiness | None = None) -> None:
+    """Failures, notes, the summary line, what readers can use, and what to do next, on stderr."""
     for line in failure_lines(result):
         say(line)
     if not quiet:
@@ -109,6 +130,11 @@ def tell_outcome(result: RunResult, quiet: bool, resume_command: str) -> None:
         say(f"error: {result.not_published}")
     elif not result.ok:
         say(f"some files failed and the catalog was not published; resume with: {resume_command}")
+    elif readiness is not None:
+        for line in ([] if quiet else readiness.lines) + readiness.fixes:
+            say(line)
+        if readiness.ready is False:  # the last line: the data is safe, but not yet usable
+            say(f"uploaded, but {readiness.problem}")
 
 
 def say(message: str) -> None:

@@ -55,11 +55,22 @@ class UsageError(UploaderError):
 
 
 class InputError(UploaderError):
-    """The input directory, catalog or file list cannot be uploaded as it is."""
+    """The input directory, catalog or file list cannot be uploaded as it is.
+
+    The message shows the first SHOWN problems and a count of the rest (a
+    catalog naming 100,000 missing files must not print 16 MB); `problems`
+    keeps them all for the report.
+    """
+
+    SHOWN = 20
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
-        super().__init__("\n".join(problems))
+        lines = problems[:self.SHOWN]
+        if len(problems) > self.SHOWN:
+            lines.append(f"... and {len(problems) - self.SHOWN:,d} more ({len(problems):,d} problems in all;"
+                         " --report FILE lists every one)")
+        super().__init__("\n".join(lines))
 
 
 class AuthError(UploaderError):

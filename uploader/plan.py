@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from uploader.catalog import Catalog, Group, load_catalog
+from uploader.catalog import Catalog, Group, Mention, load_catalog
 from uploader.errors import InputError, UsageError
+from uploader.pmtiles import archive_problem, is_pmtiles_name
 
 CATALOG_NAME = "catalog.yaml"
 
@@ -67,6 +68,7 @@ class Dataset:
     subdir: str  # "" for a single dataset; the dataset id in collection mode
     files: tuple[LocalFile, ...]
     catalog: LocalFile | None
+    warnings: tuple[str, ...] = ()  # catalog values that may name a missing file (outside `assets`)
 
     @property
     def all_files(self) -> tuple[LocalFile, ...]:
@@ -117,19 +119,46 @@ def plan_collection(in_dir: Path, in_list: Path, groups: frozenset[Group] = ALL_
 
 def _dataset(in_dir: Path, catalog: Catalog, groups: frozenset[Group], subdir: str) -> Dataset:
     problems: list[str] = []
+    warnings: list[str] = []
     files = []
     real_dirs: dict[str, str] = {}
     for ref in catalog.files:
         if ref.group not in groups:
             continue
-        local = resolve_local_file(in_dir, ref.name, ref.group, f"{catalog.path} ({ref.where})", problems,
-                                   real_dirs)
-        if local:
+        where = f"{catalog.path} ({ref.where})"
+        if ref.mention is not Mention.FILE and not _present(in_dir, ref.name):
+            if ref.mention is Mention.WARN_IF_MISSING:
+                warnings.append(f"{where}: '{_printable(ref.name)}' looks like a file name but is not in {in_dir};"
+                                " it is left as text (fix the catalog if it names a file)")
+            continue
+        local = resolve_local_file(in_dir, ref.name, ref.group, where, problems, real_dirs)
+        if local and _readable_by_the_viewer(local, where, problems):
             files.append(local)
     if problems:
         raise InputError(problems)
     catalog_file = _catalog_file(catalog.path) if Group.BASICS in groups else None
-    return Dataset(in_dir=in_dir, subdir=subdir, files=tuple(files), catalog=catalog_file)
+    return Dataset(in_dir=in_dir, subdir=subdir, files=tuple(files), catalog=catalog_file, warnings=tuple(warnings))
+
+
+def _present(in_dir: Path, name: str) -> bool:
+    """Whether a value that may name a file names something in the dataset directory (not a directory)."""
+    try:
+        return os.path.lexists(in_dir / name) and not (in_dir / name).is_dir()
+    except (OSError, ValueError):  # e.g. a NUL byte, or a name too long to be a file
+        return False
+
+
+def _readable_by_the_viewer(file: LocalFile, where: str, problems: list[str]) -> bool:
+    """A .pmtiles file the catalog names must be a PMTiles v3 archive; record a problem if it is not."""
+    if not is_pmtiles_name(file.name):
+        return True
+    try:
+        problem = archive_problem(file.path, file.size)
+    except OSError as exc:
+        problem = f"cannot be read ({_reason(exc)})"
+    if problem:
+        problems.append(f"{where}: '{file.name}' {problem}")
+    return not problem
 
 
 def plan_from_names(in_dir: Path, names: Iterable[str], what: str) -> Dataset:
@@ -259,7 +288,9 @@ def _existing_dir(path: Path, option: str) -> Path:
 
 
 def _printable(name: str) -> str:
-    return name.encode("utf-8", "backslashreplace").decode("utf-8")
+    """The name as one readable line: undecodable bytes and control characters (a tab) as escapes."""
+    text = name.encode("utf-8", "backslashreplace").decode("utf-8")
+    return _CONTROL.sub(lambda match: repr(match.group())[1:-1], text)
 
 
 def _reason(exc: BaseException) -> str:

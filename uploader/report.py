@@ -16,6 +16,7 @@ from uploader import __version__
 from uploader.errors import UsageError
 from uploader.operations import Action, Operation, Status
 from uploader.progress import human_bytes
+from uploader.readiness import Readiness, exit_status
 from uploader.runner import RunResult
 
 
@@ -47,7 +48,8 @@ def failure_lines(result: RunResult) -> list[str]:
     return [f"failed: {op.destination}: {op.error}" for op in result.ops if op.status is Status.FAILED]
 
 
-def report_document(result: RunResult, command: str, destination: str) -> dict[str, Any]:
+def report_document(result: RunResult, command: str, destination: str, warnings: list[str] | None = None,
+                    readiness: Readiness | None = None) -> dict[str, Any]:
     """The --report JSON: per file, totals, elapsed time and overall outcome."""
     files = [
         {
@@ -71,11 +73,14 @@ def report_document(result: RunResult, command: str, destination: str) -> dict[s
         "destination": destination,
         "dry_run": result.dry_run,
         "ok": result.ok,
-        "exit_status": int(result.exit_status),
+        "exit_status": int(exit_status(result, readiness)),
         "error": error,
         "interrupted": result.interrupted,
         "not_published": result.not_published,
         "offline": result.offline,
+        # Whether the readers (the web viewer) can use what was published: null when not checked.
+        "viewer_ready": readiness.ready if readiness else None,
+        "viewer": readiness.report if readiness else None,
         "elapsed_seconds": round(result.elapsed, 3),
         "totals": {
             "files": len(files),
@@ -84,17 +89,19 @@ def report_document(result: RunResult, command: str, destination: str) -> dict[s
             **{status.value: result.count(status) for status in Status if status is not Status.PENDING},
         },
         "notes": result.notes,
+        "warnings": warnings or [],
         "files": files,
     }
 
 
 def failure_document(command: str, exit_status: int, message: str, *, dry_run: bool = False,
-                     interrupted: bool = False) -> dict[str, Any]:
+                     interrupted: bool = False, problems: list[str] | None = None) -> dict[str, Any]:
     """The --report JSON of a run that stopped before any file was sent (bad input, credentials, remote).
 
     Shaped like report_document's, so that a CI step reads `ok`, `exit_status` and `error` either way.
+    `problems` is every problem found, when the message shows only the first ones.
     """
-    problems = message.splitlines() or [""]
+    problems = problems or message.splitlines() or [""]
     more = f" (and {len(problems) - 1} more problem(s): see 'problems')" if len(problems) > 1 else ""
     return {
         "tool": f"cartload-uploader {__version__}",

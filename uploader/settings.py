@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from uploader.catalog import Group
 from uploader.errors import InputError, UsageError
@@ -25,6 +26,7 @@ from uploader.plan import ALL_GROUPS, CATALOG_NAME
 log = logging.getLogger("uploader")
 
 MAX_JOBS = 256  # cartloader sets no limit; its users pass up to a few hundred on HPC nodes
+VIEWER_URL = "https://v3o-main.carto-scope.org/dataset?uri="
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,23 @@ class CommonSettings:
 
 
 @dataclass(frozen=True)
+class ViewerSettings:
+    """The viewer link and check after an upload_aws run (--viewer-url and the viewer flags)."""
+
+    url: str = VIEWER_URL
+    check: bool = True
+    require_ready: bool = False
+    setup: bool = False
+    timeout: float = 10.0  # per anonymous request (CARTLOAD_UPLOADER_VIEWER_TIMEOUT)
+
+    @property
+    def origin(self) -> str:
+        """The viewer page's origin, as a browser sends it in `Origin`."""
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+
+@dataclass(frozen=True)
 class AwsSettings:
     """upload_aws: where to, which groups, and how to reach the store."""
 
@@ -57,6 +76,8 @@ class AwsSettings:
     profile: str | None
     endpoint_url: str | None
     notes: tuple[str, ...] = ()  # about cartloader's options accepted here, told with the summary
+    addressing_style: str = "auto"
+    viewer: ViewerSettings = ViewerSettings()
 
 
 @dataclass(frozen=True)
@@ -135,6 +156,8 @@ def positive_int(text: str, option: str, maximum: int) -> int:
 
 
 AWS_DEFAULTS = {"n_jobs": 64}  # many small requests in flight: a WAN round trip each
+VIEWER_TIMEOUT_ENV = "CARTLOAD_UPLOADER_VIEWER_TIMEOUT"
+ADDRESSING_STYLES = ("auto", "path", "virtual")
 GROUP_FLAGS = {"--upload-basics-only": Group.BASICS, "--upload-optional-only": Group.OPTIONAL,
                "--upload-basemap-only": Group.BASEMAP}
 
@@ -154,8 +177,35 @@ def aws_settings(args: dict[str, Any]) -> AwsSettings:
     if args["--makefn"]:
         notes.append(f"--makefn {args['--makefn']} is ignored: no Makefile is written (a re-run compares"
                      " with the bucket instead)")
+    style = args["--addressing-style"] or "auto"
+    if style not in ADDRESSING_STYLES:
+        raise UsageError(f"--addressing-style {style}: choose one of {', '.join(ADDRESSING_STYLES)}")
     return AwsSettings(common=common, s3_dir=args["--s3-dir"], in_list=_optional_path(args["--in-list"], ""),
-                       groups=_groups(args), profile=args["--profile"], endpoint_url=endpoint, notes=tuple(notes))
+                       groups=_groups(args), profile=args["--profile"], endpoint_url=endpoint, notes=tuple(notes),
+                       addressing_style=style, viewer=_viewer(args))
+
+
+def _viewer(args: dict[str, Any]) -> ViewerSettings:
+    if args["--no-viewer-check"] and args["--require-viewer-ready"]:
+        raise UsageError("--no-viewer-check and --require-viewer-ready exclude each other: choose one")
+    url = args["--viewer-url"] or VIEWER_URL
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.netloc:
+        raise UsageError(f"--viewer-url {url}: must be an https:// URL, e.g. {VIEWER_URL}")
+    timeout = os.environ.get(VIEWER_TIMEOUT_ENV, "").strip()
+    return ViewerSettings(url=url, check=not args["--no-viewer-check"],
+                          require_ready=bool(args["--require-viewer-ready"]), setup=bool(args["--setup-viewer-access"]),
+                          timeout=_seconds(timeout, VIEWER_TIMEOUT_ENV) if timeout else ViewerSettings.timeout)
+
+
+def _seconds(text: str, name: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 3600:
+        raise UsageError(f"{name}={text}: must be a number of seconds, more than 0 and at most 3600")
+    return value
 
 
 def _groups(args: dict[str, Any]) -> frozenset[Group]:

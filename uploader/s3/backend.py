@@ -13,6 +13,8 @@ Content-Encoding): a store that drops headers drops them for every object.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -21,11 +23,18 @@ from typing import TYPE_CHECKING, Any
 
 from uploader.backend import RemoteFile, Stored
 from uploader.content_types import content_type
-from uploader.errors import FileUploadError
+from uploader.errors import FileUploadError, RemoteError
 from uploader.hashing import multipart_etag_name, part_md5_name
 from uploader.operations import Action, Operation, Status
 from uploader.plan import Dataset, LocalFile, UploadPlan
-from uploader.s3.client import S3Settings, as_file_upload_error, make_client, uploader_errors_for
+from uploader.s3.client import (
+    AUTH_CODES,
+    S3Settings,
+    as_file_upload_error,
+    error_message,
+    make_client,
+    uploader_errors_for,
+)
 from uploader.s3.destination import S3Destination
 from uploader.s3.transport import Sent, make_transport
 from uploader.s3.writer import ObjectWriter, is_multipart, part_size
@@ -202,12 +211,35 @@ class S3Backend:
     # -- helpers --------------------------------------------------------------------------
 
     def _probe_write(self) -> None:
-        # A multipart upload that is started and aborted proves write access
-        # without leaving an object behind, before gigabytes are sent.
+        # A multipart upload that is started, given one tiny part with a Content-MD5, and aborted proves
+        # write access, and that the store takes the Content-MD5 every upload carries, without leaving an
+        # object behind, before gigabytes are sent.
         key = "/".join(p for p in (self.s3_dir.prefix, PROBE_KEY) if p)
-        with uploader_errors_for(f"writing under {self.s3_dir.uri()}", self.settings):
+        what = f"writing under {self.s3_dir.uri()}"
+        with uploader_errors_for(what, self.settings):
             upload_id = self.client.create_multipart_upload(Bucket=self.s3_dir.bucket, Key=key)["UploadId"]
-            self.client.abort_multipart_upload(Bucket=self.s3_dir.bucket, Key=key, UploadId=upload_id)
+        try:
+            self._probe_part_with_md5(key, upload_id, what)
+        finally:
+            with uploader_errors_for(what, self.settings):
+                self.client.abort_multipart_upload(Bucket=self.s3_dir.bucket, Key=key, UploadId=upload_id)
+
+    def _probe_part_with_md5(self, key: str, upload_id: str, what: str) -> None:
+        import botocore.exceptions
+
+        body = b"cartload-uploader write check\n"
+        with uploader_errors_for(what, self.settings):
+            try:
+                self.client.upload_part(Bucket=self.s3_dir.bucket, Key=key, UploadId=upload_id, PartNumber=1,
+                                        Body=body, ContentMD5=base64.b64encode(hashlib.md5(body).digest()).decode())
+            except botocore.exceptions.ClientError as exc:
+                code = str(exc.response.get("Error", {}).get("Code", ""))
+                if code in AUTH_CODES or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 403:
+                    raise  # reported as a permission problem
+                raise RemoteError(f"the store refused a part carrying a Content-MD5 header ({code}:"
+                                  f" {error_message(exc)}); every part this tool sends carries one, so that the"
+                                  " store rejects corrupted bytes, so it cannot upload here: use a store that"
+                                  " checks Content-MD5 (AWS S3, MinIO and SeaweedFS do)") from None
 
     def _stored_as_headed(self, key: str, file: LocalFile) -> Stored:
         """What a HEAD shows of the object; the headers the viewer needs are checked here."""

@@ -10,6 +10,7 @@ present: a second hash of every byte would prove nothing more.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import platform
 from collections.abc import Iterator
@@ -36,6 +37,7 @@ class S3Settings:
     profile: str | None = None
     endpoint_url: str | None = None
     n_jobs: int = 8
+    addressing_style: str = "auto"  # auto, path or virtual (--addressing-style)
 
 
 def make_client(settings: S3Settings) -> S3Client:
@@ -78,17 +80,46 @@ def _build_client(settings: S3Settings) -> S3Client:
     if not os.environ.get("AWS_RETRY_MODE") and not os.environ.get("AWS_MAX_ATTEMPTS"):
         options["retries"] = {"mode": "standard", "max_attempts": 8}
     region = session.region_name or "us-east-1"
+    style = settings.addressing_style
+    if style != "auto":
+        options["s3"]["addressing_style"] = style
     client = session.client("s3", endpoint_url=settings.endpoint_url, region_name=region, config=Config(**options))
     host = urlsplit(client.meta.endpoint_url).hostname or ""
-    if not host.endswith((".amazonaws.com", ".amazonaws.com.cn")):
-        # S3-compatible stores on custom endpoints rarely resolve bucket sub-domains.
-        options["s3"] = {"addressing_style": "path", "payload_signing_enabled": False}
+    if style == "virtual" and _is_ip_address(host):
+        raise UsageError(f"--addressing-style virtual: the endpoint {client.meta.endpoint_url} is an IP address, which"
+                         " has no bucket sub-domains; use its host name, or --addressing-style path")
+    configured = (core.get_scoped_config().get("s3") or {}).get("addressing_style")
+    if style == "auto" and not configured and not is_aws_host(host):
+        # S3-compatible stores on custom endpoints rarely resolve bucket sub-domains (botocore would
+        # choose path-style there too, but say so rather than rely on it).
+        options["s3"]["addressing_style"] = "path"
         client = session.client("s3", endpoint_url=settings.endpoint_url, region_name=region,
                                 config=Config(**options))
     if session.get_credentials() is None:
         raise AuthError("no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY,"
                         " run 'aws configure', or pass --profile")
     return client
+
+
+def is_aws_host(host: str) -> bool:
+    return host.endswith((".amazonaws.com", ".amazonaws.com.cn"))
+
+
+def _is_ip_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def uses_virtual_hosts(client: S3Client, bucket: str) -> bool:
+    """Whether the client addresses `bucket` as a sub-domain (virtual-hosted style) rather than a path."""
+    style = (getattr(client.meta.config, "s3", None) or {}).get("addressing_style", "auto")
+    host = urlsplit(client.meta.endpoint_url).hostname or ""
+    if style == "auto":  # botocore: sub-domains on AWS for names that are valid host labels (no dots: TLS)
+        return is_aws_host(host) and "." not in bucket and bucket.lower() == bucket
+    return bool(style == "virtual" and not _is_ip_address(host))
 
 
 @contextmanager

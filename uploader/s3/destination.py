@@ -24,6 +24,11 @@ class S3Destination:
         if not (3 <= len(bucket) <= 63) or not all(c.isalnum() or c in ".-_" for c in bucket) \
                 or not bucket[0].isalnum():
             raise UsageError(f"--s3-dir {uri}: '{bucket}' is not a valid bucket name")
+        if bucket.endswith("--x-s3"):
+            raise UsageError(f"--s3-dir {uri}: '{bucket}' is an S3 Express One Zone directory bucket, which the viewer"
+                             " cannot read (public access is always blocked there) and which takes no Content-MD5"
+                             " and gives no MD5 ETags, by which every upload is verified; use a general purpose"
+                             " bucket")
         prefix = "/".join(part for part in prefix.split("/") if part)
         if any(part in (".", "..") for part in prefix.split("/")):
             raise UsageError(f"--s3-dir {uri}: the prefix must not contain '.' or '..' parts")

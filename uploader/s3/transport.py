@@ -106,10 +106,12 @@ class CrtTransport:
         import awscrt.io
         import awscrt.s3
 
+        from uploader.s3.client import uses_virtual_hosts
+
         self._s3 = awscrt.s3
         self._http = awscrt.http
         endpoint = urlsplit(client.meta.endpoint_url)
-        path_style = (getattr(client.meta.config, "s3", None) or {}).get("addressing_style") == "path"
+        path_style = not uses_virtual_hosts(client, bucket)  # as botocore addresses the bucket (--addressing-style)
         self._host = endpoint.netloc if path_style else f"{bucket}.{endpoint.netloc}"
         self._path = f"/{quote(bucket, safe='')}/" if path_style else "/"
         credentials = awscrt.auth.AwsCredentialsProvider.new_delegate(_BotocoreCredentials(client))
