@@ -26,7 +26,7 @@ from tests.conftest import run_cli
 from tests.servers import VIRTUAL_HOST_DOMAIN
 from uploader.errors import RemoteError, UsageError
 from uploader.operations import Action, Operation
-from uploader.plan import Dataset
+from uploader.plan import Dataset, UploadPlan
 from uploader.s3.backend import S3Backend
 from uploader.s3.client import S3Settings, _build_client, uses_virtual_hosts
 from uploader.s3.destination import S3Destination
@@ -141,7 +141,7 @@ def test_a_store_that_refuses_content_md5_gets_one_clear_error_before_any_upload
     sent = answer_locally(backend.client, 501, NOT_IMPLEMENTED, when=lambda r: "Content-MD5" in r.headers)
 
     with pytest.raises(RemoteError) as refused:
-        backend.begin([an_upload()])  # before the first write
+        start_writing(backend)  # before the first write
 
     assert "refused a part carrying a Content-MD5 header (NotImplemented: Content-MD5 is not supported)" in \
         str(refused.value)
@@ -154,7 +154,7 @@ def test_the_write_check_sends_a_part_with_its_content_md5(aws_env):
     backend = S3Backend(S3Destination("bucket", "p"), S3Settings(endpoint_url="https://s3.example.org"))
     sent = answer_locally(backend.client)
 
-    backend.begin([an_upload()])
+    start_writing(backend)
 
     part = next(r for r in sent if r.method == "PUT")
     body = part.body if isinstance(part.body, bytes) else part.body.getvalue()
@@ -163,6 +163,12 @@ def test_the_write_check_sends_a_part_with_its_content_md5(aws_env):
 
 def an_upload() -> Operation:
     return Operation(Action.UPLOAD, Dataset(Path("."), "", (), None), None, "p/a.tsv", "new")
+
+
+def start_writing(backend: S3Backend) -> None:
+    """What the runner does before the first write: check access (which starts the write check), then begin."""
+    backend.check_access(UploadPlan((Dataset(Path("."), "", (), None),)), dry_run=False)
+    backend.begin([an_upload()])
 
 
 # -- end to end, against the real local S3 server --------------------------------------------------
