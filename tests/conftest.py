@@ -163,6 +163,11 @@ class MockZenodo:
         self._http = requests.Session()
         self._http.headers["User-Agent"] = HELPER_AGENT
         self.control("tokens", {"token": self.token})
+        self.log_start = len(self.control("log"))
+
+    def log(self) -> list[dict[str, Any]]:
+        """The requests the mock saw since this test began."""
+        return list(self._http.get(f"{self.base_url}/_mock/log", params={"since": self.log_start}, timeout=30).json())
 
     def control(self, name: str, body: dict[str, Any] | None = None) -> Any:
         if body is None:
@@ -173,6 +178,14 @@ class MockZenodo:
         response = self._http.request(method, f"{self.api_url}{path}", timeout=30,
                                       headers={"Authorization": f"Bearer {self.token}"}, **kwargs)
         return response.json() if response.content else None
+
+    def put_file(self, deposition: dict[str, Any], name: str, data: bytes) -> None:
+        """Add a file as the web page would (its name quoted in the URL)."""
+        from urllib.parse import quote
+
+        response = self._http.put(f"{deposition['links']['bucket']}/{quote(name, safe='')}", data=data, timeout=30,
+                                  headers={"Authorization": f"Bearer {self.token}"})
+        assert response.status_code == 201, response.text
 
     def depositions(self) -> list[dict[str, Any]]:
         """Every deposition of this test's token, as the API shows it (read by id: no search lag)."""

@@ -9,7 +9,8 @@ reading (411 without Content-Length, 415 for other content types, a
 description needed to publish); ../shared/reference/zenodo-api.md says why.
 
 State lives in memory. Test control endpoints (no auth), under /_mock/:
-  GET  /_mock/log       every request seen: method, url, status answered, time, whether a token was in the URL
+  GET  /_mock/log       every request seen (?since=N: from the N-th on): method, url, status answered, time,
+                        whether a token was in the URL
   GET  /_mock/state     every deposition as stored (for tests: not subject to the search lag)
   POST /_mock/faults    {"every": N, "kinds": [...], "paths": "files", "retry_after": S, "limit": N} (see FAULTS)
   POST /_mock/limits    {"max_files": N, "quota_bytes": N, "max_file_bytes": N}
@@ -32,6 +33,7 @@ import itertools
 import json
 import math
 import re
+import socket
 import threading
 import time
 import uuid
@@ -154,7 +156,7 @@ class Handler(BaseHTTPRequestHandler):
         path = unquote(url.path) if "%2f" not in url.path.lower() else url.path
         if path.startswith("/_mock/"):
             self._entry: dict[str, Any] = {}
-            self._control(method, path)
+            self._control(method, path, query)
             return
         self._entry = {"method": method, "url": self.path, "path": path, "token_in_url": "access_token" in query,
                        "user_agent": self.headers.get("User-Agent", ""), "time": time.time(), "status": None}
@@ -298,20 +300,28 @@ class Handler(BaseHTTPRequestHandler):
             status = int(kind.split("-")[1])
             self._reply(status, {"status": status, "message": "Too many requests." if status == 429
                                  else "Service unavailable."}, retry_after, close=True)
+            self._linger()
             return True
         self._drain()
         status = int(kind)
         messages = {429: "Too many requests.", 503: "Service unavailable.", 500: "Internal server error.",
                     413: "Request Entity Too Large"}
+        # 413 with Retry-After too: RFC 9110 lets a server say the condition is temporary; it stays final for us.
         self._reply(status, {"status": status, "message": messages.get(status, "Error.")},
-                    retry_after if status in (429, 503) else None)
+                    retry_after if status in (429, 503, 413) else None)
         return True
 
-    def _control(self, method: str, path: str) -> None:
+    def _linger(self) -> None:
+        """A lingering close, as nginx does after an early answer: the client can finish sending and read it."""
+        self.wfile.flush()
+        self.connection.shutdown(socket.SHUT_WR)
+        self._drain()
+
+    def _control(self, method: str, path: str, query: dict[str, list[str]]) -> None:
         body = self._json_body() if method == "POST" else {}
         with STATE.lock:
             if path == "/_mock/log":
-                self._reply(200, STATE.log)
+                self._reply(200, STATE.log[int((query.get("since") or ["0"])[0]):])
             elif path == "/_mock/state":
                 self._reply(200, [self._stored(d) for d in STATE.depositions.values()])
             elif path == "/_mock/faults":

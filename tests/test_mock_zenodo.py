@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import MockZenodo
+from tests.conftest import HELPER_AGENT, MockZenodo
 
 pytestmark = pytest.mark.e2e
 
@@ -20,7 +20,7 @@ METADATA = {"upload_type": "dataset", "title": "Mock", "creators": [{"name": "Do
 
 def call(zenodo: MockZenodo, method: str, url: str, **kwargs: Any) -> requests.Response:
     url = url if url.startswith("http") else f"{zenodo.api_url}{url}"
-    headers = {"Authorization": f"Bearer {zenodo.token}", **kwargs.pop("headers", {})}
+    headers = {"Authorization": f"Bearer {zenodo.token}", "User-Agent": HELPER_AGENT, **kwargs.pop("headers", {})}
     return requests.request(method, url, headers=headers, timeout=30, **kwargs)
 
 
