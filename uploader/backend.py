@@ -76,3 +76,6 @@ class Backend(Protocol):
 
     def cancel(self) -> None:
         """Stop in-flight transfers promptly and clean up what they leave."""
+
+    def resume_options(self) -> list[str]:
+        """Options a re-run needs to go on where this run stopped (e.g. the id of a Zenodo deposition it made)."""

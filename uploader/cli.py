@@ -44,6 +44,15 @@ Environment:
   CARTLOAD_UPLOADER_DEBUG=1     show tracebacks for errors too
   AWS_*                         the usual AWS settings: profile, keys, endpoint, CA bundle, retries
   ZENODO_TOKEN                  the Zenodo token, when --zenodo-token FILE is not given
+  CARTLOAD_UPLOADER_ZENODO_TIMEOUT=60           seconds to wait for Zenodo to answer a metadata call
+  CARTLOAD_UPLOADER_ZENODO_UPLOAD_TIMEOUT=1800  ... to answer a file upload, after its last byte
+  CARTLOAD_UPLOADER_ZENODO_PUBLISH_TIMEOUT=600  ... to answer a publish, then as long to show it published
+  CARTLOAD_UPLOADER_ZENODO_RETRIES=30           retries a run may spend in all (earned back as calls succeed)
+  CARTLOAD_UPLOADER_ZENODO_BACKOFF=1            seconds before a first retry, doubled each time
+  CARTLOAD_UPLOADER_ZENODO_MAX_WAIT=300         the longest Retry-After honoured
+  CARTLOAD_UPLOADER_ZENODO_RATE=100/60,5000/3600  at most this many requests per seconds (+1 s)
+  CARTLOAD_UPLOADER_ZENODO_SEARCH_RATE=30/60    ... and searches
+  CARTLOAD_UPLOADER_ZENODO_SEARCH_WAIT=60       seconds to keep looking for a draft Zenodo's search lags behind
 """
 
 # The options both commands share: one line here and one field in settings.CommonSettings.
@@ -110,6 +119,7 @@ Options:
   --zenodo-url URL              API root (default: https://zenodo.org/api).
   --sandbox                     Use Zenodo's sandbox (https://sandbox.zenodo.org/api).
   --n-jobs N                    Files uploaded at once (default: 4).
+  --max-record-bytes BYTES      The record's quota, when Zenodo raised it for you (default: 50000000000).
 
 """ + COMMON_OPTIONS
 
