@@ -40,7 +40,8 @@ Exit codes:
   130  interrupted (Ctrl-C, SIGTERM): finished files are kept; re-run to resume
 
 Environment:
-  CARTLOAD_UPLOADER_CACHE_DIR   where file hashes are cached (default ~/.cache/cartload-uploader)
+  CARTLOAD_UPLOADER_CACHE_DIR   where file hashes (and the deposition a Zenodo command made) are kept
+                                (default ~/.cache/cartload-uploader)
   CARTLOAD_UPLOADER_DEBUG=1     show tracebacks for errors too
   AWS_*                         the usual AWS settings: profile, keys, endpoint, CA bundle, retries
   ZENODO_TOKEN                  the Zenodo token, when --zenodo-token FILE is not given
@@ -104,7 +105,8 @@ Usage:
 Options:
   --zenodo-token FILE           A file holding the Zenodo token (default: $ZENODO_TOKEN).
   --zenodo-id ID                Upload into this deposition: a draft is used as it is; a published
-                                record gets a new version (or its open new-version draft).
+                                record gets a new version from its latest one when files change (or
+                                its open new-version draft), an edit when only metadata changes.
   --zenodo-deposition-id ID     The same as --zenodo-id.
   --upload-method METHOD        catalog: the catalog's files and catalog.yaml; all: every regular file
                                 in --in-dir; files: the names after --files (default: catalog).
