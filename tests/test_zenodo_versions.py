@@ -106,8 +106,9 @@ def test_a_lost_create_with_several_same_title_drafts_stops_naming_them(zenodo, 
     others = [zenodo.api("POST", "/deposit/depositions", json={"metadata": {"title": "Human lung demo"}})["id"]
               for _ in range(2)]
     zenodo.control("faults", {"every": 1, "kinds": ["lost"], "paths": "create", "limit": 1})
+    env = zenodo_env | {"CARTLOAD_UPLOADER_ZENODO_SEARCH_WAIT": "5"}  # longer than the lag: every one is seen
 
-    result = upload(zenodo, zenodo_env, token_file, dataset, *METADATA)
+    result = upload(zenodo, env, token_file, dataset, *METADATA)
 
     assert result.code == 4, result.output
     assert all(str(other) in result.stderr for other in others)

@@ -70,8 +70,6 @@ class ZenodoBackend:
                                    timing=settings.timing)
         self.target: ZenodoDeposition | None = None  # the draft (or open edit) that receives the changes
         self.record: ZenodoDeposition | None = None  # the latest published version, while no draft is open
-        self.opened = ""  # what this run opened: "deposition", "new version", "edit"
-        self.published: ZenodoDeposition | None = None
         self._remote: dict[str, DepositionFile] = {}  # the target's (or record's) files, as last listed
         self._decided_against: dict[str, DepositionFile] = {}
         self._records = ResumeRecords(settings.cache_dir)
@@ -138,11 +136,10 @@ class ZenodoBackend:
             if all(op.action is Action.SKIP for op in ops):
                 if not metadata.changes(record.metadata, self.settings.metadata):
                     return False  # the record already holds these files and this metadata: touch nothing
-                self.target, self.opened = self.client.edit(record), "edit"
+                self.target = self.client.edit(record)  # metadata alone: same DOI
             else:
                 self.target = self.client.new_version(record, lambda: drafts.open_draft(self.client, record,
                                                                                         wait=True))
-                self.opened = "new version"
                 self._update_metadata()
                 return True  # the new draft holds the latest version's files: decide against those
         self._update_metadata()
@@ -236,7 +233,6 @@ class ZenodoBackend:
         title = str(self.settings.metadata.get("title", ""))
         self.target = self.client.create(self.settings.metadata,
                                          lambda: drafts.made_by_a_lost_create(self.client, title, sent_at))
-        self.opened = "deposition"
         self._records.remember(self._resume_key, self.target.id, title=title, api_url=self.settings.api_url)
         log.warning(f"created deposition {self.target.id} ({self.target.page}); if this run stops, resume with"
                     f" --zenodo-id {self.target.id}")
@@ -277,7 +273,7 @@ class ZenodoBackend:
         assert self.target is not None
         target = self.target
         try:
-            self.published = published = self.client.publish(target)
+            published = self.client.publish(target)
         except UploaderError as refused:
             raise NotPublished(f"every file is in the draft {target.page}, but {refused}; add what is missing"
                                " (--title, --creators, --description) and re-run with --publish, or publish it on"

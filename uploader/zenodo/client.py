@@ -232,9 +232,7 @@ class ZenodoClient:
             if response.status_code == 204:
                 return
             failure = f"{response.status_code}: {error_message(response)}"
-        except AuthError:
-            raise
-        except UploaderError as exc:
+        except UploaderError as exc:  # refused (e.g. 403: the record is published) or kept failing
             failure = str(exc)
         try:
             still_there = any(f.name == name for f in self.files(deposition, earn=False))
