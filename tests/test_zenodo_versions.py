@@ -102,11 +102,11 @@ def test_a_retried_newversion_uses_the_draft_the_first_attempt_made(zenodo, zeno
 
 
 def test_a_lost_create_with_several_same_title_drafts_stops_naming_them(zenodo, zenodo_env, token_file, dataset):
-    zenodo.control("options", {"search_lag": 3.0})  # the run's first look does not see them yet
+    zenodo.control("options", {"search_lag": 4.0})  # the run's first look does not see them yet
     others = [zenodo.api("POST", "/deposit/depositions", json={"metadata": {"title": "Human lung demo"}})["id"]
               for _ in range(2)]
     zenodo.control("faults", {"every": 1, "kinds": ["lost"], "paths": "create", "limit": 1})
-    env = zenodo_env | {"CARTLOAD_UPLOADER_ZENODO_SEARCH_WAIT": "5"}  # longer than the lag: every one is seen
+    env = zenodo_env | {"CARTLOAD_UPLOADER_ZENODO_SEARCH_WAIT": "6"}  # longer than the lag: every one is seen
 
     result = upload(zenodo, env, token_file, dataset, *METADATA)
 
