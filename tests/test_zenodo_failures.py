@@ -130,5 +130,5 @@ def test_a_deleted_record_is_gone_exit_2(zenodo, zenodo_env, token_file, dataset
 
 def test_an_unknown_id_does_not_exist_exit_2(zenodo, zenodo_env, token_file, dataset):
     result = upload(zenodo, zenodo_env, token_file, dataset, "--zenodo-id", "999999999")
-    assert_nothing_created(result, zenodo, 2, "does not exist", "999999999")
+    assert_nothing_created(result, zenodo, 2, "deposition 999999999 does not exist")
     assert "try again" not in result.stderr

@@ -136,7 +136,7 @@ def test_the_per_file_limit_stays_with_a_raised_quota(zenodo, zenodo_env, token_
 @pytest.mark.parametrize("value", ["0", "-5", "lots", "1.5e9"])
 def test_max_record_bytes_must_be_a_positive_number_of_bytes(zenodo, zenodo_env, token_file, dataset, value):
     result = upload(zenodo, zenodo_env, token_file, dataset, *METADATA, "--max-record-bytes", value)
-    assert_nothing_created(result, zenodo, 2, "--max-record-bytes")
+    assert_nothing_created(result, zenodo, 2, f"--max-record-bytes {value}: must be a whole number")
 
 
 def test_a_full_quota_is_reported_as_such(zenodo, zenodo_env, token_file, dataset):
