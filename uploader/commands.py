@@ -76,8 +76,8 @@ def execute(plan: UploadPlan, backend: Backend, common: CommonSettings, options:
         result = run(plan, backend, options, cache, progress_factory(common.quiet, common.no_progress))
     finally:
         cache.close()
-    if backend.resume_options():
-        resume_command = f"{resume_command} {shlex.join(backend.resume_options())}"
+    if more := backend.resume_options():  # e.g. the id of a deposition the run made
+        resume_command = f"{resume_command} {shlex.join(more)}"
     if common.report:
         write_report(common.report, report_document(result, resume_command, destination))
     if result.dry_run:
