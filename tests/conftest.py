@@ -12,6 +12,7 @@ from different servers.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -178,6 +179,11 @@ class MockZenodo:
         self._http = requests.Session()
         self._http.headers["User-Agent"] = HELPER_AGENT
         self.control("tokens", {"token": self.token})
+        self.log_start = len(self.control("log"))
+
+    def log(self) -> list[dict[str, Any]]:
+        """The requests the mock saw since this test began."""
+        return list(self._http.get(f"{self.base_url}/_mock/log", params={"since": self.log_start}, timeout=30).json())
 
     def control(self, name: str, body: dict[str, Any] | None = None) -> Any:
         if body is None:
@@ -189,8 +195,26 @@ class MockZenodo:
                                       headers={"Authorization": f"Bearer {self.token}"}, **kwargs)
         return response.json() if response.content else None
 
+    def put_file(self, deposition: dict[str, Any], name: str, data: bytes) -> None:
+        """Add a file as the web page would (its name quoted in the URL)."""
+        from urllib.parse import quote
+
+        response = self._http.put(f"{deposition['links']['bucket']}/{quote(name, safe='')}", data=data, timeout=30,
+                                  headers={"Authorization": f"Bearer {self.token}"})
+        assert response.status_code == 201, response.text
+
     def depositions(self) -> list[dict[str, Any]]:
-        return list(self.api("GET", "/deposit/depositions", params={"size": 100}))
+        """Every deposition of this test's token, as the API shows it (read by id: no search lag)."""
+        mine = hashlib.sha256(self.token.encode()).hexdigest()
+        ids = sorted(d["id"] for d in self.control("state") if d["owner_hash"] == mine and not d.get("deleted"))
+        return [self.api("GET", f"/deposit/depositions/{i}") for i in ids]
+
+    def restore_defaults(self) -> None:
+        from tests.mock_zenodo import DEFAULT_OPTIONS
+
+        self.control("faults", {"every": 0})
+        self.control("options", DEFAULT_OPTIONS)
+        self.control("limits", {"max_files": 100, "quota_bytes": 50 * 10**9, "max_file_bytes": 50 * 10**9})
 
     def files(self, deposition_id: int) -> dict[str, str]:
         """file name -> md5 of a deposition's files."""
@@ -212,15 +236,24 @@ def zenodo_server() -> Iterator[str]:
 @pytest.fixture
 def zenodo(zenodo_server: str) -> Iterator[MockZenodo]:
     mock = MockZenodo(zenodo_server)
+    mock.restore_defaults()
     yield mock
-    mock.control("faults", {"every": 0})
+    mock.restore_defaults()
+
+
+# Waits and pacing short enough for tests that run in seconds (the defaults are for zenodo.org).
+FAST_ZENODO = {
+    "CARTLOAD_UPLOADER_ZENODO_BACKOFF": "0.05",
+    "CARTLOAD_UPLOADER_ZENODO_MAX_WAIT": "10",
+    "CARTLOAD_UPLOADER_ZENODO_SEARCH_WAIT": "10",
+}
 
 
 @pytest.fixture
 def zenodo_env(tmp_path: Path, zenodo: MockZenodo) -> dict[str, str]:
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
-    return base_env(home)
+    return base_env(home) | FAST_ZENODO
 
 
 @pytest.fixture

@@ -118,6 +118,9 @@ class InMemoryBackend(SendsInThreads):
     def cancel(self) -> None:
         self.cancelled = True
 
+    def resume_options(self) -> list[str]:
+        return []
+
     @staticmethod
     def _wait(seconds: float, stop: threading.Event) -> None:
         deadline = time.monotonic() + seconds

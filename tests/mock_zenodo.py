@@ -1,14 +1,22 @@
-"""A mock of Zenodo's deposit API that behaves as ../shared/reference/zenodo-api.md describes.
+"""A mock of Zenodo's deposit API that behaves as Zenodo's own server code does.
 
-State lives in memory. Where Zenodo's behaviour is uncertain, the mock takes
-the stricter reading (411 without Content-Length, 415 for other content types,
-403 for a bad token, the exact new-version error body, locked buckets after
-publish, 100 files / 50 GB per record).
+Since October 2023 zenodo.org's "legacy" deposit API is a layer over
+InvenioRDM. Each behaviour below names the file it follows: zenodo/zenodo-rdm
+(`site/zenodo_rdm/legacy/`, `invenio.cfg`) and the invenio packages under it
+(invenio-drafts-resources, invenio-records-resources, invenio-files-rest,
+invenio-app). Where Zenodo's behaviour is uncertain the mock takes the stricter
+reading (411 without Content-Length, 415 for other content types, a
+description needed to publish); ../shared/reference/zenodo-api.md says why.
 
-Test control endpoints (no auth), under /_mock/:
-  GET  /_mock/log       every request seen: method, path with query, whether a token was in the URL
-  POST /_mock/faults    {"every": N, "kinds": ["429", "503", "drop"], "paths": "files"} inject faults
-  POST /_mock/limits    {"max_files": N, "quota_bytes": N}
+State lives in memory. Test control endpoints (no auth), under /_mock/:
+  GET  /_mock/log       every request seen (?since=N: from the N-th on): method, url, status answered, time,
+                        whether a token was in the URL
+  GET  /_mock/state     every deposition as stored (for tests: not subject to the search lag)
+  POST /_mock/faults    {"every": N, "kinds": [...], "paths": "files", "retry_after": S, "limit": N} (see FAULTS)
+  POST /_mock/limits    {"max_files": N, "quota_bytes": N, "max_file_bytes": N}
+  POST /_mock/options   {"search_lag": S, "latest_draft_link": "self"|"next", "bucket_delete": "204"|"500",
+                         "rate": [N, S], "search_rate": [N, S], "publish_seconds": S, "gateway_timeout": S}
+  POST /_mock/delete_record  {"id": N}: Zenodo's staff removed a published record (it answers 410 after)
   POST /_mock/tokens    {"token": "...", "scopes": [...]} register a token (more than one allowed)
   POST /_mock/reset     forget everything
 
@@ -18,33 +26,69 @@ Run on its own: python -m tests.mock_zenodo --port 8765 --token TOKEN
 from __future__ import annotations
 
 import argparse
+import collections
+import copy
 import hashlib
 import itertools
 import json
+import math
 import re
+import socket
 import threading
+import time
 import uuid
-from datetime import date
+from datetime import date, datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 UPLOAD_TYPES = {"dataset", "software", "publication", "poster", "presentation", "image", "video", "lesson",
                 "physicalobject", "other"}
-KNOWN_METADATA = {"upload_type", "title", "creators", "description", "publication_date", "access_right",
-                  "license", "keywords", "version", "notes", "related_identifiers", "communities", "doi",
-                  "prereserve_doi", "language", "contributors", "references", "subjects", "grants"}
+# The legacy metadata keys the deserializer reads (zenodo-rdm site/zenodo_rdm/legacy/deserializers/metadata.py,
+# MetadataSchema with unknown=EXCLUDE: any other key inside `metadata` is dropped).
+KNOWN_METADATA = {"upload_type", "publication_type", "image_type", "title", "creators", "description",
+                  "publication_date", "access_right", "license", "embargo_date", "access_conditions", "keywords",
+                  "subjects", "version", "notes", "related_identifiers", "alternate_identifiers", "communities",
+                  "grants", "doi", "prereserve_doi", "language", "contributors", "references", "dates",
+                  "locations", "method", "imprint_publisher", "journal_title", "conference_title"}
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+MAX_CONTENT_LENGTH = 10**12  # zenodo-rdm invenio.cfg FILES_REST_DEFAULT_MAX_FILE_SIZE: werkzeug answers 413 beyond
+DEFAULT_OPTIONS: dict[str, Any] = {
+    "search_lag": 0.0, "latest_draft_link": "self", "bucket_delete": "204", "rate": None, "search_rate": None,
+    "publish_seconds": 0.0, "gateway_timeout": None,
+}
+# Faults on demand, each request matching `paths` counted; every N-th gets the next of `kinds`:
+#   429 / 503 / 500 / 413   the body is read, then that status (429 and 503 carry Retry-After)
+#   early-429 / early-503   answered at once with Retry-After, the body left unread, the connection closed
+#                           (what a throttling front end does to a big PUT)
+#   drop                    half the body is read, then the connection is dropped without an answer
+#   lost                    the request is carried out, then the connection is dropped without an answer
+#   after-504               the request is carried out, then a proxy's 504 is answered instead
+FAULT_PATHS = {
+    "files": lambda method, path: path.startswith("/api/files/"),
+    "all": lambda method, path: path.startswith("/api/"),
+    "create": lambda method, path: method == "POST" and path.rstrip("/") == "/api/deposit/depositions",
+    "search": lambda method, path: method == "GET" and path.rstrip("/") == "/api/deposit/depositions",
+    "newversion": lambda method, path: method == "POST" and path.endswith("/actions/newversion"),
+    "publish": lambda method, path: method == "POST" and path.endswith("/actions/publish"),
+    "metadata": lambda method, path: method == "PUT" and path.startswith("/api/deposit/depositions/"),
+    "file-delete": lambda method, path: method == "DELETE" and "/files/" in path and "/deposit/" in path,
+}
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, errors: list[dict[str, Any]] | None = None) -> None:
+    def __init__(self, status: int, message: str, errors: list[dict[str, Any]] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
-        self.status, self.message, self.errors = status, message, errors
+        self.status, self.message, self.errors, self.headers = status, message, errors, headers or {}
+
+
+def validation_error(field: str, message: str) -> ApiError:
+    return ApiError(400, "A validation error occurred.", [{"field": field, "messages": [message]}])
 
 
 class State:
-    """Depositions, buckets and the request log: all in memory, guarded by one lock."""
+    """Depositions, buckets, options and the request log: all in memory, guarded by one lock."""
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
@@ -59,8 +103,24 @@ class State:
             self.log: list[dict[str, Any]] = []
             self.faults: dict[str, Any] = {"every": 0, "kinds": [], "paths": "files"}
             self.fault_counter = 0
+            self.faults_made = 0
             self.max_files = 100
             self.quota_bytes = 50 * 10**9
+            self.max_file_bytes = 50 * 10**9
+            self.options = dict(DEFAULT_OPTIONS)
+            self.hits: dict[str, collections.deque[float]] = {}
+
+    def concept(self, conceptrecid: str) -> list[dict[str, Any]]:
+        return [d for d in self.depositions.values() if d["conceptrecid"] == conceptrecid]
+
+    def latest(self, conceptrecid: str) -> dict[str, Any] | None:
+        """The latest published version (invenio-drafts-resources records/systemfields/versions.py latest_id)."""
+        published = [d for d in self.concept(conceptrecid) if d["published_at"] is not None]
+        return max(published, key=lambda d: d["published_at"]) if published else None
+
+    def next_draft(self, conceptrecid: str) -> dict[str, Any] | None:
+        """The concept's unpublished draft (versions.py next_draft_id): a first version or a new version."""
+        return next((d for d in self.concept(conceptrecid) if d["published_at"] is None), None)
 
 
 STATE = State()
@@ -68,7 +128,7 @@ STATE = State()
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server_version = "MockZenodo/1.0"
+    server_version = "MockZenodo/2.0"
 
     def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
         pass
@@ -89,34 +149,53 @@ class Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         url = urlsplit(self.path)
-        query = parse_qs(url.query)
+        query = parse_qs(url.query, keep_blank_values=True)
+        self._body_left = int(self.headers.get("Content-Length") or 0)
+        self._early = False
+        # The server percent-decodes the path; `?` and `#` (unquoted) ended it already.
         path = unquote(url.path) if "%2f" not in url.path.lower() else url.path
         if path.startswith("/_mock/"):
-            self._control(method, path)
+            self._entry: dict[str, Any] = {}
+            self._control(method, path, query)
             return
+        self._entry = {"method": method, "url": self.path, "path": path, "token_in_url": "access_token" in query,
+                       "user_agent": self.headers.get("User-Agent", ""), "time": time.time(), "status": None}
         with STATE.lock:
-            STATE.log.append({"method": method, "url": self.path, "token_in_url": "access_token" in query,
-                              "user_agent": self.headers.get("User-Agent", "")})
+            STATE.log.append(self._entry)
         try:
-            if self._maybe_fault(path):
+            self._limit_rate(method, path)
+            fault = self._fault_for(method, path)
+            if fault and self._inject_before(fault):
                 return
-            token = self._token(query)
-            status, body = self._route(method, path, query, token)
-            self._reply(status, body)
+            if path.startswith("/api/records/"):
+                status, body, headers = self._records_api(path)
+            else:
+                token = self._token(query)
+                status, body = self._route(method, path, query, token)
+                headers = {}
+            if fault == "lost":
+                self._hang_up()
+            elif fault == "after-504":
+                self._reply(504, {"status": 504, "message": "Gateway Time-out"})
+            else:
+                self._reply(status, body, headers)
         except ApiError as error:
-            self._drain()
+            if not self._early:
+                self._drain()
             body: dict[str, Any] = {"status": error.status, "message": error.message}
             if error.errors is not None:
                 body["errors"] = error.errors
-            self._reply(error.status, body, close=error.status == 411)
+            self._reply(error.status, body, error.headers, close=error.status in (411, 413))
 
     def _reply(self, status: int, body: Any, headers: dict[str, str] | None = None, close: bool = False) -> None:
+        self._entry["status"] = status
         data = b"" if body is None else json.dumps(body).encode()
         self.send_response(status)
         for name, value in (headers or {}).items():
             self.send_header(name, value)
-        self.send_header("X-RateLimit-Limit", "100")
-        self.send_header("X-RateLimit-Remaining", "99")
+        if "X-RateLimit-Limit" not in (headers or {}):
+            self.send_header("X-RateLimit-Limit", "100")
+            self.send_header("X-RateLimit-Remaining", "99")
         if data:
             self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -126,71 +205,148 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _hang_up(self) -> None:
+        self._entry["status"] = "dropped"
+        self.close_connection = True
+        self.connection.shutdown(2)
+
+    def _read(self, amount: int) -> bytes:
+        """Up to `amount` bytes of the body not read yet."""
+        data = self.rfile.read(min(amount, self._body_left)) if self._body_left > 0 else b""
+        self._body_left -= len(data)
+        if not data:
+            self._body_left = 0
+        return data
+
     def _drain(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        while length > 0:
-            chunk = self.rfile.read(min(length, 1 << 20))
-            if not chunk:
-                break
-            length -= len(chunk)
+        while self._body_left > 0 and self._read(1 << 20):
+            pass
 
     def _json_body(self) -> Any:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
+        raw = self._read(self._body_left)
         if not raw:
             return {}
         try:
             return json.loads(raw)
         except ValueError:
-            raise ApiError(400, "Could not parse JSON.") from None
+            # invenio-records-resources resources/errors.py: JSONDecodeError -> 400
+            raise ApiError(400, "Unable to decode JSON data in request body.") from None
 
     def _token(self, query: dict[str, list[str]]) -> str:
         header = self.headers.get("Authorization", "")
         token = header[len("Bearer "):] if header.startswith("Bearer ") else (query.get("access_token") or [""])[0]
         if token not in STATE.tokens:
-            # Zenodo answers 403 today for a missing or invalid token (its docs say 401).
+            # Zenodo answers 403 for a missing or invalid token; its docs say 401 (zenodo-rdm
+            # site/tests/legacy/deposits/test_rest_api_simpleflow.py: "TODO: Should be: 401").
             raise ApiError(403, "Permission denied.")
         return token
 
-    def _maybe_fault(self, path: str) -> bool:
-        faults = STATE.faults
-        if not faults["every"] or (faults["paths"] == "files" and not path.startswith("/api/files/")):
-            return False
+    # -- rate limits and faults -----------------------------------------------------------------------------
+
+    def _limit_rate(self, method: str, path: str) -> None:
+        """Flask-Limiter as invenio-app sets it up: a moving window per User-Agent and client address.
+
+        invenio-app invenio_app/config.py: RATELIMIT_AUTHENTICATED_USER = "5000 per hour;100 per minute",
+        RATELIMIT_STRATEGY = "moving-window", headers enabled; invenio_app/limiter.py
+        useragent_and_ip_limit_key. Searches have their own, stricter window (zenodo-rdm invenio.cfg
+        RATELIMIT_PER_ENDPOINT, 30 per minute). A refused request is not counted and not carried out.
+        """
+        key = f"{self.headers.get('User-Agent', '')}@{self.client_address[0]}"
+        windows = [("all", STATE.options["rate"])]
+        if FAULT_PATHS["search"](method, path):
+            windows.append(("search", STATE.options["search_rate"]))
         with STATE.lock:
+            now = time.monotonic()
+            for name, window in windows:
+                if not window:
+                    continue
+                count, seconds = window
+                hits = STATE.hits.setdefault(f"{name}:{key}", collections.deque())
+                while hits and hits[0] <= now - seconds:
+                    hits.popleft()
+                if len(hits) >= count:
+                    wait = max(1, math.ceil(hits[0] + seconds - now))
+                    raise ApiError(429, "Too many requests.", headers={
+                        "Retry-After": str(wait), "X-RateLimit-Limit": str(count), "X-RateLimit-Remaining": "0",
+                        "X-RateLimit-Reset": str(int(time.time() + wait))})
+            for name, window in windows:
+                if window:
+                    STATE.hits[f"{name}:{key}"].append(now)
+
+    def _fault_for(self, method: str, path: str) -> str | None:
+        faults = STATE.faults
+        if not faults["every"] or not FAULT_PATHS[faults["paths"]](method, path):
+            return None
+        with STATE.lock:
+            if faults.get("limit") is not None and STATE.faults_made >= faults["limit"]:
+                return None
             STATE.fault_counter += 1
             if STATE.fault_counter % faults["every"]:
-                return False
-            kind = faults["kinds"][(STATE.fault_counter // faults["every"]) % len(faults["kinds"])]
+                return None
+            STATE.faults_made += 1
+            return str(faults["kinds"][(STATE.fault_counter // faults["every"]) % len(faults["kinds"])])
+
+    def _inject_before(self, kind: str) -> bool:
+        """Faults that answer instead of the API; False for those applied after it ran (lost, after-504)."""
+        if kind in ("lost", "after-504"):
+            return False
+        retry_after = {"Retry-After": str(STATE.faults.get("retry_after", 1))}
         if kind == "drop":
             # Read part of the body, then drop the connection without answering.
-            length = int(self.headers.get("Content-Length") or 0)
-            self.rfile.read(min(length // 2, 1 << 20))
-            self.close_connection = True
-            self.connection.shutdown(2)
+            self._read(min(self._body_left // 2, 1 << 20))
+            self._hang_up()
+            return True
+        if kind.startswith("early-"):
+            status = int(kind.split("-")[1])
+            self._reply(status, {"status": status, "message": "Too many requests." if status == 429
+                                 else "Service unavailable."}, retry_after, close=True)
+            self._linger()
             return True
         self._drain()
-        if kind == "429":
-            self._reply(429, {"status": 429, "message": "Too many requests."}, {"Retry-After": "1"})
-        else:
-            self._reply(int(kind), {"status": int(kind), "message": "Service unavailable."})
+        status = int(kind)
+        messages = {429: "Too many requests.", 503: "Service unavailable.", 500: "Internal server error.",
+                    413: "Request Entity Too Large"}
+        # 413 with Retry-After too: RFC 9110 lets a server say the condition is temporary; it stays final for us.
+        self._reply(status, {"status": status, "message": messages.get(status, "Error.")},
+                    retry_after if status in (429, 503, 413) else None)
         return True
 
-    def _control(self, method: str, path: str) -> None:
+    def _linger(self) -> None:
+        """A lingering close, as nginx does after an early answer: the client can finish sending and read it."""
+        self.wfile.flush()
+        self.connection.shutdown(socket.SHUT_WR)
+        self._drain()
+
+    def _control(self, method: str, path: str, query: dict[str, list[str]]) -> None:
         body = self._json_body() if method == "POST" else {}
         with STATE.lock:
             if path == "/_mock/log":
-                self._reply(200, STATE.log)
+                self._reply(200, STATE.log[int((query.get("since") or ["0"])[0]):])
             elif path == "/_mock/state":
-                self._reply(200, {str(k): v for k, v in STATE.depositions.items()})
+                self._reply(200, [self._stored(d) for d in STATE.depositions.values()])
             elif path == "/_mock/faults":
                 STATE.faults = {"every": body.get("every", 0), "kinds": body.get("kinds", ["503"]),
-                                "paths": body.get("paths", "files")}
-                STATE.fault_counter = 0
+                                "paths": body.get("paths", "files"), "retry_after": body.get("retry_after", 1),
+                                "limit": body.get("limit")}
+                STATE.fault_counter = STATE.faults_made = 0
                 self._reply(200, STATE.faults)
             elif path == "/_mock/limits":
                 STATE.max_files = body.get("max_files", STATE.max_files)
                 STATE.quota_bytes = body.get("quota_bytes", STATE.quota_bytes)
-                self._reply(200, {"max_files": STATE.max_files, "quota_bytes": STATE.quota_bytes})
+                STATE.max_file_bytes = body.get("max_file_bytes", STATE.max_file_bytes)
+                self._reply(200, {"max_files": STATE.max_files, "quota_bytes": STATE.quota_bytes,
+                                  "max_file_bytes": STATE.max_file_bytes})
+            elif path == "/_mock/options":
+                unknown = set(body) - set(DEFAULT_OPTIONS)
+                if unknown:
+                    self._reply(400, {"message": f"unknown options {sorted(unknown)}"})
+                    return
+                STATE.options.update(body)
+                STATE.hits.clear()
+                self._reply(200, STATE.options)
+            elif path == "/_mock/delete_record":
+                STATE.depositions[int(body["id"])]["deleted"] = True
+                self._reply(200, {})
             elif path == "/_mock/tokens":
                 STATE.tokens[body["token"]] = set(body.get("scopes", ["deposit:write", "deposit:actions"]))
                 self._reply(200, {})
@@ -200,9 +356,18 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 self._reply(404, {"status": 404, "message": "No such control."})
 
+    def _stored(self, deposition: dict[str, Any]) -> dict[str, Any]:
+        stored = {key: value for key, value in deposition.items() if key != "owner"}
+        stored["owner_hash"] = hashlib.sha256(deposition["owner"].encode()).hexdigest()
+        stored["files"] = {key: {"size": f["size"], "md5": f["md5"], "id": f["id"]}
+                           for key, f in STATE.buckets[deposition["bucket"]]["files"].items() if not f.get("pending")}
+        return stored
+
     # -- the API --------------------------------------------------------------------------------
 
     def _route(self, method: str, path: str, query: dict[str, list[str]], token: str) -> tuple[int, Any]:
+        # Routes: zenodo-rdm site/zenodo_rdm/legacy/resources.py (LegacyRecordResource, LegacyDraftFilesResource,
+        # LegacyFilesRESTResource).
         parts = path.strip("/").split("/")
         if parts[:3] == ["api", "deposit", "depositions"]:
             rest = parts[3:]
@@ -214,7 +379,8 @@ class Handler(BaseHTTPRequestHandler):
             elif len(rest) == 1:
                 deposition = self._owned(rest[0], token)
                 if method == "GET":
-                    return 200, self._view(deposition)
+                    with STATE.lock:
+                        return 200, self._view(deposition)
                 if method == "PUT":
                     return self._update(deposition)
                 if method == "DELETE":
@@ -222,7 +388,8 @@ class Handler(BaseHTTPRequestHandler):
             elif rest[1] == "files":
                 deposition = self._owned(rest[0], token)
                 if len(rest) == 2 and method == "GET":
-                    return 200, self._file_list(deposition)
+                    with STATE.lock:
+                        return 200, self._file_list(deposition)
                 if len(rest) == 3 and method == "DELETE":
                     return self._delete_file_by_id(deposition, rest[2])
             elif rest[1] == "actions" and len(rest) == 3 and method == "POST":
@@ -238,13 +405,39 @@ class Handler(BaseHTTPRequestHandler):
                 return self._delete_file(bucket, parts[3])
         raise ApiError(405 if path.startswith("/api/") else 404, "The method is not allowed for the requested URL.")
 
-    def _owned(self, raw_id: str, token: str) -> dict[str, Any]:
+    def _records_api(self, path: str) -> tuple[int, Any, dict[str, str]]:
+        """The two RDM record endpoints a legacy answer links to: a record, and its `latest` redirect."""
+        parts = path.strip("/").split("/")  # api, records, <id>[, versions, latest]
+        with STATE.lock:
+            record = self._existing(parts[2])
+            if record["published_at"] is None:
+                # invenio-rdm-records: an unpublished id has no record (PIDUnregistered -> 404).
+                raise ApiError(404, "The persistent identifier is not registered.")
+            if parts[3:] == ["versions", "latest"]:
+                # invenio-drafts-resources resources/records/resource.py read_latest: a redirect to the latest.
+                latest = STATE.latest(record["conceptrecid"])
+                assert latest is not None
+                return 302, None, {"Location": f"{self._base()}/api/records/{latest['id']}"}
+            if len(parts) == 3:
+                return 200, {"id": str(record["id"]), "parent": {"id": record["conceptrecid"]},
+                             "links": {"self": f"{self._base()}/api/records/{record['id']}"}}, {}
+        raise ApiError(404, "Not found.")
+
+    def _existing(self, raw_id: str) -> dict[str, Any]:
         try:
             deposition = STATE.depositions[int(raw_id)]
         except (ValueError, KeyError):
-            raise ApiError(404, "PID does not exist.") from None
+            raise ApiError(404, "The persistent identifier does not exist.") from None
+        if deposition.get("deleted"):
+            # invenio-records-resources resources/errors.py: PIDDeletedError -> 410.
+            raise ApiError(410, "The record has been deleted.")
+        return deposition
+
+    def _owned(self, raw_id: str, token: str) -> dict[str, Any]:
+        deposition = self._existing(raw_id)
         if deposition["owner"] != token:
-            raise ApiError(403, "You do not have permission to access this deposition.")
+            # invenio-records-resources resources/errors.py: PermissionDeniedError -> 403.
+            raise ApiError(403, "Permission denied.")
         return deposition
 
     def _bucket(self, bucket_id: str, token: str) -> dict[str, Any]:
@@ -258,28 +451,46 @@ class Handler(BaseHTTPRequestHandler):
         return f"http://{self.headers.get('Host')}"
 
     def _links(self, deposition: dict[str, Any]) -> dict[str, str]:
+        """zenodo-rdm site/zenodo_rdm/legacy/services.py LegacyRecordServiceConfig.links_item."""
         base, dep_id = self._base(), deposition["id"]
         api = f"{base}/api/deposit/depositions/{dep_id}"
+        # `latest_draft` is a RecordEndpointLink("legacy_records.read_draft") of the record itself: it points at
+        # the deposition it is part of, never at another version's draft. Option "next" gives what the legacy
+        # docs describe instead (the concept's open draft), for clients that still read it that way.
+        latest_draft = dep_id
+        if STATE.options["latest_draft_link"] == "next":
+            open_draft = STATE.next_draft(deposition["conceptrecid"])
+            latest_draft = open_draft["id"] if open_draft else dep_id
         links = {"self": api, "html": f"{base}/deposit/{dep_id}", "bucket": f"{base}/api/files/{deposition['bucket']}",
                  "files": f"{api}/files", "publish": f"{api}/actions/publish", "edit": f"{api}/actions/edit",
                  "discard": f"{api}/actions/discard", "newversion": f"{api}/actions/newversion",
-                 "latest_draft": f"{base}/api/deposit/depositions/{deposition.get('latest_draft', dep_id)}",
-                 "latest_draft_html": f"{base}/deposit/{deposition.get('latest_draft', dep_id)}"}
-        if deposition["submitted"]:
+                 "latest_draft": f"{base}/api/deposit/depositions/{latest_draft}",
+                 "latest_draft_html": f"{base}/deposit/{latest_draft}"}
+        if deposition["published_at"] is not None:
             links |= {"record": f"{base}/api/records/{dep_id}", "record_html": f"{base}/records/{dep_id}",
-                      "latest": f"{base}/api/records/{dep_id}", "latest_html": f"{base}/records/{dep_id}",
-                      "doi": f"https://doi.org/{deposition['doi']}"}
+                      "latest": f"{base}/api/records/{dep_id}/versions/latest",
+                      "latest_html": f"{base}/records/{dep_id}/latest", "doi": f"https://doi.org/{deposition['doi']}"}
         return links
 
     def _view(self, deposition: dict[str, Any], with_bucket: bool = True) -> dict[str, Any]:
-        view = {key: deposition[key] for key in ("id", "conceptrecid", "state", "submitted", "metadata", "created",
-                                                  "modified", "title")}
-        view["record_id"] = deposition["id"]
+        """zenodo-rdm site/zenodo_rdm/legacy/serializers/schemas/legacyjson.py LegacySchema."""
+        published = deposition["published_at"] is not None
+        # dump_state: "unsubmitted" until published, "inprogress" while a published record is edited, else "done";
+        # `submitted` is is_published (True while an edit is open).
+        state = ("inprogress" if deposition.get("editing") else "done") if published else "unsubmitted"
+        view = {"id": deposition["id"], "record_id": deposition["id"], "conceptrecid": deposition["conceptrecid"],
+                "state": state, "submitted": published, "metadata": copy.deepcopy(deposition["metadata"]),
+                "created": deposition["created"], "modified": deposition["modified"],
+                "title": deposition["metadata"].get("title", "")}
         if deposition.get("doi"):
             view["doi"] = deposition["doi"]
+        concept_published = any(d["published_at"] is not None for d in STATE.concept(deposition["conceptrecid"]))
+        if concept_published:  # the parent's DOI exists once a first version is published
+            view["conceptdoi"] = f"10.5072/zenodo.{deposition['conceptrecid']}"
         view["files"] = self._file_list(deposition)
         view["links"] = self._links(deposition)
         if not with_bucket:
+            # services.py has_bucket_id: the bucket is not indexed, so search results carry no bucket link.
             del view["links"]["bucket"]
         return view
 
@@ -287,103 +498,134 @@ class Handler(BaseHTTPRequestHandler):
         dep_id = next(STATE.ids)
         bucket_id = str(uuid.uuid4())
         STATE.buckets[bucket_id] = {"deposition": dep_id, "files": {}, "locked": False}
-        deposition = {"id": dep_id, "conceptrecid": conceptrecid or str(dep_id - 1), "state": "unsubmitted",
-                      "submitted": False, "metadata": metadata, "owner": token, "bucket": bucket_id,
-                      "created": "2026-11-24T00:00:00+00:00", "modified": "2026-11-24T00:00:00+00:00",
-                      "title": metadata.get("title", ""), "published_before": False}
+        now = datetime.now(timezone.utc).isoformat()
+        deposition = {"id": dep_id, "conceptrecid": conceptrecid or str(dep_id - 1), "metadata": metadata,
+                      "owner": token, "bucket": bucket_id, "created": now, "modified": now,
+                      "indexed_at": time.monotonic() + STATE.options["search_lag"], "published_at": None,
+                      "editing": False, "publishing": False}
         STATE.depositions[dep_id] = deposition
         return deposition
 
     def _create(self, token: str) -> tuple[int, Any]:
-        body = self._json_body()
-        unknown = set(body) - {"metadata"}
-        if unknown:
-            raise ApiError(400, "A validation error occurred.",
-                           [{"field": key, "messages": ["Unknown field."]} for key in sorted(unknown)])
-        metadata = validate_metadata(body.get("metadata", {}))
+        metadata = self._metadata_body()
         with STATE.lock:
             return 201, self._view(self._new_deposition(token, metadata))
 
-    def _search(self, query: dict[str, list[str]], token: str) -> list[dict[str, Any]]:
-        size = int((query.get("size") or ["10"])[0])
-        if size > 100:
-            raise ApiError(400, "Maximum page size is 100.")
-        q = (query.get("q") or [""])[0]
-        status = (query.get("status") or [""])[0]
-        found = [d for d in STATE.depositions.values() if d["owner"] == token]
-        match = re.fullmatch(r"conceptrecid:\"?(\d+)\"?", q)
-        if match:
-            found = [d for d in found if d["conceptrecid"] == match.group(1)]
-        if status == "draft":
-            found = [d for d in found if not d["submitted"]]
-        elif status == "published":
-            found = [d for d in found if d["submitted"]]
-        page = int((query.get("page") or ["1"])[0])
-        # Search results carry no bucket link: GET the deposition by id for that.
-        return [self._view(d, with_bucket=False) for d in found[(page - 1) * size: page * size]]
-
-    def _update(self, deposition: dict[str, Any]) -> tuple[int, Any]:
+    def _metadata_body(self) -> dict[str, Any]:
+        """The body of a create or update: zenodo-rdm legacy/deserializers/schemas.py LegacySchema."""
         body = self._json_body()
         unknown = set(body) - {"metadata"}
-        if unknown:
+        if unknown:  # LegacySchema: unknown = RAISE
             raise ApiError(400, "A validation error occurred.",
                            [{"field": key, "messages": ["Unknown field."]} for key in sorted(unknown)])
-        if deposition["submitted"] and not deposition.get("editing"):
-            raise ApiError(400, "Please use the edit action before editing a published deposition.")
-        # PUT replaces the whole metadata; it does not merge.
-        deposition["metadata"] = validate_metadata(body.get("metadata", {}))
-        deposition["title"] = deposition["metadata"].get("title", "")
-        return 200, self._view(deposition)
+        return load_metadata(body.get("metadata", {}))
+
+    def _search(self, query: dict[str, list[str]], token: str) -> list[dict[str, Any]]:
+        """GET /deposit/depositions: the user's drafts search (invenio-drafts-resources search_user_records).
+
+        Results come from the search index: a deposition shows only `search_lag` seconds after it was made
+        (zenodo-rdm indexes after the request commits). Without `allversions` (or the legacy `all_versions`,
+        zenodo-rdm site/zenodo_rdm/params.py) only the latest draft of each concept is listed
+        (invenio-drafts-resources services/records/config.py: AllVersionsParam on versions.is_latest_draft).
+        `status` is accepted and ignored by the drafts search (no interpreter for it).
+        """
+        size = int((query.get("size") or ["10"])[0])
+        if size > 100:  # zenodo-rdm params.py ZenodoArgsSchema MAX_PAGE_SIZE_AUTHENTICATED
+            raise ApiError(400, "A validation error occurred.",
+                           [{"field": "size", "messages": ["Page size cannot be greater than 100."]}])
+        flag = (query.get("allversions") or query.get("all_versions") or [None])[0]
+        all_versions = flag is not None and flag.lower() not in ("false", "0")
+        now = time.monotonic()
+        with STATE.lock:
+            visible = [d for d in STATE.depositions.values()
+                       if d["owner"] == token and not d.get("deleted") and d["indexed_at"] <= now]
+            if not all_versions:
+                visible = [d for d in visible if d is _latest_draft_of(d["conceptrecid"], visible)]
+            found = [d for d in visible if _matches((query.get("q") or [""])[0], d)]
+            found.sort(key=lambda d: d["id"], reverse=True)
+            page = int((query.get("page") or ["1"])[0])
+            return [self._view(d, with_bucket=False) for d in found[(page - 1) * size: page * size]]
+
+    def _update(self, deposition: dict[str, Any]) -> tuple[int, Any]:
+        if deposition["published_at"] is not None and not deposition["editing"]:
+            # A published record without an open edit has no draft to update (test_rest_api_simpleflow.py:
+            # "Not allowed to edit drafts" -> 404).
+            raise ApiError(404, "The persistent identifier does not exist.")
+        metadata = self._metadata_body()
+        with STATE.lock:
+            # invenio-rdm-records services/components/metadata.py update_draft: the metadata is REPLACED.
+            deposition["metadata"] = metadata
+            deposition["modified"] = datetime.now(timezone.utc).isoformat()
+            return 200, self._view(deposition)
 
     def _delete(self, deposition: dict[str, Any]) -> tuple[int, Any]:
-        if deposition["submitted"]:
-            raise ApiError(403, "You cannot delete a published deposition.")
         with STATE.lock:
+            if deposition["published_at"] is not None:
+                if not deposition["editing"]:
+                    raise ApiError(404, "The persistent identifier does not exist.")  # test_simple_rest_flow
+                # Discarding an edit puts back the published metadata.
+                deposition.update(editing=False, metadata=copy.deepcopy(deposition["published_metadata"]))
+                return 204, None
             del STATE.depositions[deposition["id"]]
             del STATE.buckets[deposition["bucket"]]
         return 204, None
 
     def _file_list(self, deposition: dict[str, Any]) -> list[dict[str, Any]]:
+        """legacyjson.py dump_files: files whose upload finished, with the MD5 without its "md5:" prefix."""
         base = self._base()
         files = STATE.buckets[deposition["bucket"]]["files"].values()
         return [{"id": f["id"], "filename": f["key"], "filesize": f["size"], "checksum": f["md5"],
                  "links": {"self": f"{base}/api/deposit/depositions/{deposition['id']}/files/{f['id']}",
-                           "download": f"{base}/api/records/{deposition['id']}/files/{f['key']}/content"}}
+                           "download": f"{base}/api/records/{deposition['id']}/draft/files/"
+                                       f"{quote(f['key'], safe='')}/content"}}
                 for f in files if not f.get("pending")]
 
     def _delete_file_by_id(self, deposition: dict[str, Any], file_id: str) -> tuple[int, Any]:
-        bucket = STATE.buckets[deposition["bucket"]]
-        if bucket["locked"]:
-            raise ApiError(403, "The bucket is locked.")
-        for key, stored in list(bucket["files"].items()):
-            if stored["id"] == file_id:
-                del bucket["files"][key]
-                return 204, None
-        raise ApiError(404, "File does not exist.")
+        """resources.py LegacyDraftFilesResource.delete: 204, or 404 when no file has that id."""
+        with STATE.lock:
+            bucket = STATE.buckets[deposition["bucket"]]
+            if bucket["locked"]:
+                raise ApiError(403, "Permission denied.")  # test_simple_rest_flow: "Not allowed to delete file"
+            for key, stored in list(bucket["files"].items()):
+                if stored["id"] == file_id:
+                    del bucket["files"][key]
+                    return 204, None
+        raise ApiError(404, "Not Found")
 
     def _put_file(self, bucket: dict[str, Any], name: str) -> tuple[int, Any]:
+        """resources.py LegacyFilesRESTResource.set_object and _create_or_update_file."""
         if bucket["locked"]:
-            raise ApiError(403, "The bucket is locked: the record is published.")
+            raise ApiError(403, "Permission denied.")
         if "Content-Length" not in self.headers:
             raise ApiError(411, "Length Required.")
+        length = int(self.headers["Content-Length"])
+        if length > MAX_CONTENT_LENGTH:
+            # set_max_content_length (invenio-records-resources resources/files/resource.py): werkzeug refuses the
+            # request before reading it.
+            self._early = True
+            raise ApiError(413, "Request Entity Too Large")
         kind = self.headers.get("Content-Type", "application/octet-stream").split(";")[0].strip()
         if kind != "application/octet-stream":
             raise ApiError(415, "Unsupported media type.")
-        length = int(self.headers["Content-Length"])
-        files = bucket["files"]
-        stays = sum(f["size"] for key, f in files.items() if key != name and not f.get("pending"))
-        if length > 50 * 10**9:
-            raise ApiError(400, "Maximum file size exceeded.")
-        if stays + length > STATE.quota_bytes:
-            raise ApiError(400, "Bucket quota exceeded.")
-        if name not in files and len([f for f in files.values() if not f.get("pending")]) >= STATE.max_files:
-            raise ApiError(400, f"Too many files: a record holds at most {STATE.max_files}.")
+        with STATE.lock:
+            files = bucket["files"]
+            if name not in files and len([f for f in files.values() if not f.get("pending")]) >= STATE.max_files:
+                # invenio-records-resources resources/errors.py FilesCountExceededException -> 400
+                raise ApiError(400, "Uploading selected files will result in exceeding the max amount per record.")
+            stays = sum(f["size"] for key, f in files.items() if key != name and not f.get("pending"))
+            # invenio-files-rest limiters.py: the smaller of the quota left and the maximum file size wins.
+            limits = [(STATE.quota_bytes - stays, "Bucket quota exceeded."),
+                      (STATE.max_file_bytes, "Maximum file size exceeded.")]
+            limit, reason = min(limits)
+            if length > limit:
+                raise ApiError(400, reason)
+            previous = files.get(name)
+            pending = {"id": str(uuid.uuid4()), "key": name, "size": length, "md5": "", "pending": True}
+            if previous is None:
+                files[name] = pending
         digest, received = hashlib.md5(), 0
-        pending = {"id": str(uuid.uuid4()), "key": name, "size": length, "md5": "", "pending": True}
-        previous = files.get(name)
-        files.setdefault(name, pending)
         while received < length:
-            chunk = self.rfile.read(min(length - received, 1 << 20))
+            chunk = self._read(min(length - received, 1 << 20))
             if not chunk:
                 break
             digest.update(chunk)
@@ -391,89 +633,175 @@ class Handler(BaseHTTPRequestHandler):
         if received != length:
             # The upload never finished: the file stays pending (hidden, and it blocks publishing).
             self.close_connection = True
-            return 400, {"status": 400, "message": "Upload incomplete."}
-        stored = {"id": (previous or pending)["id"], "key": name, "size": length, "md5": digest.hexdigest()}
-        files[name] = stored
-        deposition = STATE.depositions[bucket["deposition"]]
+            return 400, {"status": 400, "message": "The file upload transfer failed, please try again."}
+        with STATE.lock:
+            if length == 0:
+                # invenio-records-resources services/files/components/metadata.py commit_file, with zenodo-rdm
+                # invenio.cfg RECORDS_RESOURCES_ALLOW_EMPTY_FILES = False; the unit of work rolls back.
+                if files.get(name) is pending:
+                    del files[name]
+                raise ApiError(400, "Empty files are not accepted.")
+            # _create_or_update_file deletes an existing key first, then adds the new content: a replaced file gets
+            # a new file id (its FileInstance), an unchanged inherited one keeps the id it had.
+            stored = {"id": str(uuid.uuid4()), "key": name, "size": length, "md5": digest.hexdigest()}
+            files[name] = stored
+            deposition = STATE.depositions[bucket["deposition"]]
         base = self._base()
         return 201, {"key": name, "size": length, "checksum": f"md5:{stored['md5']}",
                      "mimetype": "application/octet-stream", "version_id": str(uuid.uuid4()),
-                     "links": {"self": f"{base}/api/files/{deposition['bucket']}/{name}"}}
+                     "links": {"self": f"{base}/api/files/{deposition['bucket']}/{quote(name, safe='')}"}}
 
     def _delete_file(self, bucket: dict[str, Any], name: str) -> tuple[int, Any]:
-        if bucket["locked"]:
-            raise ApiError(403, "The bucket is locked: the record is published.")
-        if name not in bucket["files"]:
-            raise ApiError(404, "Object does not exist.")
-        del bucket["files"][name]
+        """resources.py LegacyFilesRESTResource.delete_object.
+
+        It deletes the file, then its response handler fails on the empty body: zenodo.org answered 500 AFTER
+        deleting until August 2026 (option bucket_delete "500"); a retry finds no key (FileKeyNotFoundError, 404).
+        """
+        with STATE.lock:
+            if bucket["locked"]:
+                raise ApiError(403, "Permission denied.")
+            if name not in bucket["files"]:
+                raise ApiError(404, f"File with key {name} not found.")
+            del bucket["files"][name]
+        if STATE.options["bucket_delete"] == "500":
+            raise ApiError(500, "Internal server error.")
         return 204, None
 
     def _action(self, deposition: dict[str, Any], action: str, token: str) -> tuple[int, Any]:
+        if action == "publish":
+            return self._publish(deposition)
         with STATE.lock:
-            if action == "publish":
-                return self._publish(deposition)
             if action == "newversion":
                 return self._new_version(deposition, token)
             if action == "discard":
-                if deposition["submitted"]:
-                    raise ApiError(400, "Cannot discard a published deposition.")
                 return self._delete(deposition)
             if action == "edit":
-                if not deposition["submitted"]:
-                    raise ApiError(400, "Deposition is not published.")
+                if deposition["published_at"] is None:
+                    raise ApiError(404, "The persistent identifier is not registered.")
                 deposition["editing"] = True
                 return 201, self._view(deposition)
-        raise ApiError(404, "Unknown action.")
+        raise ApiError(404, "The requested URL was not found on the server.")
 
     def _publish(self, deposition: dict[str, Any]) -> tuple[int, Any]:
-        if deposition["submitted"] and not deposition.get("editing"):
-            raise ApiError(404, "The deposition is already published.")
-        metadata = deposition["metadata"]
-        errors = [{"field": f"metadata.{field}", "messages": ["Missing data for required field."]}
-                  for field in ("upload_type", "title", "creators", "description") if not metadata.get(field)]
-        bucket = STATE.buckets[deposition["bucket"]]
-        if any(f.get("pending") for f in bucket["files"].values()):
-            errors.append({"field": "files", "messages": ["An upload is incomplete."]})
-        if not bucket["files"]:
-            errors.append({"field": "files", "messages": ["Missing uploaded files. To publish, add files."]})
-        if errors:
-            raise ApiError(400, "A validation error occurred.", errors)
-        metadata.setdefault("publication_date", date.today().isoformat())
-        metadata.setdefault("access_right", "open")
-        metadata.setdefault("license", "cc-by-4.0")
-        deposition.update(submitted=True, state="done", doi=f"10.5072/zenodo.{deposition['id']}", editing=False,
-                          published_before=True)
-        deposition.pop("latest_draft", None)
-        bucket["locked"] = True
-        for other in STATE.depositions.values():  # the concept's latest draft is now this record
-            if other["conceptrecid"] == deposition["conceptrecid"]:
-                other["latest_draft"] = deposition["id"]
-        return 202, self._view(deposition)
+        """invenio-drafts-resources services/records/components/base.py publish, and its validation."""
+        while deposition["publishing"]:  # a second publish waits for the first one's transaction
+            time.sleep(0.05)
+        with STATE.lock:
+            if deposition["published_at"] is not None and not deposition["editing"]:
+                # test_rest_api_simpleflow.py: "Second request will return forbidden since it's already published"
+                # (404 today, TODO 403).
+                raise ApiError(404, "The persistent identifier does not exist.")
+            metadata = deposition["metadata"]
+            errors = [{"field": f"metadata.{field}", "messages": ["Missing data for required field."]}
+                      for field in ("upload_type", "title", "creators", "description") if not metadata.get(field)]
+            bucket = STATE.buckets[deposition["bucket"]]
+            if any(f.get("pending") for f in bucket["files"].values()):
+                errors.append({"field": "files",
+                               "messages": ["One or more files have not completed their transfer, please wait."]})
+            if not bucket["files"]:
+                errors.append({"field": "files.enabled", "messages": [
+                    "Missing uploaded files. To disable files for this record please mark it as metadata-only."]})
+            if errors:
+                raise ApiError(400, "A validation error occurred.", errors)
+            deposition["publishing"] = True
+        seconds, gateway = STATE.options["publish_seconds"], STATE.options["gateway_timeout"]
+        if gateway is not None and seconds > gateway:
+            # A proxy gives up waiting; the publish goes on behind it and completes.
+            threading.Timer(seconds, self._complete_publish, (deposition,)).start()
+            time.sleep(gateway)
+            raise ApiError(504, "Gateway Time-out")
+        time.sleep(seconds)
+        with STATE.lock:
+            return 202, self._view(self._complete_publish(deposition))
+
+    def _complete_publish(self, deposition: dict[str, Any]) -> dict[str, Any]:
+        with STATE.lock:
+            if deposition["published_at"] is None:
+                deposition.update(doi=f"10.5072/zenodo.{deposition['id']}", published_at=time.monotonic())
+                STATE.buckets[deposition["bucket"]]["locked"] = True
+            deposition.update(editing=False, publishing=False, published_metadata=copy.deepcopy(deposition["metadata"]),
+                              modified=datetime.now(timezone.utc).isoformat())
+            return deposition
 
     def _new_version(self, deposition: dict[str, Any], token: str) -> tuple[int, Any]:
-        if not deposition["submitted"]:
-            raise ApiError(400, "A validation error occurred.",
-                           [{"field": "id", "messages": ["The deposition is not published."]}])
+        """POST .../actions/newversion: zenodo-rdm legacy/resources.py LegacyRecordResource.new_version.
+
+        It calls the service's new_version, then import_files, then answers with the new draft itself.
+        invenio-drafts-resources services/records/service.py new_version: an open draft of the concept is
+        returned as it is; otherwise a draft is made from the LATEST published version, whatever version's id
+        was given. import_files (service.py, components/base.py) copies the latest version's files into it, and
+        refuses a draft that holds files: "Please remove all files first." (the whole request rolls back).
+        """
+        if deposition["published_at"] is None:
+            raise ApiError(404, "The persistent identifier is not registered.")
         concept = deposition["conceptrecid"]
-        if any(d["conceptrecid"] == concept and not d["submitted"] for d in STATE.depositions.values()):
-            raise ApiError(400, "A validation error occurred.",
-                           [{"field": "files.enabled", "messages": ["Please remove all files first."]}])
-        metadata = {k: v for k, v in deposition["metadata"].items() if k not in ("publication_date", "version")}
-        draft = self._new_deposition(token, metadata, conceptrecid=concept)
-        inherited = STATE.buckets[deposition["bucket"]]["files"]
-        STATE.buckets[draft["bucket"]]["files"] = {
-            key: dict(f, id=str(uuid.uuid4())) for key, f in inherited.items() if not f.get("pending")}
-        for other in STATE.depositions.values():
-            if other["conceptrecid"] == concept:
-                other["latest_draft"] = draft["id"]
-        # Today's Zenodo answers with the new draft itself (the docs say: the old deposition).
+        latest = STATE.latest(concept)
+        assert latest is not None
+        draft = STATE.next_draft(concept)
+        if draft is None:
+            # invenio-rdm-records services/components/metadata.py new_version: publication_date and version are
+            # not copied; publication_date is generated (today).
+            metadata = {k: copy.deepcopy(v) for k, v in latest["metadata"].items()
+                        if k not in ("publication_date", "version")}
+            metadata["publication_date"] = date.today().isoformat()
+            draft = self._new_deposition(token, metadata, conceptrecid=concept)
+        files = STATE.buckets[draft["bucket"]]["files"]
+        if files:
+            raise validation_error("files.enabled", "Please remove all files first.")
+        # Copied files point at the same file instances: they keep their ids.
+        files.update({key: dict(f) for key, f in STATE.buckets[latest["bucket"]]["files"].items()
+                      if not f.get("pending")})
         return 201, self._view(draft)
 
 
-def validate_metadata(metadata: Any) -> dict[str, Any]:
-    """Zenodo's checks on deposition metadata; unknown keys are dropped."""
+def _latest_draft_of(conceptrecid: str, visible: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """versions.py is_latest_draft, as far as the index shows it: the open draft, else the latest version."""
+    versions = [d for d in visible if d["conceptrecid"] == conceptrecid]
+    drafts = [d for d in versions if d["published_at"] is None]
+    if drafts:
+        return drafts[0]
+    published = [d for d in versions if d["published_at"] is not None]
+    return max(published, key=lambda d: d["published_at"]) if published else None
+
+
+QUERY_TERM = re.compile(r'(\w+):("(?:[^"\\]|\\.)*"|\S+)')
+
+
+def _matches(q: str, deposition: dict[str, Any]) -> bool:
+    """The query fields the uploader uses (zenodo-rdm site/zenodo_rdm/queryparser.py ZENODO_LEGACY_SEARCH_MAP):
+    conceptrecid (parent.id), recid (id), title (metadata.title, a phrase matches within it); terms joined by AND.
+    """
+    q = q.strip()
+    if not q:
+        return True
+    terms = [t for t in re.split(r"\s+AND\s+", q) if t]
+    for term in terms:
+        match = QUERY_TERM.fullmatch(term.strip())
+        if not match:
+            raise ApiError(400, "Invalid querystring parameters.")
+        field, value = match.group(1), match.group(2)
+        if value.startswith('"'):
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        if field == "conceptrecid" and deposition["conceptrecid"] != value:
+            return False
+        if field == "recid" and str(deposition["id"]) != value:
+            return False
+        if field == "title" and value.lower() not in str(deposition["metadata"].get("title", "")).lower():
+            return False
+        if field not in ("conceptrecid", "recid", "title"):
+            raise ApiError(400, "Invalid querystring parameters.")
+    return True
+
+
+def load_metadata(metadata: Any) -> dict[str, Any]:
+    """Zenodo's reading of deposition metadata (zenodo-rdm legacy/deserializers/).
+
+    Unknown keys are dropped (MetadataSchema unknown=EXCLUDE). A missing publication_date becomes today
+    (metadata.py load_default); a missing license becomes CC0-1.0 for datasets and CC-BY-4.0 otherwise, for open
+    or embargoed access (schemas.py load_default_license): a PUT that leaves out a curated license replaces it.
+    """
     if not isinstance(metadata, dict):
-        raise ApiError(400, "A validation error occurred.", [{"field": "metadata", "messages": ["Not a mapping."]}])
+        raise validation_error("metadata", "Not a mapping.")
     errors = []
     if "upload_type" in metadata and metadata["upload_type"] not in UPLOAD_TYPES:
         errors.append({"field": "metadata.upload_type", "messages": ["Invalid upload type."]})
@@ -485,7 +813,12 @@ def validate_metadata(metadata: Any) -> dict[str, Any]:
         errors.append({"field": "metadata.publication_date", "messages": ["Not a valid date."]})
     if errors:
         raise ApiError(400, "A validation error occurred.", errors)
-    return {key: value for key, value in metadata.items() if key in KNOWN_METADATA}
+    loaded = {key: copy.deepcopy(value) for key, value in metadata.items() if key in KNOWN_METADATA}
+    if loaded:
+        loaded.setdefault("publication_date", date.today().isoformat())
+        if "license" not in loaded and loaded.get("access_right", "open") in ("open", "embargoed"):
+            loaded["license"] = "cc0-1.0" if loaded.get("upload_type") == "dataset" else "cc-by-4.0"
+    return loaded
 
 
 def serve(port: int = 0, tokens: list[str] | None = None) -> ThreadingHTTPServer:

@@ -10,31 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import HELPER_AGENT, MockZenodo, run_cli
+from tests.zenodo_helpers import METADATA, assert_nothing_created, catalog_names, md5s, only_deposition, upload
 
 pytestmark = pytest.mark.e2e
-
-METADATA = ["--title", "Human lung demo", "--creators", "Doe, Jane", "--creators", "Roe, Rick",
-            "--description", "A demo dataset"]
-
-
-def upload(zenodo: MockZenodo, env: dict[str, str], token_file: Path, dataset: Path, *extra: str):
-    return run_cli("upload_zenodo", "--in-dir", dataset, "--zenodo-token", token_file,
-                   "--zenodo-url", zenodo.api_url, *extra, env=env)
-
-
-def md5s(directory: Path, names) -> dict[str, str]:
-    return {name: hashlib.md5((directory / name).read_bytes()).hexdigest() for name in names}
-
-
-def catalog_names(dataset: Path) -> set[str]:
-    return {"catalog.yaml"} | {p.name for p in dataset.iterdir() if p.suffix in (".pmtiles", ".tsv", ".json", ".png")
-                               or p.name.endswith(".tsv.gz")} - {"transcripts_pixel_joined.tsv.gz"}
-
-
-def only_deposition(zenodo: MockZenodo) -> dict:
-    found = zenodo.depositions()
-    assert len(found) == 1, found
-    return found[0]
 
 
 def test_new_deposition_with_metadata_and_every_catalog_file(zenodo, zenodo_env, token_file, dataset):
@@ -208,7 +186,7 @@ def test_faults_at_a_steady_rate_still_end_with_every_file_verified(zenodo, zeno
 
     assert result.code == 0, result.output
     assert zenodo.files(only_deposition(zenodo)["id"]) == md5s(dataset, catalog_names(dataset))
-    log = zenodo.control("log")
+    log = zenodo.log()
     assert sum(1 for entry in log if entry["method"] == "PUT") > 21  # retries happened
 
 
@@ -229,21 +207,13 @@ def test_the_token_never_appears_in_output_report_or_urls(zenodo, zenodo_env, to
                            env=env_token).output)
     written = "".join(outputs) + report.read_text()
     assert zenodo.token not in written
-    log = zenodo.control("log")
+    log = zenodo.log()
     assert not any(entry["token_in_url"] or zenodo.token in entry["url"] for entry in log)
     uploader_calls = [entry for entry in log if entry["user_agent"] != HELPER_AGENT]
     assert uploader_calls and all(entry["user_agent"].startswith("cartload-uploader/") for entry in uploader_calls)
 
 
 # -- bad input: nothing uploaded, nothing created -------------------------------------------------------
-
-
-def assert_nothing_created(result, zenodo: MockZenodo, code: int, *phrases: str) -> None:
-    assert result.code == code, result.output
-    for phrase in phrases:
-        assert phrase in result.stderr, result.stderr
-    assert zenodo.depositions() == []
-    assert zenodo.token not in result.output
 
 
 def test_no_token(zenodo, zenodo_env, dataset):

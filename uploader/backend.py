@@ -88,6 +88,8 @@ class Backend(Protocol):
     def cancel(self) -> None:
         """Stop in-flight transfers promptly and clean up what they leave."""
 
+    def resume_options(self) -> list[str]:
+        """Options a re-run needs to go on where this run stopped (e.g. the id of a Zenodo deposition it made)."""
 
 class SendsInThreads:
     """start_send for a backend whose `send` blocks: each send runs in a thread of the backend's own pool."""

@@ -53,11 +53,21 @@ Exit codes:
   130  interrupted (Ctrl-C, SIGTERM): finished files are kept; re-run to resume
 
 Environment:
-  CARTLOAD_UPLOADER_CACHE_DIR   where file hashes are cached (default ~/.cache/cartload-uploader)
+  CARTLOAD_UPLOADER_CACHE_DIR   where file hashes (and the deposition a Zenodo command made) are kept
+                                (default ~/.cache/cartload-uploader)
   CARTLOAD_UPLOADER_DEBUG=1     show tracebacks for errors too
   CARTLOAD_UPLOADER_VIEWER_TIMEOUT  seconds each request of the viewer check may take (default 10)
   AWS_*                         the usual AWS settings: profile, keys, endpoint, CA bundle, retries
   ZENODO_TOKEN                  the Zenodo token, when --zenodo-token FILE is not given
+  CARTLOAD_UPLOADER_ZENODO_TIMEOUT=60           seconds to wait for Zenodo to answer a metadata call
+  CARTLOAD_UPLOADER_ZENODO_UPLOAD_TIMEOUT=1800  ... to answer a file upload, after its last byte
+  CARTLOAD_UPLOADER_ZENODO_PUBLISH_TIMEOUT=600  ... to answer a publish, then as long to show it published
+  CARTLOAD_UPLOADER_ZENODO_RETRIES=30           retries a run may spend in all (earned back as calls succeed)
+  CARTLOAD_UPLOADER_ZENODO_BACKOFF=1            seconds before a first retry, doubled each time
+  CARTLOAD_UPLOADER_ZENODO_MAX_WAIT=300         the longest Retry-After honoured
+  CARTLOAD_UPLOADER_ZENODO_RATE=100/60,5000/3600  at most this many requests per seconds (+1 s)
+  CARTLOAD_UPLOADER_ZENODO_SEARCH_RATE=30/60    ... and searches
+  CARTLOAD_UPLOADER_ZENODO_SEARCH_WAIT=60       seconds to keep looking for a draft Zenodo's search lags behind
   CARTLOAD_UPLOADER_ZENODO_URL  the Zenodo API root, when neither --zenodo-url nor --sandbox is given
 
 Also installed as the commands upload_aws and upload_zenodo (the same as
@@ -131,7 +141,8 @@ Options:
   --zenodo-token FILE           A file holding the Zenodo token, on one line (default: $ZENODO_TOKEN).
   --token-file FILE             Deprecated: the same as --zenodo-token.
   --zenodo-id ID                Upload into this deposition: a draft is used as it is; a published
-                                record gets a new version (or its open new-version draft).
+                                record gets a new version from its latest one when files change (or
+                                its open new-version draft), an edit when only metadata changes.
   --zenodo-deposition-id ID     The same as --zenodo-id.
   --upload-method METHOD        catalog: the catalog's files and catalog.yaml; all: every regular file
                                 in --in-dir; files: the names given with --files (default: catalog,
@@ -152,6 +163,7 @@ Options:
                                 https://zenodo.org/api).
   --sandbox                     Use Zenodo's sandbox (https://sandbox.zenodo.org/api).
   --n-jobs N                    Files uploaded at once, 1 to 256 (default: 4).
+  --max-record-bytes BYTES      The record's quota, when Zenodo raised it for you (default: 50000000000).
 
 """ + COMMON_OPTIONS
 

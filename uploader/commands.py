@@ -6,6 +6,7 @@ turned into one-line messages by the entrypoint (cli.main).
 
 from __future__ import annotations
 
+import shlex
 import sys
 
 from uploader.backend import Backend
@@ -42,7 +43,8 @@ def upload_aws(settings: AwsSettings, resume_command: str) -> ExitStatus:
 
 def upload_zenodo(settings: ZenodoCommandSettings, resume_command: str) -> ExitStatus:
     """Publish a dataset (its catalog's files, a whole directory, or named files) into a Zenodo deposition."""
-    from uploader.zenodo.backend import ZenodoBackend, ZenodoSettings
+    from uploader.hashing import default_cache_dir
+    from uploader.zenodo.backend import ZenodoBackend, ZenodoSettings, without_empty_files
     from uploader.zenodo.client import ZenodoToken
 
     common = settings.common
@@ -50,11 +52,16 @@ def upload_zenodo(settings: ZenodoCommandSettings, resume_command: str) -> ExitS
         dataset = plan_from_catalog(common.in_dir, common.catalog_path)
     elif settings.upload_method == "all":
         dataset = plan_from_names(common.in_dir, regular_files_in(common.in_dir), f"--in-dir {common.in_dir}")
+        dataset, empty = without_empty_files(dataset)
+        if empty and not common.quiet:
+            say(f"note: leaving out {len(empty)} empty file(s), which Zenodo refuses: {', '.join(empty[:5])}"
+                + (", ..." if len(empty) > 5 else ""))
     else:
         dataset = plan_from_names(common.in_dir, settings.files, "--files")
     backend = ZenodoBackend(ZenodoSettings(
         api_url=settings.api_url, token=ZenodoToken(settings.token), deposition_id=settings.deposition_id,
         metadata=settings.metadata, publish=settings.publish, n_jobs=common.n_jobs,
+        max_record_bytes=settings.max_record_bytes, timing=settings.timing, cache_dir=default_cache_dir(),
     ))
     options = RunOptions(common.n_jobs, common.dry_run, common.restart, overwrite=settings.overwrite)
     where = f"{settings.api_url} deposition {settings.deposition_id or '(new)'}"
@@ -85,6 +92,8 @@ def execute(plan: UploadPlan, backend: Backend, common: CommonSettings, options:
         result = run(plan, backend, options, cache, progress_factory(common.quiet, common.no_progress))
     finally:
         cache.close()
+    if more := backend.resume_options():  # e.g. the id of a deposition the run made
+        resume_command = f"{resume_command} {shlex.join(more)}"
     result.notes[:0] = [f"note: {note}" for note in notes]
     if markers and result.ok and not result.dry_run and not common.no_markers:
         notice = write_markers(marker_paths(plan, markers))

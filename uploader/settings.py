@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from uploader.catalog import Group
 from uploader.errors import InputError, UsageError
 from uploader.plan import ALL_GROUPS, CATALOG_NAME
+from uploader.zenodo.pacing import ZenodoTiming
 
 log = logging.getLogger("uploader")
 
@@ -93,6 +94,8 @@ class ZenodoCommandSettings:
     metadata: dict[str, Any]
     publish: bool
     overwrite: bool
+    max_record_bytes: int  # Zenodo's quota of this record (50 GB unless Zenodo raised it)
+    timing: ZenodoTiming  # timeouts, waits and pacing (CARTLOAD_UPLOADER_ZENODO_* variables)
     notes: tuple[str, ...] = ()  # about defaults filled in and cartloader's old spellings, told with the summary
 
 
@@ -235,8 +238,16 @@ def zenodo_settings(args: dict[str, Any]) -> ZenodoCommandSettings:
     return ZenodoCommandSettings(
         common=common, upload_method=method, files=names, api_url=_api_url(args),
         token=read_zenodo_token(_token_path(args, notes)), deposition_id=deposition_id, metadata=metadata,
-        publish=bool(args["--publish"]), overwrite=bool(args["--overwrite"]), notes=tuple(notes),
+        publish=bool(args["--publish"]), overwrite=bool(args["--overwrite"]),
+        max_record_bytes=_max_record_bytes(args), timing=ZenodoTiming.from_environment(os.environ), notes=tuple(notes),
     )
+
+
+def _max_record_bytes(args: dict[str, Any]) -> int:
+    from uploader.zenodo.backend import MAX_BYTES
+
+    raw = args["--max-record-bytes"]
+    return positive_int(raw, "--max-record-bytes", maximum=10**15) if raw else MAX_BYTES
 
 
 def _upload_method(args: dict[str, Any], common: CommonSettings, notes: list[str]) -> tuple[str, tuple[str, ...]]:

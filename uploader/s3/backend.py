@@ -208,6 +208,9 @@ class S3Backend:
         self.writer.cancel()
         self._abort_stale_uploads()
 
+    def resume_options(self) -> list[str]:
+        return []  # the same command resumes: S3 keys are the destination
+
     # -- helpers --------------------------------------------------------------------------
 
     def _probe_write(self) -> None:
