@@ -37,10 +37,12 @@ def test_catalog_comes_last_and_sizes_are_known(data_dir):
     assert [f.size for f in dataset.files] == [len(pmtiles_bytes(b"tile")), 5, 5]
 
 
-def test_groups_select_files_and_only_basics_carry_the_catalog(data_dir):
-    assert names(plan_from_catalog(data_dir, data_dir / "catalog.yaml", frozenset({Group.OPTIONAL}))) == ["u.png"]
-    assert names(plan_from_catalog(data_dir, data_dir / "catalog.yaml", frozenset({Group.BASICS}))) == [
-        "a.pmtiles", "t.tsv", "catalog.yaml"]
+def test_groups_select_the_files_sent_and_every_group_publishes_the_catalog(data_dir):
+    optional = plan_from_catalog(data_dir, data_dir / "catalog.yaml", frozenset({Group.OPTIONAL}))
+    assert names(optional) == ["u.png", "catalog.yaml"]
+    assert [f.name for f in optional.others] == ["a.pmtiles", "t.tsv"]  # checked in place, not sent
+    basics = plan_from_catalog(data_dir, data_dir / "catalog.yaml", frozenset({Group.BASICS}))
+    assert names(basics) == ["a.pmtiles", "t.tsv", "catalog.yaml"] and [f.name for f in basics.others] == ["u.png"]
 
 
 def test_all_problems_are_reported_together(data_dir):

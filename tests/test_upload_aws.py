@@ -151,9 +151,11 @@ def test_dry_run_after_upload_reports_skips_and_changes(dataset, s3, cli_env):
 
 
 def test_upload_groups(dataset, s3, cli_env):
-    code, _, _ = upload(dataset, s3, cli_env, "--upload-basemap-only")
-    assert code == 0
+    code, output, report = upload(dataset, s3, cli_env, "--upload-basemap-only")
+    assert code == 0, output  # the group is uploaded; the catalog waits for the files of the other groups
     assert s3.names() == {"histology.pmtiles"}
+    assert statuses(report)["catalog.yaml"] == "waiting"
+    assert "waiting:" in output and "the full upload (without --upload-*-only)" in output
     assert markers(dataset) == {"histology.pmtiles.aws.done"}  # each group marks only itself, as in cartloader
 
     code, _, _ = upload(dataset, s3, cli_env, "--upload-optional-only")
@@ -163,8 +165,26 @@ def test_upload_groups(dataset, s3, cli_env):
 
     code, _, _ = upload(dataset, s3, cli_env, "--upload-basics-only")
     assert code == 0
-    assert s3.names() == catalog_files(dataset) | {"catalog.yaml"}
+    assert s3.names() == catalog_files(dataset) | {"catalog.yaml"}  # the last group in publishes the catalog
+    assert s3.get("catalog.yaml") == (dataset / "catalog.yaml").read_bytes()
     assert len(markers(dataset)) == 7 and "cartload.aws.done" in markers(dataset)
+
+
+def test_a_basemap_added_later_appears_in_the_published_catalog(dataset, s3, cli_env):
+    catalog = dataset / "catalog.yaml"
+    full = catalog.read_text()
+    catalog.write_text(full.replace("    histology: histology.pmtiles\n", ""))
+    assert "histology" not in catalog.read_text()
+    assert upload(dataset, s3, cli_env)[0] == 0
+    assert "histology.pmtiles" not in s3.names()
+
+    catalog.write_text(full)  # the pipeline adds a histology layer afterwards
+    code, output, report = upload(dataset, s3, cli_env, "--upload-basemap-only")
+
+    assert code == 0, output
+    sent = {entry["name"] for entry in report["files"] if entry["status"] == "uploaded"}
+    assert sent == {"histology.pmtiles", "catalog.yaml"}  # the other groups are checked by listing, not re-sent
+    assert s3.get("catalog.yaml") == catalog.read_bytes()  # the viewer now sees the new layer
 
 
 def test_endpoint_option_and_custom_catalog_path(dataset, s3, cli_env, s3_server):

@@ -13,6 +13,7 @@ from uploader.backend import Backend
 from uploader.errors import ExitStatus
 from uploader.hashing import HashCache
 from uploader.markers import marker_paths, write_markers
+from uploader.operations import Status
 from uploader.plan import UploadPlan, plan_collection, plan_from_catalog, plan_from_names, regular_files_in
 from uploader.progress import progress_factory
 from uploader.readiness import ReaderCheck, Readiness, exit_status
@@ -87,7 +88,7 @@ def execute(plan: UploadPlan, backend: Backend, common: CommonSettings, options:
     cache = HashCache.default()
     if cache.notice and not common.quiet:
         say(f"note: {cache.notice}")
-    cache.preload(file for dataset in plan.datasets for file in dataset.all_files)
+    cache.preload(file for dataset in plan.datasets for file in (*dataset.all_files, *dataset.others))
     try:
         result = run(plan, backend, options, cache, progress_factory(common.quiet, common.no_progress))
     finally:
@@ -126,6 +127,9 @@ def tell_outcome(result: RunResult, quiet: bool, resume_command: str, readiness:
     """Failures, notes, the summary line, what readers can use, and what to do next, on stderr."""
     for line in failure_lines(result):
         say(line)
+    for op in result.ops:
+        if op.status is Status.WAITING:
+            say(f"waiting: {op.destination}: {op.error}")
     if not quiet:
         for line in result.notes:
             say(line)

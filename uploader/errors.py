@@ -98,3 +98,7 @@ class FileUploadError(Exception):
         super().__init__(reason)
         self.reason = reason
         self.retryable = retryable
+
+
+class CatalogWaits(FileUploadError):
+    """A catalog is not published yet: files of another upload group that it names are not in place."""

@@ -24,7 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from uploader.backend import Backend, Stored
-from uploader.errors import FileUploadError
+from uploader.errors import CatalogWaits, FileUploadError
 from uploader.hashing import Cancelled, HashCache, digests, is_digest_name
 from uploader.operations import Action, Operation, Status
 from uploader.plan import Dataset, LocalFile
@@ -99,6 +99,8 @@ class Executor:
             if stored is not None:
                 self._verify(op, stored)
             op.status = Status.DELETED if op.action is Action.DELETE else Status.UPLOADED
+        except CatalogWaits as waits:
+            op.status, op.error = Status.WAITING, waits.reason
         except FileUploadError as exc:
             attempt.take_back()
             if self.stop.is_set():
@@ -227,14 +229,22 @@ def confirm_in_place(dataset: Dataset, backend: Backend, cache: HashCache) -> No
         listing = backend.remote_files(dataset)
     except Exception as exc:  # the catalog waits: a listing that failed proves nothing
         raise FileUploadError(f"not published: cannot list the remote ({exc})", retryable=True) from None
-    wrong = []
-    for file in dataset.files:
-        found = listing.get(backend.destination(dataset, file.name))
-        if found is None or found.size != file.size or not _digests_agree(found.digests, file, cache):
-            wrong.append(file.name)
-    if wrong:
+
+    def out_of_place(files: tuple[LocalFile, ...]) -> list[str]:
+        wrong = []
+        for file in files:
+            found = listing.get(backend.destination(dataset, file.name))
+            if found is None or found.size != file.size or not _digests_agree(found.digests, file, cache):
+                wrong.append(file.name)
+        return wrong
+
+    if wrong := out_of_place(dataset.files):
         raise FileUploadError(f"not published: {len(wrong)} file(s) are not in place as uploaded (e.g. {wrong[0]});"
                               " is something else writing there? Re-run to repair")
+    if missing := out_of_place(dataset.others):
+        raise CatalogWaits(f"not published yet: {len(missing)} file(s) it names are not on the remote as they are"
+                           f" here (e.g. {missing[0]}) and belong to another upload group; it is published by the"
+                           " run that uploads them, or by the full upload (without --upload-*-only)")
 
 
 def _digests_agree(vouched: Mapping[str, str], file: LocalFile, cache: HashCache) -> bool:

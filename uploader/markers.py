@@ -23,7 +23,8 @@ def marker_paths(plan: UploadPlan, kind: str) -> list[Path]:
     """Where cartloader puts the markers of `kind` ('aws' or 'zenodo') for the groups this plan uploads."""
     paths = []
     for dataset in plan.datasets:
-        if dataset.catalog is not None:  # the basic group, whose last file is the catalog
+        basics_sent = not any(file.group is Group.BASICS for file in dataset.others)
+        if dataset.catalog is not None and basics_sent:  # the basic group, whose last file is the catalog
             paths.append(dataset.in_dir / f"cartload.{kind}.done")
         paths.extend(dataset.in_dir / f"{file.name}.{kind}.done" for file in dataset.files
                      if file.group is not Group.BASICS)

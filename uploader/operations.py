@@ -37,6 +37,7 @@ class Status(enum.Enum):
     DELETED = "deleted"
     FAILED = "failed"
     NOT_RUN = "not-run"  # the run was interrupted before it got to this one
+    WAITING = "waiting"  # a catalog that waits for files another upload group's run sends (not a failure)
 
 
 @dataclass

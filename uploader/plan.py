@@ -60,8 +60,9 @@ class LocalFile:
 class Dataset:
     """One cartload output directory and the files to publish from it.
 
-    `catalog` is published last, after every file in `files` is verified;
-    it is None when the selected groups exclude it or it is not wanted.
+    `catalog` is published last, after every file in `files` is verified and
+    every file in `others` is found in place; it is None when the dataset is
+    a bare list of files (Zenodo's --upload-method all/files).
     """
 
     in_dir: Path
@@ -69,6 +70,9 @@ class Dataset:
     files: tuple[LocalFile, ...]
     catalog: LocalFile | None
     warnings: tuple[str, ...] = ()  # catalog values that may name a missing file (outside `assets`)
+    # Files the catalog names that this run does not send (another upload group): not re-sent, but the
+    # catalog waits until a listing shows each of them on the remote as it is here.
+    others: tuple[LocalFile, ...] = ()
 
     @property
     def all_files(self) -> tuple[LocalFile, ...]:
@@ -86,7 +90,7 @@ ALL_GROUPS = frozenset(Group)
 
 
 def plan_from_catalog(in_dir: Path, catalog_path: Path, groups: frozenset[Group] = ALL_GROUPS) -> Dataset:
-    """A dataset from a cartload catalog: the files it names in `groups`, then the catalog."""
+    """A dataset from a cartload catalog: the files it names in `groups` (the rest checked only), then the catalog."""
     in_dir = _existing_dir(in_dir, "--in-dir")
     return _dataset(in_dir, load_catalog(catalog_path), groups, subdir="")
 
@@ -120,11 +124,10 @@ def plan_collection(in_dir: Path, in_list: Path, groups: frozenset[Group] = ALL_
 def _dataset(in_dir: Path, catalog: Catalog, groups: frozenset[Group], subdir: str) -> Dataset:
     problems: list[str] = []
     warnings: list[str] = []
-    files = []
+    files: list[LocalFile] = []
+    others: list[LocalFile] = []
     real_dirs: dict[str, str] = {}
     for ref in catalog.files:
-        if ref.group not in groups:
-            continue
         where = f"{catalog.path} ({ref.where})"
         if ref.mention is not Mention.FILE and not _present(in_dir, ref.name):
             if ref.mention is Mention.WARN_IF_MISSING:
@@ -133,11 +136,12 @@ def _dataset(in_dir: Path, catalog: Catalog, groups: frozenset[Group], subdir: s
             continue
         local = resolve_local_file(in_dir, ref.name, ref.group, where, problems, real_dirs)
         if local and _readable_by_the_viewer(local, where, problems):
-            files.append(local)
+            (files if ref.group in groups else others).append(local)
     if problems:
         raise InputError(problems)
-    catalog_file = _catalog_file(catalog.path) if Group.BASICS in groups else None
-    return Dataset(in_dir=in_dir, subdir=subdir, files=tuple(files), catalog=catalog_file, warnings=tuple(warnings))
+    # Every group mode publishes the catalog, last: a layer added later must appear in the viewer.
+    return Dataset(in_dir=in_dir, subdir=subdir, files=tuple(files), catalog=_catalog_file(catalog.path),
+                   warnings=tuple(warnings), others=tuple(others))
 
 
 def _present(in_dir: Path, name: str) -> bool:

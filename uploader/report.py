@@ -40,6 +40,8 @@ def summary(result: RunResult) -> str:
     parts.append(f"{result.count(Status.FAILED)} failed")
     if result.count(Status.NOT_RUN):
         parts.append(f"{result.count(Status.NOT_RUN)} not started")
+    if result.count(Status.WAITING):
+        parts.append(f"{result.count(Status.WAITING)} catalog(s) waiting for other upload groups")
     return f"{', '.join(parts)} in {result.elapsed:.1f} s ({human_bytes(rate)}/s)"
 
 
