@@ -74,7 +74,14 @@ class S3Prefix:
         return f"s3://{self.bucket}/{self.prefix}"
 
     def names(self, below: str = "") -> set[str]:
-        """Object keys under the prefix, relative to it."""
+        """Object keys under the prefix, relative to it (the uploader's leases apart: see leases())."""
+        return {name for name in self.all_names(below) if not name.startswith(".cartload-uploader/")}
+
+    def leases(self) -> set[str]:
+        """The lease objects runs keep under the prefix while they own unfinished uploads."""
+        return self.all_names(".cartload-uploader/")
+
+    def all_names(self, below: str = "") -> set[str]:
         start = f"{self.prefix}/{below}"
         found = set()
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=start):

@@ -30,6 +30,7 @@ class Behaviour:
     """What the proxy does to new and running connections (changeable at any time)."""
 
     delay: float = 0.0  # seconds added to every chunk, each direction
+    bandwidth: float = 0.0  # bytes per second per connection and direction (0: unlimited)
     mode: str = "pass"  # pass | refuse | blackhole | stall | reset | http-error
     reset_after: int = 0  # "reset": bytes forwarded upstream on a connection before it is reset
     http_status: int = 503  # "http-error": the status of the canned answer
@@ -77,7 +78,15 @@ class Proxy:
         if self._server is not None:
             self._loop.call_soon_threadsafe(self._server.close)
         self.cut_all()
-        self._loop.call_soon_threadsafe(self._loop.stop)
+
+        async def wind_down() -> None:
+            tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._loop.stop()
+
+        asyncio.run_coroutine_threadsafe(wind_down(), self._loop)
         self._thread.join(timeout=5)
 
     def __enter__(self) -> Proxy:
@@ -131,6 +140,8 @@ class Proxy:
                     writer.transport.abort()
                     raise ConnectionResetError("reset by the proxy")
                 counter[0] += len(data)
+                if behaviour.bandwidth and data:
+                    await asyncio.sleep(len(data) / behaviour.bandwidth)
                 await queue.put((time.monotonic() + behaviour.delay, data))
                 if not data:
                     break

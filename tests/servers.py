@@ -86,7 +86,9 @@ class SeaweedFS:
             {"name": "reader", "credentials": [{"accessKey": READER.access_key, "secretKey": READER.secret_key}],
              "actions": ["Read", "List"]},
         ]}))
-        master, volume, filer, s3, *grpc = free_ports(8)
+        # A restart keeps the ports, so that clients find the same endpoint again (an outage, not a move).
+        self._ports = getattr(self, "_ports", None) or free_ports(8)
+        master, volume, filer, s3, *grpc = self._ports
         self.endpoint_url = f"http://127.0.0.1:{s3}"
         command = [
             weed_binary(), "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={data}",

@@ -256,10 +256,12 @@ def test_bytes_that_differ_from_the_hashed_ones_are_rejected_and_catalog_withhel
         # the parts are stored, and the check after upload (the ETag against the digests) refuses them.
         assert "genes_all.pmtiles: verification failed: the remote's multipart-etag" in result.stderr
         assert s3.names() == {"small.tsv", "genes_all.pmtiles"}  # no catalog names the unverified object
+        assert s3.multipart_uploads() == []
     else:
         assert "genes_all.pmtiles" in result.stderr and "BadDigest" in result.stderr
         assert s3.names() == {"small.tsv"}  # the other file went on; the catalog is withheld
-    assert s3.multipart_uploads() == []
+        # Its multipart upload is kept for the next run to resume (checking every stored part first).
+        assert len(s3.multipart_uploads()) == 1 and "kept: the unfinished upload of" in result.stderr
     resume = next(line for line in result.stderr.splitlines() if "resume with:" in line)
     assert resume.endswith(f"upload_aws --in-dir {data_dir} --s3-dir {s3.uri}")
 
@@ -394,32 +396,25 @@ def start_and_signal_mid_upload(data_dir: Path, s3: S3Prefix, env: dict[str, str
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
-def test_signal_mid_upload_aborts_multipart_and_resumes(big_dataset, s3, cli_env, sig):
+def test_a_signal_mid_upload_keeps_the_parts_and_the_next_run_resumes_them(big_dataset, s3, cli_env, sig):
     started = time.monotonic()
     code, output = start_and_signal_mid_upload(big_dataset, s3, cli_env, sig)
 
     assert code == 130, output
     assert time.monotonic() - started < 60
     assert "resume with:" in output and "Traceback" not in output
+    assert "kept: the unfinished upload of" in output and "genes_all.pmtiles" in output
     assert s3.names() == set()
-    assert s3.multipart_uploads() == []
+    assert len(s3.multipart_uploads()) == 1  # kept for the next run, which resumes it
+    assert len(s3.leases()) == 1  # released: the next run need not wait
 
-    result = run_cli("upload_aws", "--in-dir", big_dataset, "--s3-dir", s3.uri, env=cli_env)
+    report = big_dataset.parent / "resumed.json"
+    result = run_cli("upload_aws", "--in-dir", big_dataset, "--s3-dir", s3.uri, "--report", report, env=cli_env)
     assert result.code == 0, result.output
     assert s3.names() == {"genes_all.pmtiles", "catalog.yaml"}
-    assert s3.multipart_uploads() == []
-
-
-def test_sigkill_leaves_parts_that_the_next_run_cleans_up(big_dataset, s3, cli_env):
-    code, _ = start_and_signal_mid_upload(big_dataset, s3, cli_env, signal.SIGKILL)
-    assert code == -signal.SIGKILL
-    assert s3.multipart_uploads(), "a killed run cannot clean up after itself"
-
-    result = run_cli("upload_aws", "--in-dir", big_dataset, "--s3-dir", s3.uri, env=cli_env)
-
-    assert result.code == 0, result.output
-    assert s3.multipart_uploads() == []
     assert s3.get("genes_all.pmtiles") == (big_dataset / "genes_all.pmtiles").read_bytes()
+    assert json.loads(report.read_text())["totals"]["bytes_resumed"] > 0
+    assert s3.multipart_uploads() == [] and s3.leases() == set()
 
 
 # -- bad input: a clear line, a non-zero exit code, nothing uploaded ----------------------------

@@ -2,6 +2,6 @@
 
 import sys
 
-from uploader.cli import main
+from uploader.cli import console_main
 
-sys.exit(main())
+sys.exit(console_main())

@@ -36,6 +36,7 @@ class Stored:
     size: int
     digests: Mapping[str, str]  # vouched by the remote, to compare with the local digests
     sent_digests: Mapping[str, str] = field(default_factory=dict)  # of the bytes sent, computed while sending
+    resumed: int = 0  # bytes an earlier attempt or run had already stored, checked and kept
 
 
 class Backend(Protocol):

@@ -17,6 +17,7 @@ import re
 import shlex
 import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from docopt import DocoptExit, docopt
 
 from uploader import __version__
 from uploader.errors import ExitStatus, UploaderError, UsageError
+from uploader.redact import redact
 
 PROGRAM = "cartload-uploader"
 
@@ -113,6 +115,12 @@ Options:
   --endpoint-url URL      S3-compatible endpoint (default: AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL).
   --addressing-style STYLE  auto, path or virtual: the bucket in the URL path or as a sub-domain (default
                           auto: the AWS config's s3 addressing_style, else sub-domains on AWS, paths elsewhere).
+  --stall-timeout SECONDS Stop after this long without progress, with the command that resumes (default: 120;
+                          shorter outages are ridden through).
+  --take-over             Resume unfinished uploads even while another run's lease on them is fresh (that
+                          run is gone: e.g. its node died less than 10 minutes ago).
+  --abort-incomplete-uploads  Abort every unfinished multipart upload under the prefix that no live run holds
+                          (by default, only those no run holds and older than 7 days).
   --aws PATH              Accepted for cartloader compatibility and ignored: no AWS CLI is needed.
   --makefn FILE           Accepted for cartloader compatibility and ignored: no Makefile is written.
   --viewer-url URL        Base of the printed viewer link, for other viewer deployments
@@ -479,14 +487,35 @@ def resume_command(command: str, words: list[str], invoked_as: str | None = None
             head = ["python", program, command]
         else:
             head = [os.path.basename(program), command]
-    return shlex.join(head + [word for word in words if word != "--restart"])
+    # Printed and written to reports: a secret in an --endpoint-url's user-info part is masked.
+    return redact(shlex.join(head + [word for word in words if word != "--restart"]))
 
 
 def upload_aws_main() -> int:
     """The `upload_aws` command: `cartload-uploader upload_aws` under cartloader's name."""
-    return main(["upload_aws", *sys.argv[1:]], invoked_as="upload_aws")
+    return exit_promptly(main(["upload_aws", *sys.argv[1:]], invoked_as="upload_aws"))
 
 
 def upload_zenodo_main() -> int:
     """The `upload_zenodo` command: `cartload-uploader upload_zenodo` under cartloader's name."""
-    return main(["upload_zenodo", *sys.argv[1:]], invoked_as="upload_zenodo")
+    return exit_promptly(main(["upload_zenodo", *sys.argv[1:]], invoked_as="upload_zenodo"))
+
+
+def console_main() -> int:
+    """The `cartload-uploader` command (and entrypoint.py)."""
+    return exit_promptly(main())
+
+
+def exit_promptly(status: int) -> int:
+    """End the process with `status` now, even when a request is stuck on a dead endpoint.
+
+    Everything worth keeping is written by then (report, hash cache, messages); after an interrupt or a stall
+    a worker may still sit in a network read that only its timeout would end, and Python's exit waits for it.
+    """
+    stuck = [thread for thread in threading.enumerate()
+             if thread is not threading.main_thread() and thread.is_alive() and not thread.daemon]
+    if stuck and status in (ExitStatus.INTERRUPTED, ExitStatus.REMOTE, ExitStatus.FILES_FAILED):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    return status

@@ -17,6 +17,7 @@ from uploader.operations import Status
 from uploader.plan import UploadPlan, plan_collection, plan_from_catalog, plan_from_names, regular_files_in
 from uploader.progress import progress_factory
 from uploader.readiness import ReaderCheck, Readiness, exit_status
+from uploader.redact import redact
 from uploader.report import failure_lines, print_plan, report_document, summary, write_report
 from uploader.runner import RunOptions, RunResult, run
 from uploader.settings import AwsSettings, CommonSettings, ZenodoCommandSettings
@@ -36,10 +37,13 @@ def upload_aws(settings: AwsSettings, resume_command: str) -> ExitStatus:
     else:
         plan = UploadPlan((plan_from_catalog(common.in_dir, common.catalog_path, settings.groups),))
     backend = S3Backend(destination, S3Settings(settings.profile, settings.endpoint_url, common.n_jobs,
-                                                settings.addressing_style))
+                                                settings.addressing_style, take_over=settings.take_over,
+                                                abort_incomplete=settings.abort_incomplete))
     viewer = ViewerCheck(backend.client, destination, settings.viewer, settings.profile)
-    return execute(plan, backend, common, RunOptions(common.n_jobs, common.dry_run, common.restart),
-                   resume_command, destination.uri(), notes=settings.notes, markers="aws", readers=viewer)
+    options = RunOptions(common.n_jobs, common.dry_run, common.restart, stall_seconds=settings.stall_seconds,
+                         remote_name=f"the S3 endpoint ({redact(backend.client.meta.endpoint_url)})")
+    return execute(plan, backend, common, options, resume_command, destination.uri(), notes=settings.notes,
+                   markers="aws", readers=viewer)
 
 
 def upload_zenodo(settings: ZenodoCommandSettings, resume_command: str) -> ExitStatus:
@@ -139,6 +143,8 @@ def tell_outcome(result: RunResult, quiet: bool, resume_command: str, readiness:
             " published yet: the dataset cannot be opened until a re-run completes")
     if result.interrupted:
         say(f"interrupted: finished files are kept; resume with: {resume_command}")
+    elif result.stalled:
+        say(f"stopped: {result.stalled}; finished files are kept; resume with: {resume_command}")
     elif result.not_published:
         say(f"error: {result.not_published}")
     elif not result.ok:

@@ -92,12 +92,18 @@ class NotPublished(UploaderError):
 
 
 class FileUploadError(Exception):
-    """One file could not be uploaded or verified; the run continues with the others."""
+    """One file could not be uploaded or verified; the run continues with the others.
 
-    def __init__(self, reason: str, *, retryable: bool = False) -> None:
+    `retryable`: the bytes arrived wrong (a few more attempts). `transient`: the
+    remote did not take them this time (connection refused or reset, 5xx, 429,
+    a cut body): tried again after a pause, for as long as the run makes progress.
+    """
+
+    def __init__(self, reason: str, *, retryable: bool = False, transient: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retryable = retryable
+        self.transient = transient
 
 
 class CatalogWaits(FileUploadError):

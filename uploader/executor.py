@@ -12,19 +12,30 @@ take part:
   its digests, the catalog's in-place check) and start it;
 - one completing thread verifies what each send stored, records the outcome,
   and hands an attempt worth repeating back to the workers.
+
+Two kinds of failed attempt are tried again: bytes that arrived wrong (a few
+times), and a remote that did not take them this time (an outage, a reset, a
+5xx): after a growing pause, for as long as the run as a whole makes
+progress. A run that has made none for `stall_seconds` stops (RunStalled):
+an endpoint that accepts connections and never answers ends a run in
+minutes, not hours, and says so while it waits.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import queue
+import random
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from uploader.backend import Backend, Stored
-from uploader.errors import CatalogWaits, FileUploadError
+from uploader.errors import CatalogWaits, FileUploadError, RemoteError
 from uploader.hashing import Cancelled, HashCache, digests, is_digest_name
 from uploader.operations import Action, Operation, Status
 from uploader.plan import Dataset, LocalFile
@@ -32,8 +43,59 @@ from uploader.progress import Progress
 
 INTEGRITY_ATTEMPTS = 3  # a file whose bytes arrived wrong is sent again; HTTP-level retries are the backend's
 CANCEL_GRACE_SECONDS = 60
+STALLED_GRACE_SECONDS = 2
 PREPARE_WORKERS = 4  # hashing is the slow part of preparing, and there are few cores to hash on
 POLL_SECONDS = 0.5
+# The pause before a transient failure is tried again: doubled each time, up to the cap, with jitter.
+RETRY_PAUSE = float(os.environ.get("CARTLOAD_UPLOADER_RETRY_PAUSE", "0.5"))
+RETRY_PAUSE_CAP = float(os.environ.get("CARTLOAD_UPLOADER_RETRY_PAUSE_CAP", "15"))
+# After this long without progress, say that the run is waiting (and every as long again).
+NOTICE_SECONDS = float(os.environ.get("CARTLOAD_UPLOADER_NOTICE_SECONDS", "10"))
+log = logging.getLogger("uploader")
+
+
+class RunStalled(RemoteError):
+    """Nothing moved for the stall limit: the remote stopped answering."""
+
+
+class Liveness:
+    """When the run last made progress: bytes acknowledged, an operation finished, or local work going on."""
+
+    def __init__(self) -> None:
+        self._last = time.monotonic()
+        self._working = 0  # hashing a big file is progress too, though nothing is sent meanwhile
+        self._noticed = 0.0
+        self._lock = threading.Lock()
+
+    def touch(self) -> None:
+        self._last = time.monotonic()
+
+    @contextmanager
+    def working(self) -> Iterator[None]:
+        with self._lock:
+            self._working += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._working -= 1
+            self.touch()
+
+    def idle_seconds(self) -> float:
+        return 0.0 if self._working else time.monotonic() - self._last
+
+    def check(self, stall_seconds: float | None, waiting_for: str) -> None:
+        """Say so when nothing has moved for a while; raise RunStalled once it is the stall limit."""
+        idle = self.idle_seconds()
+        if stall_seconds is not None and idle >= stall_seconds:
+            raise RunStalled(f"no progress for {idle:.0f} s: {waiting_for} stopped answering")
+        if idle < NOTICE_SECONDS:
+            self._noticed = 0.0
+        elif idle - self._noticed >= NOTICE_SECONDS:
+            self._noticed = idle
+            limit = f"; the run stops after {stall_seconds:.0f} s without progress" if stall_seconds else ""
+            log.warning("waiting: no progress for %.0f s (%s is not answering, or slowly); still trying%s",
+                        idle, waiting_for, limit)
 
 
 @dataclass
@@ -43,11 +105,22 @@ class _Attempt:
     op: Operation
     number: int
     progress: Progress
+    liveness: Liveness
     sent: int = 0
+    pauses: int = 0  # transient failures so far: each pause before the next attempt is longer
 
     def advance(self, count: int) -> None:
         self.sent += count
         self.progress.advance(count)
+        self.liveness.touch()
+
+    def next(self, *, after_pause: bool) -> _Attempt:
+        return _Attempt(self.op, self.number + 1, self.progress, self.liveness,
+                        pauses=self.pauses + (1 if after_pause else 0))
+
+    def pause(self) -> float:
+        """Seconds to wait before the next attempt after a transient failure."""
+        return float(min(RETRY_PAUSE_CAP, RETRY_PAUSE * 2.0 ** self.pauses)) * (0.5 + random.random())
 
     def take_back(self) -> None:
         self.progress.advance(-self.sent)  # the next attempt sends those bytes again
@@ -57,11 +130,16 @@ class _Attempt:
 class Executor:
     """Runs batches of operations against one backend; `stop` is set when the run is interrupted."""
 
-    def __init__(self, backend: Backend, cache: HashCache, in_flight: int, progress: Progress) -> None:
+    def __init__(self, backend: Backend, cache: HashCache, in_flight: int, progress: Progress,
+                 stall_seconds: float | None = None, waiting_for: str = "the remote",
+                 liveness: Liveness | None = None) -> None:
         self.backend = backend
         self.cache = cache
         self.in_flight = max(1, in_flight)
         self.progress = progress
+        self.stall_seconds = stall_seconds
+        self.waiting_for = waiting_for
+        self.liveness = liveness or Liveness()
         self.stop = threading.Event()
 
     def run_all(self, ops: list[Operation]) -> None:
@@ -82,7 +160,8 @@ class Executor:
         if not file.unchanged_on_disk():
             raise FileUploadError("the file changed on disk during the run; re-run to upload its new content")
         try:
-            op.digests.update(digests(file, self.backend.digests_to_send(file), self.cache, self.stop))
+            with self.liveness.working():
+                op.digests.update(digests(file, self.backend.digests_to_send(file), self.cache, self.stop))
         except Cancelled:
             raise FileUploadError("interrupted") from None
         except OSError as exc:
@@ -99,6 +178,7 @@ class Executor:
             if stored is not None:
                 self._verify(op, stored)
             op.status = Status.DELETED if op.action is Action.DELETE else Status.UPLOADED
+            self.liveness.touch()
         except CatalogWaits as waits:
             op.status, op.error = Status.WAITING, waits.reason
         except FileUploadError as exc:
@@ -107,18 +187,21 @@ class Executor:
                 op.status, op.error = Status.NOT_RUN, "interrupted"
                 return None
             op.fail(exc.reason)  # what it ends with, unless the next attempt does better
+            if exc.transient:  # tried again after a pause, until the run stalls as a whole
+                return attempt.next(after_pause=True)
             if exc.retryable and attempt.number < INTEGRITY_ATTEMPTS:
-                return _Attempt(op, attempt.number + 1, self.progress)
+                return attempt.next(after_pause=False)
         return None
 
     def _verify(self, op: Operation, stored: Stored) -> None:
         """The remote holds what was sent: its size, and each digest it vouches for, equal the local file's."""
         file = op.file
         assert file is not None
+        if not file.unchanged_on_disk():  # appended to or rewritten while it was being sent
+            raise FileUploadError("changed during upload: the file on disk is no longer the one that was sent;"
+                                  " re-run once it is complete to upload its new content")
         op.digests.update(stored.sent_digests)
         if stored.sent_digests:
-            if not file.unchanged_on_disk():
-                raise FileUploadError("the file changed on disk during the upload; re-run to upload its new content")
             self.cache.store(file, dict(stored.sent_digests))  # the bytes sent are the file's: no second read
         if stored.size != file.size:
             raise FileUploadError(f"verification failed: the remote holds {stored.size:,d} bytes, the file has"
@@ -132,6 +215,7 @@ class Executor:
                 raise FileUploadError(f"verification failed: the remote's {name} differs from the file's"
                                       f" ({stored.digests[name]} != {op.digests[name]})", retryable=True)
         op.checksum = _report_checksum(op.digests)
+        op.resumed = stored.resumed
 
 
 class _Batch:
@@ -155,22 +239,31 @@ class _Batch:
         try:
             for op in self.ops:
                 self._wait_for_room()
-                self._try(_Attempt(op, 1, self.executor.progress))
+                self._try(_Attempt(op, 1, self.executor.progress, self.executor.liveness))
                 handed_out += 1
             self._wait_for_all()
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, RunStalled) as ending:
             # Not `with ThreadPoolExecutor`: its exit would wait for every upload to finish.
             self.executor.stop.set()
             self.executor.backend.cancel()
             self._workers.shutdown(wait=False, cancel_futures=True)
             for _ in self.ops[handed_out:]:  # never started: nothing to wait for
                 self._one_done()
-            self._wait_for_all(grace=CANCEL_GRACE_SECONDS)
+            # A dead remote answers nothing more: what is still in flight is not waited for.
+            self._wait_for_all(grace=STALLED_GRACE_SECONDS if isinstance(ending, RunStalled) else CANCEL_GRACE_SECONDS)
             raise
         finally:
             self._outcomes.put(None)
             completing.join(timeout=CANCEL_GRACE_SECONDS)
         self._workers.shutdown()
+
+    def _try_after(self, attempt: _Attempt, pause: float) -> None:
+        if pause <= 0:
+            self._try(attempt)
+            return
+        timer = threading.Timer(pause, self._try, (attempt,))
+        timer.daemon = True
+        timer.start()
 
     def _try(self, attempt: _Attempt) -> None:
         prepared = self._workers.submit(self.executor.start, attempt)
@@ -192,7 +285,7 @@ class _Batch:
             try:
                 retry = self.executor.complete(attempt, outcome)
                 if retry is not None:
-                    self._try(retry)
+                    self._try_after(retry, retry.pause() if retry.pauses > attempt.pauses else 0.0)
                     continue
                 self.executor.progress.file_done(attempt.op)
             except BaseException as bug:  # our own code failed: the caller's thread re-raises it
@@ -209,6 +302,7 @@ class _Batch:
     def _wait_for_room(self) -> None:
         while not self._room.acquire(timeout=POLL_SECONDS):  # a timeout keeps Ctrl-C and SIGTERM answered
             self._raise_bug()
+            self._check_liveness()
 
     def _wait_for_all(self, grace: float | None = None) -> None:
         deadline = None if grace is None else time.monotonic() + grace
@@ -216,7 +310,12 @@ class _Batch:
             if deadline is not None and time.monotonic() > deadline:
                 return
             self._raise_bug()
+            if deadline is None:
+                self._check_liveness()
         self._raise_bug()
+
+    def _check_liveness(self) -> None:
+        self.executor.liveness.check(self.executor.stall_seconds, self.executor.waiting_for)
 
     def _raise_bug(self) -> None:
         if self._bug is not None:
@@ -238,7 +337,15 @@ def confirm_in_place(dataset: Dataset, backend: Backend, cache: HashCache) -> No
                 wrong.append(file.name)
         return wrong
 
-    if wrong := out_of_place(dataset.files):
+    wrong = out_of_place(dataset.files)
+    rewritten = [name for name in wrong if "\\" in name
+                 and backend.destination(dataset, name.replace("\\", "/")) in listing]
+    if rewritten:  # re-running never repairs this: the store itself changes the name
+        key = backend.destination(dataset, rewritten[0])
+        raise FileUploadError(f"not published: the store saved '{key}' as '{key.replace(chr(92), '/')}' (it turns"
+                              " '\\' in keys into '/'), so the catalog's name would not be found; rename the file"
+                              " without '\\' (and fix the catalog)")
+    if wrong:
         raise FileUploadError(f"not published: {len(wrong)} file(s) are not in place as uploaded (e.g. {wrong[0]});"
                               " is something else writing there? Re-run to repair")
     if missing := out_of_place(dataset.others):

@@ -54,6 +54,7 @@ class Operation:
     status: Status = Status.PENDING
     error: str = ""
     checksum: str = ""  # the digest the report shows, e.g. "sha256:..." or "md5:..."
+    resumed: int = 0  # bytes an earlier attempt or run had stored already (kept, not sent again)
     digests: dict[str, str] = field(default_factory=dict)  # the local file's digests, as far as they are known
 
     @property

@@ -17,6 +17,7 @@ from uploader.errors import UsageError
 from uploader.operations import Action, Operation, Status
 from uploader.progress import human_bytes
 from uploader.readiness import Readiness, exit_status
+from uploader.redact import redact
 from uploader.runner import RunResult
 
 
@@ -32,8 +33,10 @@ def print_plan(ops: list[Operation], stream: TextIO = sys.stdout) -> None:
 
 def summary(result: RunResult) -> str:
     """One line: counts, bytes, time and rate."""
-    rate = result.bytes_uploaded / result.elapsed if result.elapsed > 0 else 0.0
-    parts = [f"{result.count(Status.UPLOADED)} uploaded ({human_bytes(result.bytes_uploaded)})",
+    sent = result.bytes_uploaded - result.bytes_resumed
+    rate = sent / result.elapsed if result.elapsed > 0 else 0.0
+    resumed = f", {human_bytes(result.bytes_resumed)} of it resumed" if result.bytes_resumed else ""
+    parts = [f"{result.count(Status.UPLOADED)} uploaded ({human_bytes(result.bytes_uploaded)}{resumed})",
              f"{result.count(Status.SKIPPED)} unchanged"]
     if result.count(Status.DELETED):
         parts.append(f"{result.count(Status.DELETED)} deleted")
@@ -62,6 +65,7 @@ def report_document(result: RunResult, command: str, destination: str, warnings:
             "status": op.status.value,
             "reason": op.error or op.reason,
             "checksum": op.checksum,
+            "resumed_bytes": op.resumed,
             "catalog": op.is_catalog,
         }
         for op in result.ops
@@ -71,8 +75,8 @@ def report_document(result: RunResult, command: str, destination: str, warnings:
         or (f"{failed} file(s) failed; the catalog was not published" if failed else "")
     return {
         "tool": f"cartload-uploader {__version__}",
-        "command": command,
-        "destination": destination,
+        "command": redact(command),
+        "destination": redact(destination),
         "dry_run": result.dry_run,
         "ok": result.ok,
         "exit_status": int(exit_status(result, readiness)),
@@ -80,6 +84,7 @@ def report_document(result: RunResult, command: str, destination: str, warnings:
         "interrupted": result.interrupted,
         "not_published": result.not_published,
         "offline": result.offline,
+        "stalled": result.stalled,
         # Whether the readers (the web viewer) can use what was published: null when not checked.
         "viewer_ready": readiness.ready if readiness else None,
         "viewer": readiness.report if readiness else None,
@@ -88,6 +93,7 @@ def report_document(result: RunResult, command: str, destination: str, warnings:
             "files": len(files),
             "bytes": sum(op.size for op in result.ops),
             "bytes_uploaded": result.bytes_uploaded,
+            "bytes_resumed": result.bytes_resumed,
             **{status.value: result.count(status) for status in Status if status is not Status.PENDING},
         },
         "notes": result.notes,

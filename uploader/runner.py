@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from uploader.backend import Backend
+from uploader.backend import Backend, RemoteFile
 from uploader.compare import CompareOptions, decide
-from uploader.errors import ExitStatus, NotPublished, first_applicable
-from uploader.executor import Executor
+from uploader.errors import ExitStatus, NotPublished, RemoteError, first_applicable
+from uploader.executor import POLL_SECONDS, Executor, Liveness, RunStalled
 from uploader.hashing import HashCache
 from uploader.operations import Action, Operation, Status
 from uploader.plan import UploadPlan
@@ -36,6 +36,8 @@ class RunOptions:
     dry_run: bool = False
     restart: bool = False
     overwrite: bool = False
+    stall_seconds: float | None = None  # stop after this long without progress (None: never)
+    remote_name: str = "the remote"  # for messages while waiting for it
 
 
 @dataclass
@@ -48,6 +50,7 @@ class RunResult:
     interrupted: bool = False
     notes: list[str] = field(default_factory=list)
     not_published: str = ""  # why the backend's finish (e.g. Zenodo's publish) was refused
+    stalled: str = ""  # why the run stopped early: the remote stopped answering
 
     @property
     def offline(self) -> list[str]:
@@ -60,7 +63,7 @@ class RunResult:
 
     @property
     def files_ok(self) -> bool:
-        return not self.interrupted and all(op.status is not Status.FAILED for op in self.ops)
+        return not (self.interrupted or self.stalled) and all(op.status is not Status.FAILED for op in self.ops)
 
     @property
     def ok(self) -> bool:
@@ -74,10 +77,18 @@ class RunResult:
         return sum(op.size for op in self.ops if op.status is Status.UPLOADED)
 
     @property
+    def bytes_resumed(self) -> int:
+        """Of bytes_uploaded, those an earlier run had already stored (resumed, not sent again)."""
+        return sum(op.resumed for op in self.ops if op.status is Status.UPLOADED)
+
+    @property
     def exit_status(self) -> ExitStatus:
         statuses = {ExitStatus.OK}
         if self.interrupted:
             statuses.add(ExitStatus.INTERRUPTED)
+        if self.stalled:  # the remote stopped answering: before anything was uploaded, it could not be used
+            done = any(op.status in (Status.UPLOADED, Status.DELETED) for op in self.ops)
+            statuses.add(ExitStatus.FILES_FAILED if done else ExitStatus.REMOTE)
         if self.offline:
             statuses.add(ExitStatus.OFFLINE)
         if not self.ok:
@@ -89,14 +100,15 @@ def run(plan: UploadPlan, backend: Backend, options: RunOptions, cache: HashCach
         make_progress: Callable[[int, int], Progress]) -> RunResult:
     """Check, compare, then (unless a dry run) execute the plan in its safe order."""
     started = time.monotonic()
+    liveness = Liveness()
     backend.check_access(plan, dry_run=options.dry_run)
-    ops = _decide(plan, backend, options, cache)
+    ops = _decide(plan, backend, options, cache, liveness)
     if options.dry_run:
         for op in ops:
             op.status = Status.PLANNED
         return RunResult(ops, time.monotonic() - started, dry_run=True)
     if backend.begin(ops):
-        ops = _decide(plan, backend, options, cache)
+        ops = _decide(plan, backend, options, cache, liveness)
 
     result = RunResult(ops, 0.0)
     work = [op for op in ops if op.action is not Action.SKIP]
@@ -104,7 +116,8 @@ def run(plan: UploadPlan, backend: Backend, options: RunOptions, cache: HashCach
         if op.action is Action.SKIP:
             op.status = Status.SKIPPED
     progress = make_progress(sum(op.size for op in work if op.transfers_bytes), len(work))
-    executor = Executor(backend, cache, options.n_jobs, progress)
+    executor = Executor(backend, cache, options.n_jobs, progress, options.stall_seconds, options.remote_name,
+                        liveness)
     try:
         executor.run_all([op for op in work if op.action is Action.DELETE])
         _hold_back_where_withdrawal_failed(ops)
@@ -113,13 +126,15 @@ def run(plan: UploadPlan, backend: Backend, options: RunOptions, cache: HashCach
         executor.run_all(_catalogs_ready_to_publish(ops))
     except KeyboardInterrupt:
         result.interrupted = True
+    except RunStalled as stalled:
+        result.stalled = stalled.message
     finally:
         progress.close()
     result.elapsed = time.monotonic() - started
-    if result.interrupted:
+    if result.interrupted or result.stalled:
         for op in ops:
             if op.status is Status.PENDING:
-                op.status, op.error = Status.NOT_RUN, "interrupted"
+                op.status, op.error = Status.NOT_RUN, result.stalled or "interrupted"
         return result
     try:
         result.notes = backend.finish(ops, ok=result.files_ok)
@@ -128,15 +143,33 @@ def run(plan: UploadPlan, backend: Backend, options: RunOptions, cache: HashCach
     return result
 
 
-def _decide(plan: UploadPlan, backend: Backend, options: RunOptions, cache: HashCache) -> list[Operation]:
-    # A collection's datasets are listed side by side: each listing is a round trip or more.
-    with ThreadPoolExecutor(min(len(plan.datasets), LISTINGS_AT_ONCE), thread_name_prefix="list") as pool:
-        listings = dict(zip((d.subdir for d in plan.datasets), pool.map(backend.remote_files, plan.datasets),
-                            strict=True))
+def _decide(plan: UploadPlan, backend: Backend, options: RunOptions, cache: HashCache,
+            liveness: Liveness) -> list[Operation]:
+    listings = _list_remote(plan, backend, options, liveness)
     ops = decide(plan, listings, backend, CompareOptions(restart=options.restart, overwrite=options.overwrite),
                  cache, options.n_jobs)
     backend.check_plan(ops)
     return ops
+
+
+def _list_remote(plan: UploadPlan, backend: Backend, options: RunOptions,
+                 liveness: Liveness) -> dict[str, dict[str, RemoteFile]]:
+    """Each dataset's remote files, listed side by side (each listing is a round trip or more).
+
+    The wait says so when it is long and ends at the stall limit: a store that accepts connections and never
+    answers must not hold a run for minutes of read timeouts and retries.
+    """
+    pool = ThreadPoolExecutor(min(len(plan.datasets), LISTINGS_AT_ONCE), thread_name_prefix="list")
+    listing = {dataset.subdir: pool.submit(backend.remote_files, dataset) for dataset in plan.datasets}
+    pool.shutdown(wait=False)  # not `with`: a listing stuck on a dead endpoint must not hold the run
+    liveness.touch()
+    while not all(future.done() for future in listing.values()):
+        wait(listing.values(), timeout=POLL_SECONDS)
+        try:
+            liveness.check(options.stall_seconds, options.remote_name)
+        except RunStalled as stalled:
+            raise RemoteError(f"{stalled.message} while listing what is there; nothing was uploaded") from None
+    return {subdir: future.result() for subdir, future in listing.items()}
 
 
 def _hold_back_where_withdrawal_failed(ops: list[Operation]) -> None:

@@ -79,6 +79,9 @@ class AwsSettings:
     notes: tuple[str, ...] = ()  # about cartloader's options accepted here, told with the summary
     addressing_style: str = "auto"
     viewer: ViewerSettings = ViewerSettings()
+    stall_seconds: float = 120.0  # stop after this long without progress
+    take_over: bool = False
+    abort_incomplete: bool = False
 
 
 @dataclass(frozen=True)
@@ -183,9 +186,12 @@ def aws_settings(args: dict[str, Any]) -> AwsSettings:
     style = args["--addressing-style"] or "auto"
     if style not in ADDRESSING_STYLES:
         raise UsageError(f"--addressing-style {style}: choose one of {', '.join(ADDRESSING_STYLES)}")
+    stall = args["--stall-timeout"]
     return AwsSettings(common=common, s3_dir=args["--s3-dir"], in_list=_optional_path(args["--in-list"], ""),
                        groups=_groups(args), profile=args["--profile"], endpoint_url=endpoint, notes=tuple(notes),
-                       addressing_style=style, viewer=_viewer(args))
+                       addressing_style=style, viewer=_viewer(args),
+                       stall_seconds=_seconds(stall, "--stall-timeout", 86400) if stall else AwsSettings.stall_seconds,
+                       take_over=bool(args["--take-over"]), abort_incomplete=bool(args["--abort-incomplete-uploads"]))
 
 
 def _viewer(args: dict[str, Any]) -> ViewerSettings:
@@ -201,13 +207,15 @@ def _viewer(args: dict[str, Any]) -> ViewerSettings:
                           timeout=_seconds(timeout, VIEWER_TIMEOUT_ENV) if timeout else ViewerSettings.timeout)
 
 
-def _seconds(text: str, name: str) -> float:
+def _seconds(text: str, name: str, at_most: float = 3600) -> float:
     try:
         value = float(text)
     except ValueError:
         value = 0.0
-    if not 0 < value <= 3600:
-        raise UsageError(f"{name}={text}: must be a number of seconds, more than 0 and at most 3600")
+    if not 0 < value <= at_most:
+        separator = "=" if name.isupper() else " "  # an environment variable, or an option
+        raise UsageError(f"{name}{separator}{text}: must be a number of seconds, more than 0 and at most"
+                         f" {at_most:g}")
     return value
 
 

@@ -19,6 +19,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from uploader.backend import RemoteFile, Stored
@@ -36,6 +37,7 @@ from uploader.s3.client import (
     uploader_errors_for,
 )
 from uploader.s3.destination import S3Destination
+from uploader.s3.leases import Leases
 from uploader.s3.transport import Sent, make_transport
 from uploader.s3.writer import ObjectWriter, is_multipart, part_size
 
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
 
 SHA256_META = "sha256"
 PROBE_KEY = ".cartload-uploader-write-check"
+RELEASE_WAIT_SECONDS = 3
 log = logging.getLogger("uploader")
 
 
@@ -58,10 +61,10 @@ class S3Backend:
         self.settings = settings
         self.client: S3Client = make_client(settings)
         transport = make_transport(self.client, destination.bucket, connections=settings.n_jobs)
-        self.writer = ObjectWriter(self.client, destination.bucket, transport)
+        self.leases = Leases(self.client, destination.bucket, destination.prefix, take_over=settings.take_over)
+        self.writer = ObjectWriter(self.client, destination.bucket, transport, self.leases)
         # Multipart uploads and sends verified by a HEAD wait for their answers in these threads.
         self._waiting = ThreadPoolExecutor(settings.n_jobs, thread_name_prefix="s3-send")
-        self._planned_keys: set[str] = set()
         self._bucket_there: Future[None] | None = None
         self._ready_to_write: Future[None] | None = None
         # A HEAD of the first object of each Content-Type proves the store keeps our headers; until it
@@ -81,8 +84,6 @@ class S3Backend:
         """Checks that go on beside the first listing (round trips on a WAN): the bucket, then writing."""
         self._bucket_there = self._waiting.submit(self._check_bucket)
         if not dry_run:
-            self._planned_keys = {self.destination(dataset, file.name)
-                                  for dataset in plan.datasets for file in dataset.all_files}
             self._ready_to_write = self._waiting.submit(self._prepare_to_write)
 
     def remote_files(self, dataset: Dataset) -> dict[str, RemoteFile]:
@@ -130,12 +131,17 @@ class S3Backend:
         return False
 
     def _prepare_to_write(self) -> None:
-        """Prove write access and clear what killed runs left, side by side with the listing."""
+        """Prove write access and learn whose the unfinished uploads are, side by side with the listing."""
         assert self._bucket_there is not None
         self._bucket_there.result()  # a write to a missing bucket may create it on some stores
-        with ThreadPoolExecutor(1, thread_name_prefix="clean-up") as pool:
-            pool.submit(self._abort_stale_uploads)
+        with ThreadPoolExecutor(1, thread_name_prefix="leases") as pool:
+            survey = pool.submit(self._survey_uploads)
             self._probe_write()
+            survey.result()
+
+    def _survey_uploads(self) -> None:
+        with uploader_errors_for(f"listing unfinished uploads under {self.s3_dir.uri()}", self.settings):
+            self.leases.survey(abort_all=self.settings.abort_incomplete)
 
     def start_send(self, op: Operation, digests: Mapping[str, str], progress: Callable[[int], None],
                    stop: threading.Event) -> Future[Stored]:
@@ -185,12 +191,13 @@ class S3Backend:
         file = op.file
         assert file is not None
         try:
-            sent = self.writer.put(file, op.destination, params, part_md5s, progress, stop)
+            sent = self.writer.put(file, op.destination, params, part_md5s, params["Metadata"][SHA256_META],
+                                   progress, stop)
         except Exception as exc:
             raise as_file_upload_error(exc) from None
         if head or sent.encryption.startswith("aws:kms"):
-            return self._stored_as_headed(op.destination, file)
-        return Stored(file.size, {multipart_etag_name(part_size(file.size)): sent.etag})
+            return replace(self._stored_as_headed(op.destination, file), resumed=sent.resumed)
+        return Stored(file.size, {multipart_etag_name(part_size(file.size)): sent.etag}, resumed=sent.resumed)
 
     def delete(self, op: Operation) -> None:
         try:
@@ -201,12 +208,29 @@ class S3Backend:
     def finish(self, ops: list[Operation], *, ok: bool) -> list[str]:
         if self._ready_to_write is not None:
             self._ready_to_write.exception()  # a run with nothing to write still lets the probe clean up
+        self.leases.release()
         published = [op.destination for op in ops if op.is_catalog and op.status in (Status.UPLOADED, Status.SKIPPED)]
-        return [f"catalog: {self.s3_dir.uri(key)}" for key in published]
+        return [f"catalog: {self.s3_dir.uri(key)}" for key in published] + self._kept_uploads()
 
     def cancel(self) -> None:
+        """Stop what is in flight; keep the unfinished uploads, and hand them to the next run at once."""
         self.writer.cancel()
-        self._abort_stale_uploads()
+        # Releasing the lease is a request: a dead endpoint must not hold the interrupt (stale after a while).
+        releasing = threading.Thread(target=self._release_quietly, name="release", daemon=True)
+        releasing.start()
+        releasing.join(timeout=RELEASE_WAIT_SECONDS)
+        for line in self._kept_uploads():
+            log.warning("%s", line)
+
+    def _release_quietly(self) -> None:
+        try:
+            self.leases.release()
+        except Exception as exc:  # the lease goes stale instead, and the next run takes its uploads then
+            log.warning("warning: could not release this run's lease (%s)", exc)
+
+    def _kept_uploads(self) -> list[str]:
+        return [f"kept: the unfinished upload of {record.key} ({record.size:,d} bytes) stays on the store;"
+                " the same command continues it" for record in self.leases.kept()]
 
     def resume_options(self) -> list[str]:
         return []  # the same command resumes: S3 keys are the destination
@@ -261,26 +285,6 @@ class S3Backend:
         if not _etag_is_opaque(head):  # with SSE-KMS or SSE-C the ETag is not an MD5
             vouched[multipart_etag_name(part_size(file.size))] = head.get("ETag", "").strip('"')
         return Stored(head["ContentLength"], vouched)
-
-    def _abort_stale_uploads(self) -> None:
-        # Parts of an interrupted multipart upload are invisible but billed:
-        # abort those for the keys this run publishes (left by a killed run).
-        if not self._planned_keys:
-            return
-        prefixes = {key.rsplit("/", 1)[0] + "/" if "/" in key else "" for key in self._planned_keys}
-        try:
-            for prefix in prefixes:
-                pages = self.client.get_paginator("list_multipart_uploads").paginate(
-                    Bucket=self.s3_dir.bucket, Prefix=prefix)
-                for page in pages:
-                    for upload in page.get("Uploads", []):
-                        if upload["Key"] in self._planned_keys:
-                            self.client.abort_multipart_upload(Bucket=self.s3_dir.bucket,
-                                                               Key=upload["Key"], UploadId=upload["UploadId"])
-        except Exception as exc:  # the upload itself goes on; left-over parts only cost storage
-            log.warning("warning: could not clean up incomplete multipart uploads under %s (%s); an"
-                        " AbortIncompleteMultipartUpload lifecycle rule on the bucket removes them",
-                        self.s3_dir.uri(), exc)
 
 
 def _digests_of_etag(etag: str, size: int) -> dict[str, str]:

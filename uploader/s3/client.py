@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from uploader import __version__
 from uploader.errors import AuthError, FileUploadError, RemoteError, UsageError
+from uploader.redact import redact
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -28,6 +29,11 @@ if TYPE_CHECKING:
 AUTH_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
               "InvalidToken", "AllAccessDisabled", "AccountProblem", "403", "401"}
 INTEGRITY_CODES = {"BadDigest", "InvalidDigest"}  # the bytes the server got are not the bytes we hashed
+# The store did not take a request this time; the same request later may well go through. A cut body is
+# IncompleteBody on AWS and ClientDisconnected on SeaweedFS; a cut CompleteMultipartUpload is MalformedXML.
+TRANSIENT_CODES = {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "RequestTimeTooSkewed",
+                   "IncompleteBody", "ClientDisconnected", "MalformedXML", "OperationAborted", "Throttling",
+                   "ThrottlingException", "TooManyRequests"}
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,8 @@ class S3Settings:
     endpoint_url: str | None = None
     n_jobs: int = 8
     addressing_style: str = "auto"  # auto, path or virtual (--addressing-style)
+    take_over: bool = False  # resume unfinished uploads even under another run's fresh lease
+    abort_incomplete: bool = False  # abort every unfinished upload under the prefix no live run holds
 
 
 def make_client(settings: S3Settings) -> S3Client:
@@ -71,6 +79,10 @@ def _build_client(settings: S3Settings) -> S3Client:
                       f" Python/{platform.python_version()}",
         # Every request that carries data carries a Content-MD5 the server checks (see above).
         "s3": {"payload_signing_enabled": False},
+        # Sized for control calls (listings, HEADs, multipart create/complete): an endpoint that takes the
+        # connection and never answers costs seconds, not botocore's 60 s per attempt.
+        "connect_timeout": float(os.environ.get("CARTLOAD_UPLOADER_CONNECT_TIMEOUT", "10")),
+        "read_timeout": float(os.environ.get("CARTLOAD_UPLOADER_READ_TIMEOUT", "30")),
     }
     # Let explicit AWS_* settings win; otherwise choose what is safe on every store.
     if not os.environ.get("AWS_REQUEST_CHECKSUM_CALCULATION"):
@@ -78,7 +90,7 @@ def _build_client(settings: S3Settings) -> S3Client:
     if not os.environ.get("AWS_RESPONSE_CHECKSUM_VALIDATION"):
         options["response_checksum_validation"] = "when_required"
     if not os.environ.get("AWS_RETRY_MODE") and not os.environ.get("AWS_MAX_ATTEMPTS"):
-        options["retries"] = {"mode": "standard", "max_attempts": 8}
+        options["retries"] = {"mode": "standard", "max_attempts": 5}
     region = session.region_name or "us-east-1"
     style = settings.addressing_style
     if style != "auto":
@@ -136,9 +148,17 @@ def uploader_errors_for(what: str, settings: S3Settings) -> Iterator[None]:
             bucket = exc.response.get("Error", {}).get("BucketName") or what
             raise UsageError(f"--s3-dir: bucket '{bucket}' does not exist ({what}); create it first or check"
                              " the name (and --endpoint-url)") from None
-        if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"):
-            raise AuthError(f"credentials rejected ({code}) for {what}; check the access key and"
-                            " secret (or --profile), or refresh expired ones") from None
+        if code == "InvalidAccessKeyId":
+            raise AuthError(f"the access key is unknown to this store ({code}, {what}): check AWS_ACCESS_KEY_ID"
+                            " (or --profile) and that --endpoint-url is the store the key belongs to") from None
+        if code in ("SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "TokenRefreshRequired"):
+            raise AuthError(f"the credentials are wrong ({code}, {what}): the secret key does not match the"
+                            " access key, or they expired; check AWS_SECRET_ACCESS_KEY (or --profile)") from None
+        if code.isdigit() and not what.startswith("bucket") and status != 403:
+            # An S3 store answers with an XML error document; a bare status is a web server of another kind.
+            endpoint = redact(settings.endpoint_url or "the S3 endpoint")
+            raise UsageError(f"{endpoint} does not speak S3: {what} got a plain HTTP {code} without an S3 error;"
+                             " check --endpoint-url (or AWS_ENDPOINT_URL_S3)") from None
         if code in AUTH_CODES or status == 403:
             raise AuthError(f"access denied for {what}: these credentials may not do this; ask the"
                             " bucket owner for s3:ListBucket and s3:PutObject on it") from None
@@ -150,7 +170,7 @@ def uploader_errors_for(what: str, settings: S3Settings) -> Iterator[None]:
         raise AuthError(f"AWS SSO login needed: run 'aws sso login' (profile {settings.profile or 'default'});"
                         " under Singularity ~/.aws must be writable for the SSO cache") from None
     except (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError) as exc:
-        raise RemoteError(f"cannot reach the S3 endpoint for {what}: {exc}; check --endpoint-url"
+        raise RemoteError(f"cannot reach the S3 endpoint for {what}: {redact(str(exc))}; check --endpoint-url"
                           " and the network") from None
     except bx.BotoCoreError as exc:
         raise RemoteError(f"{what} failed: {exc}") from None
@@ -165,14 +185,30 @@ def as_file_upload_error(exc: BaseException) -> FileUploadError:
     if isinstance(exc, FileUploadError):
         return exc
     if isinstance(exc, TransportError):
-        return FileUploadError(str(exc), retryable=exc.code in INTEGRITY_CODES)
+        return _classified(str(exc), exc.code, exc.status)
     if isinstance(exc, bx.ClientError):
         code = str(exc.response.get("Error", {}).get("Code", ""))
-        # BadDigest: the bytes the server got are not the bytes we hashed; botocore does not retry it.
-        return FileUploadError(f"{code}: {error_message(exc)}", retryable=code in INTEGRITY_CODES)
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code == "NoSuchUpload":
+            return FileUploadError("its multipart upload was aborted by someone else (NoSuchUpload): another"
+                                   " upload to this prefix seems to be running; let it finish, then re-run")
+        return _classified(f"{code}: {error_message(exc)}", code, status)
+    if isinstance(exc, (bx.EndpointConnectionError, bx.ConnectionClosedError, bx.ReadTimeoutError,
+                        bx.ConnectTimeoutError, bx.HTTPClientError)):
+        return FileUploadError(f"{type(exc).__name__}: {exc}", transient=True)
     if isinstance(exc, OSError) and not isinstance(exc, bx.BotoCoreError):
         return FileUploadError(f"cannot read the file: {exc.strerror or exc}")
     return FileUploadError(f"{type(exc).__name__}: {exc}")
+
+
+def _classified(reason: str, code: str, status: int | None) -> FileUploadError:
+    """BadDigest is the bytes arriving wrong; 5xx, 429, a cut body or no answer at all is the store, this time."""
+    if code in INTEGRITY_CODES:  # botocore does not retry it
+        return FileUploadError(reason, retryable=True)
+    no_answer = not code and status is None  # the connection failed or was cut: no HTTP status at all
+    transient = code in TRANSIENT_CODES or no_answer or (status is not None and (status >= 500 or status == 429))
+    return FileUploadError(reason, transient=transient)
+
 
 
 def error_message(exc: Any) -> str:

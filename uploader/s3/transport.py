@@ -54,6 +54,7 @@ class Sent:
 
     etag: str
     encryption: str = ""  # x-amz-server-side-encryption, e.g. "aws:kms" (then the ETag is not an MD5)
+    resumed: int = 0  # bytes an earlier attempt or run had already stored (a resumed multipart upload)
 
 
 class TransportError(Exception):

@@ -6,18 +6,23 @@ ones hashed (BadDigest). Parts are 8 MiB, as aws cli's, growing only for a
 file that would need more than 10,000; so objects uploaded by either tool
 have the same multipart ETag. The parts of every file share one budget of
 parts in flight, which bounds memory whatever --n-jobs is.
+
+An unfinished multipart upload is kept, not aborted, when its file fails or
+the run is interrupted: the next attempt (or run) resumes it. Whose it is
+and what it holds is in the run's lease (leases.py); every part already
+stored is checked against the local part's MD5 before it is kept.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from uploader.plan import LocalFile
+from uploader.s3.leases import Leases, UploadRecord
 from uploader.s3.transport import Body, Sent, Transport, TransportError
 
 if TYPE_CHECKING:
@@ -45,21 +50,20 @@ def is_multipart(file_size: int) -> bool:
 class ObjectWriter:
     """Puts files into one bucket: single PUTs and multipart uploads through a Transport."""
 
-    def __init__(self, client: S3Client, bucket: str, transport: Transport,
+    def __init__(self, client: S3Client, bucket: str, transport: Transport, leases: Leases,
                  parts_in_flight: int = PARTS_IN_FLIGHT) -> None:
         self.client = client
         self.bucket = bucket
         self.transport = transport
+        self.leases = leases
         self._part_slots = threading.BoundedSemaphore(parts_in_flight)
-        self._open_uploads: dict[str, str] = {}  # key -> upload id, while its parts are being sent
-        self._lock = threading.Lock()
 
-    def put(self, file: LocalFile, key: str, params: Mapping[str, Any], part_md5s: list[str],
+    def put(self, file: LocalFile, key: str, params: Mapping[str, Any], part_md5s: list[str], sha256: str,
             progress: Callable[[int], None], stop: threading.Event) -> Sent:
         """Upload `file` as `key` and wait; the store's answer to the PutObject or CompleteMultipartUpload."""
         if not is_multipart(file.size):
             return self.start_single(file, key, params, part_md5s[0], progress).result()
-        return self._multipart(file, key, params, part_md5s, progress, stop)
+        return self._multipart(file, key, params, part_md5s, sha256, progress, stop)
 
     def start_single(self, file: LocalFile, key: str, params: Mapping[str, Any], md5_hex: str,
                      progress: Callable[[int], None]) -> Future[Sent]:
@@ -67,37 +71,54 @@ class ObjectWriter:
         return self.transport.put_object(key, Body(file.path, 0, file.size), _b64(md5_hex), params, progress)
 
     def cancel(self) -> None:
-        """Stop every request in flight and abort the multipart uploads they belong to."""
+        """Stop every request in flight; the multipart uploads they belong to are kept for the next run."""
         self.transport.cancel_all()
-        with self._lock:
-            uploads = dict(self._open_uploads)
-        for key, upload_id in uploads.items():
-            self._abort(key, upload_id)
 
-    def _multipart(self, file: LocalFile, key: str, params: Mapping[str, Any], part_md5s: list[str],
+    def _multipart(self, file: LocalFile, key: str, params: Mapping[str, Any], part_md5s: list[str], sha256: str,
                    progress: Callable[[int], None], stop: threading.Event) -> Sent:
-        create = {name: value for name, value in params.items() if name in CREATE_PARAMS}
-        upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key, **create)["UploadId"]
-        with self._lock:
-            self._open_uploads[key] = upload_id
+        size = part_size(file.size)
+        record = self.leases.claim(key, sha256, file.size, size)
+        stored: dict[int, str] = {}
+        if record is None:
+            create = {name: value for name, value in params.items() if name in CREATE_PARAMS}
+            upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key, **create)["UploadId"]
+            self.leases.started(UploadRecord(key, upload_id, sha256, file.size, size))
+        else:
+            upload_id = record.upload_id
+            stored = self._parts_to_keep(file, key, upload_id, part_md5s)
         try:
-            etags = self._send_parts(file, key, upload_id, params, part_md5s, progress, stop)
+            etags = self._send_parts(file, key, upload_id, params, part_md5s, stored, progress, stop)
             parts: list[Any] = [{"PartNumber": number, "ETag": etag} for number, etag in enumerate(etags, start=1)]
             payer = {"RequestPayer": params["RequestPayer"]} if "RequestPayer" in params else {}
             answer = self.client.complete_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id,
                                                            MultipartUpload={"Parts": parts}, **payer)
-        except BaseException:
-            self._abort(key, upload_id)
+        except Exception as exc:
+            if "NoSuchUpload" in str(exc):  # aborted by someone else: nothing left to resume
+                self.leases.finished(upload_id)
             raise
-        finally:
-            with self._lock:
-                self._open_uploads.pop(key, None)
-        return Sent(str(answer.get("ETag", "")).strip('"'), str(answer.get("ServerSideEncryption", "")))
+        self.leases.finished(upload_id)
+        resumed = sum(min(size, file.size - (number - 1) * size) for number in stored)
+        return Sent(str(answer.get("ETag", "")).strip('"'), str(answer.get("ServerSideEncryption", "")), resumed)
+
+    def _parts_to_keep(self, file: LocalFile, key: str, upload_id: str, part_md5s: list[str]) -> dict[int, str]:
+        """The parts an unfinished upload already holds with exactly the local bytes (by MD5 and size)."""
+        size = part_size(file.size)
+        keep = {}
+        pages = self.client.get_paginator("list_parts").paginate(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        for page in pages:
+            for part in page.get("Parts", []):
+                number, etag = int(part["PartNumber"]), str(part.get("ETag", "")).strip('"')
+                expected_size = min(size, file.size - (number - 1) * size)
+                if 1 <= number <= len(part_md5s) and etag == part_md5s[number - 1] \
+                        and part.get("Size") == expected_size:
+                    keep[number] = etag  # anything else (a corrupted or short part) is sent again
+        return keep
 
     def _send_parts(self, file: LocalFile, key: str, upload_id: str, params: Mapping[str, Any],
-                    part_md5s: list[str], progress: Callable[[int], None], stop: threading.Event) -> list[str]:
+                    part_md5s: list[str], stored: dict[int, str], progress: Callable[[int], None],
+                    stop: threading.Event) -> list[str]:
         size = part_size(file.size)
-        sending: list[Future[Sent]] = []
+        sending: dict[int, Future[Sent]] = {}
         failed = threading.Event()
 
         def part_done(future: Future[Sent]) -> None:
@@ -106,6 +127,8 @@ class ObjectWriter:
                 failed.set()
 
         for number, md5_hex in enumerate(part_md5s, start=1):
+            if number in stored:
+                continue
             if failed.is_set():
                 break  # a part failed: send no more of this file
             self._wait_for_a_slot(stop)
@@ -113,9 +136,10 @@ class ObjectWriter:
             body = Body(file.path, offset, min(size, file.size - offset))
             future = self.transport.upload_part(key, upload_id, number, body, _b64(md5_hex), params, progress)
             future.add_done_callback(part_done)
-            sending.append(future)
-        # A failure raises here; parts still in flight end on their own once the upload is aborted.
-        return [future.result().etag for future in sending]
+            sending[number] = future
+        # A failure raises here; the parts stored so far stay for the next attempt to resume.
+        sent = {number: future.result().etag for number, future in sending.items()}
+        return [stored.get(number) or sent[number] for number in range(1, len(part_md5s) + 1)]
 
     def _wait_for_a_slot(self, stop: threading.Event) -> None:
         while not self._part_slots.acquire(timeout=0.2):
@@ -124,11 +148,6 @@ class ObjectWriter:
         if stop.is_set():
             self._part_slots.release()
             raise TransportError("", "interrupted")
-
-    def _abort(self, key: str, upload_id: str) -> None:
-        # If this fails, the next run's clean-up (or a lifecycle rule) removes the parts.
-        with contextlib.suppress(Exception):
-            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
 
 
 def _b64(md5_hex: str) -> str:
