@@ -21,6 +21,7 @@ they are shown, never judged.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import shutil
@@ -43,13 +44,14 @@ from benchmarks.datasets import SyntheticDataset, prepare, restore, rewrite_same
 from tests.servers import ADMIN, SeaweedFS, free_ports  # noqa: E402
 
 BUCKET = "bench"
+MiB_ = 1024 * 1024
 ZENODO_TOKEN = "bench-token-not-a-secret"
 TIME = "/usr/bin/time"  # GNU time (Debian package `time`)
 # A workload name may end in a one-way network delay ("-15ms"): then every tool talks to the same
 # local SeaweedFS through tests/proxy.py, started as a process of its own, which adds that delay to each
 # direction (the TCP handshake itself is not delayed, which flatters tools that open a connection per request).
 WORKLOADS = ("startup", "large", "large-15ms", "small", "small-15ms", "small-40ms", "tiny", "noop", "noop-15ms",
-             "one-changed", "huge-file", "zenodo")
+             "one-changed", "huge-file", "resume", "zenodo")
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,7 @@ class Bench:
         self.endpoint = ""
         self.client: Any = None
         self._proxies: dict[int, tuple[subprocess.Popen[str], str]] = {}
+        self.resume_lost: list[float] = []  # MiB lost at each interrupt of the resume workload
         home = workdir / "home"  # no user ~/.aws or cache leaks into the anchors' runs
         (home / ".aws").mkdir(parents=True, exist_ok=True)
         (home / ".aws" / "config").write_text("[default]\nregion = us-east-1\ns3 =\n  addressing_style = path\n")
@@ -273,6 +276,53 @@ def _rerun_rounds(bench: Bench, dataset: SyntheticDataset, kind: str, delay: int
                 bench.check_intact(dataset, prefix)
 
 
+def resume(bench: Bench, data: dict[str, SyntheticDataset]) -> None:
+    """A 1 GiB file interrupted (SIGTERM) at 60 %, then the same command again: what was kept, what was re-sent.
+
+    The goal is that the second run sends the file less what the store held at the interrupt, and that the
+    interrupt lost no more than the parts in flight (8 x 8 MiB).
+    """
+    dataset = data["zenodo"]  # one 1 GiB file and its catalog
+    for round_ in range(bench.rounds):
+        prefix = f"resume/r{round_}"
+        command, env = bench.ours(dataset.directory, prefix, cache=f"resume-r{round_}")
+        command = [arg for arg in command if arg not in ("--quiet", "--no-progress")]  # progress lines tell when
+        env = env | {"CARTLOAD_UPLOADER_LOG_INTERVAL": "0.05"}
+        shown = _interrupt_at(command, env, percent=60)
+        report = bench.workdir / f"resume-r{round_}.json"
+        m = measure([*command, "--report", str(report)], env)
+        facts = json.loads(report.read_text())["totals"]
+        size = dataset.files["genes_all.pmtiles"].size
+        resent, lost = size - facts["bytes_resumed"], max(0, shown - facts["bytes_resumed"])
+        bench.results.add("resume", "ours", Measurement(m.wall, m.cpu, m.rss_mib))
+        bench.results.notes.append(f"resume round {round_}: interrupted at {100 * shown / size:.0f} %"
+                                   f" ({shown / MiB_:.0f} MiB shown sent); the next run kept"
+                                   f" {facts['bytes_resumed'] / MiB_:.0f} MiB and re-sent {resent / MiB_:.0f} MiB;"
+                                   f" lost at the interrupt: {lost / MiB_:.0f} MiB (parts in flight, at most 64)")
+        bench.resume_lost.append(lost / MiB_)
+        bench.check_intact(dataset, prefix)
+
+
+def _interrupt_at(command: list[str], env: dict[str, str], percent: int) -> int:
+    """Run `command`, SIGTERM it once its progress line shows `percent`; the bytes that line showed sent."""
+    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    assert process.stderr is not None
+    shown = 0
+    for line in process.stderr:
+        if line.startswith("progress:") and int(line.split("(")[1].split("%")[0]) >= percent:
+            shown = _bytes_of(line.split()[1], line.split()[2])
+            process.send_signal(signal.SIGTERM)
+            break
+    process.stderr.read()
+    if process.wait() != 130 or not shown:
+        raise RuntimeError("the run to interrupt ended before it reached the percentage")
+    return shown
+
+
+def _bytes_of(number: str, unit: str) -> int:
+    return int(float(number) * {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}[unit.rstrip(",")])
+
+
 def huge_file(bench: Bench, data: dict[str, SyntheticDataset]) -> None:
     """One 5 GiB file: memory at the most jobs a user may ask for (one round: RSS does not drift like time does)."""
     dataset = data["huge"]
@@ -379,6 +429,9 @@ class Target:
         return f"| {self.workload} | {self.what} | {value:.2f} | <= {self.limit:g} | {verdict} |", ok
 
 
+RESUME_LOST: list[float] = []  # filled by main() from the resume workload
+
+
 def _written(results: Results, workloads: tuple[str, ...]) -> list[int]:
     return [m.written or 0 for k in workloads if (k, "ours") in results.runs for m in results.runs[(k, "ours")]]
 
@@ -406,6 +459,8 @@ TARGETS = [
            lambda r: max(abs(w - 1) for w in _written(r, ("one-changed large", "one-changed small"))), 0),
     Target("huge-file", "peak RSS of ours, MiB (--n-jobs 256)", lambda r: r.median("huge-file", "ours", "rss_mib"),
            200),
+    Target("resume", "MiB lost at an interrupt at 60 % (worst round; parts in flight: at most 64)",
+           lambda r: max(RESUME_LOST or [0.0]), 64),
     Target("zenodo", "wall, ours / curl -T", lambda r: r.ratio("zenodo", "ours", "curl", "wall"), 1.1),
     Target("zenodo", "wall, ours / curl -T with md5sum beside it (reference)",
            lambda r: r.ratio("zenodo", "ours", "curl + md5sum", "wall"), 1.1, reference=True),
@@ -439,6 +494,8 @@ def report(results: Results, rounds: int) -> tuple[str, bool]:
         line, ok = target.line(results)
         lines.append(line)
         all_ok &= ok
+    if results.notes:
+        lines += ["", *(f"- {note}" for note in results.notes)]
     return "\n".join(lines), all_ok
 
 
@@ -480,7 +537,7 @@ def main() -> int:
     bench = Bench(args.workdir, args.tools, args.rounds)
     steps: dict[str, Callable[[Bench, dict[str, SyntheticDataset]], None]] = {
         "startup": startup, "noop": rerun("noop"), "noop-15ms": rerun("noop-15ms"),
-        "one-changed": rerun("one-changed"), "huge-file": huge_file, "zenodo": zenodo,
+        "one-changed": rerun("one-changed"), "huge-file": huge_file, "resume": resume, "zenodo": zenodo,
     }
     steps |= {name: first_upload(name) for name in WORKLOADS if split_workload(name)[0] in ("large", "small", "tiny")}
     server_dir = args.workdir / "seaweedfs"
@@ -499,6 +556,7 @@ def main() -> int:
     finally:
         bench.stop_proxies()
         shutil.rmtree(server_dir, ignore_errors=True)
+    RESUME_LOST.extend(bench.resume_lost)
     table, all_ok = report(bench.results, args.rounds)
     print("\n" + table)
     (args.workdir / "results.md").write_text(table + "\n")
