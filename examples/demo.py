@@ -100,6 +100,7 @@ def demo_zenodo(workdir: Path, dataset: Path, env: dict[str, str]) -> None:
     api = f"http://127.0.0.1:{mock.server_port}/api"
     token_file = workdir / "zenodo-token.txt"
     token_file.write_text(token + "\n")
+    token_file.chmod(0o600)  # a token file readable by others gets a warning, as ssh does for keys
     print(f"\nmock Zenodo API at {api}")
     run([sys.executable, str(REPO / "entrypoint.py"), "upload_zenodo", "--in-dir", str(dataset),
          "--zenodo-token", str(token_file), "--zenodo-url", api, "--title", "Human lung cancer FFPE (demo)",
