@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from uploader.cli import SPECS, read_command_line, spread_multi_values
+from uploader.cli import SPECS
+from uploader.command_line import read_command_line, spread_multi_values
 from uploader.errors import InputError, UsageError
 from uploader.settings import AwsSettings, ZenodoCommandSettings, aws_settings, read_zenodo_token, zenodo_settings
 

@@ -1,11 +1,9 @@
 """The command line: docopt usage texts, dispatch, and the one place errors become exit codes.
 
-docopt parses and the usage texts are the specification. Before docopt sees a
-command line, `read_command_line` reads it against the same usage text: docopt
-accepts an abbreviated option silently (`--n-job 4` for `--n-jobs 4`) and its
-own errors name nothing a person can act on ("found unmatched (duplicate?)
-arguments"). A mistake is told as one line naming the option and what is
-wrong, then where the help is, with exit status 2.
+docopt parses and the usage texts are the specification; command_line.py
+reads each command line against its usage text first, so that a mistake is
+told as one line naming the option and what is wrong, then where the help
+is, with exit status 2.
 """
 
 from __future__ import annotations
@@ -13,19 +11,16 @@ from __future__ import annotations
 import difflib
 import logging
 import os
-import re
 import shlex
 import signal
 import sys
 import threading
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from docopt import DocoptExit, docopt
-
 from uploader import __version__
+from uploader.command_line import CommandSpec, asks_for_help, is_option_word, read_command_line
 from uploader.errors import ExitStatus, UploaderError, UsageError
 from uploader.redact import redact
 
@@ -191,173 +186,6 @@ def _upload_zenodo(args: dict[str, Any], resume: str) -> int:
     return upload_zenodo(zenodo_settings(args), resume)
 
 
-# -- reading a command line against its usage text ------------------------------------------------
-
-
-@dataclass(frozen=True)
-class OptionSpec:
-    """One option line of a usage text: its spellings, its argument (if it takes one), what it is."""
-
-    names: tuple[str, ...]
-    argument: str | None
-    description: str
-
-    @property
-    def name(self) -> str:
-        return self.names[-1]  # the long spelling: `-h --help` is --help
-
-
-@dataclass(frozen=True)
-class CommandSpec:
-    """What a command's usage text allows, read from the text itself so that the two cannot differ."""
-
-    name: str
-    usage: str
-    options: dict[str, OptionSpec]  # every spelling -> its option
-    required: tuple[str, ...]  # named outside brackets in the first usage pattern
-    repeatable: frozenset[str]  # written `[--x X]...` in a usage pattern
-    multi_value: frozenset[str]  # followed by several values (cartloader's nargs='+')
-
-    @classmethod
-    def from_usage(cls, name: str, usage: str, multi_value: frozenset[str] = frozenset()) -> CommandSpec:
-        options: dict[str, OptionSpec] = {}
-        for line in usage.splitlines():
-            match = _OPTION_LINE.match(line)
-            if match:
-                words = match.group(1).replace(",", " ").split()
-                option = OptionSpec(tuple(w for w in words if w.startswith("-")),
-                                    next((w for w in words if not w.startswith("-")), None),
-                                    (match.group(2) or "").strip())
-                options.update(dict.fromkeys(option.names, option))
-        patterns = usage[usage.index("Usage:"):].split("\n\n", 1)[0]
-        first = patterns.splitlines()[1]
-        required = tuple(re.findall(r"--[\w-]+", re.sub(r"\[[^]]*]|\([^)]*\)", "", first)))
-        repeatable = frozenset(re.findall(r"\[(--[\w-]+)[^]]*]\.\.\.", patterns))
-        return cls(name, usage, options, required, repeatable, multi_value)
-
-
-_OPTION_LINE = re.compile(r"^\s+(-\S.*?)(?:\s{2,}(.*))?$")
-
-
-def read_command_line(spec: CommandSpec, words: list[str]) -> dict[str, Any]:
-    """docopt's reading of `words` (the command's own words), after checking them against the usage text.
-
-    Raises UsageError naming the first problem: an unknown option (with the closest valid
-    one), a missing value, an option given twice, a stray argument, a missing required option.
-    """
-    words = spread_multi_values(words, spec.multi_value)
-    given: dict[str, list[str]] = {}
-    stray: list[tuple[str, str]] = []  # (the word, the option or command just before it)
-    last_option = ""
-    index = 0
-    while index < len(words):
-        word = words[index]
-        index += 1
-        if word == "--":
-            stray.extend((rest, "--") for rest in words[index:])
-            break
-        if not _is_option_word(word):
-            stray.append((word, last_option))
-            continue
-        name, has_value, value = word.partition("=")
-        option = spec.options.get(name)
-        if option is None:
-            raise UsageError(_unknown_option(name, spec))
-        if option.argument is None:
-            if has_value:
-                raise UsageError(f"{name} takes no value (got '{word}')")
-        elif not has_value:
-            if index == len(words) or words[index] == "--" or _is_option_word(words[index]):
-                raise UsageError(f"{name} needs a value: {name} {option.argument} ({_first_sentence(option)})")
-            value = words[index]
-            index += 1
-        given.setdefault(option.name, []).append(value)
-        last_option = option.name
-    _check_counts(spec, given)
-    if stray:
-        raise UsageError(_stray_argument(*stray[0], spec))
-    for name in spec.required:
-        if name not in given:
-            option = spec.options[name]
-            raise UsageError(f"{name} {option.argument} is required ({_first_sentence(option)})")
-    try:
-        return dict(docopt(spec.usage, argv=[spec.name, *words], default_help=False))
-    except DocoptExit:  # never docopt's own text: the checks above should have caught it
-        raise UsageError(f"this command line does not match the usage of {spec.name}") from None
-
-
-def spread_multi_values(words: list[str], multi_value: frozenset[str]) -> list[str]:
-    """Several values after one option, as cartloader's argparse takes them (nargs='+'), as docopt reads them.
-
-    `--creators 'Doe, Jane' 'Roe, Rick' --files a b` becomes `--creators 'Doe, Jane'
-    --creators 'Roe, Rick' --files a --files b`: docopt cannot express several values after
-    one option, and without this the second creator would be dropped or become a file name.
-    The values end at the next option, as in argparse.
-    """
-    spread: list[str] = []
-    repeating = ""  # the multi-value option whose values are being read
-    first_value_due = False
-    for index, word in enumerate(words):
-        if word == "--":
-            spread.extend(words[index:])
-            break
-        if _is_option_word(word):
-            name, inline, _ = word.partition("=")
-            repeating = name if name in multi_value else ""
-            first_value_due = bool(repeating) and not inline
-        elif repeating and not first_value_due:
-            spread.append(repeating)
-        else:
-            first_value_due = False
-        spread.append(word)
-    return spread
-
-
-def _is_option_word(word: str) -> bool:
-    return word.startswith("-") and len(word) > 1 and not _is_number(word)
-
-
-def _is_number(word: str) -> bool:
-    try:
-        float(word)
-    except ValueError:
-        return False
-    return True
-
-
-def _check_counts(spec: CommandSpec, given: dict[str, list[str]]) -> None:
-    for name, values in given.items():
-        if len(values) > 1 and name not in spec.repeatable:
-            shown = f" ({', '.join(values)})" if all(values) else ""
-            raise UsageError(f"{name} is given {len(values)} times{shown}; give it once")
-
-
-def _unknown_option(name: str, spec: CommandSpec) -> str:
-    elsewhere = [other.name for other in SPECS.values() if other is not spec and name in other.options]
-    if elsewhere:
-        return f"{name} is an option of {elsewhere[0]}, not of {spec.name}"
-    known = sorted({option.name for option in spec.options.values()})
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-    return f"unknown option {name}" + (f" (did you mean {close[0]}?)" if close else "")
-
-
-def _stray_argument(word: str, after: str, spec: CommandSpec) -> str:
-    option = spec.options.get(after)
-    if option is None or option.argument is None:
-        return f"unexpected argument '{word}': every value goes after its option (--name VALUE)"
-    return (f"unexpected argument '{word}' after {after} {option.argument}: {after} takes one value;"
-            " quote a value that contains spaces")
-
-
-def _first_sentence(option: OptionSpec) -> str:
-    return option.description.split(". ")[0].rstrip(".")
-
-
-def _asks_for_help(words: list[str]) -> bool:
-    before_end = words[:words.index("--")] if "--" in words else words
-    return "-h" in before_end or "--help" in before_end
-
-
 SPECS: dict[str, CommandSpec] = {
     "upload_aws": CommandSpec.from_usage("upload_aws", AWS_USAGE),
     # cartloader's upload_zenodo declares these with nargs='+' (--in-list in its older versions).
@@ -391,13 +219,13 @@ def main(argv: list[str] | None = None, invoked_as: str | None = None) -> int:
     try:
         if command is None:
             return _top_level(argv)
-        if _asks_for_help(words):
+        if asks_for_help(words):
             print(SPECS[command].usage.strip("\n"))
             return ExitStatus.OK
         if words == ["--version"]:
             print(f"{PROGRAM} {__version__}")
             return ExitStatus.OK
-        args = read_command_line(SPECS[command], words)
+        args = read_command_line(SPECS[command], words, list(SPECS.values()))
         return COMMANDS[command](args, resume)
     except UploaderError as exc:
         _print_error(exc)
@@ -443,7 +271,7 @@ def _top_level(argv: list[str]) -> int:
         return ExitStatus.OK
     if first in ("-h", "--help", "--version"):
         raise UsageError(f"{first} takes nothing after it (got '{' '.join(argv[1:])}')")
-    if _is_option_word(first):
+    if is_option_word(first):
         found = [name for name, spec in SPECS.items() if first.partition("=")[0] in spec.options]
         where = f": options go after the command ({found[0]} {first} ...)" if found else ""
         raise UsageError(f"unknown option {first} before the command{where}")
