@@ -383,3 +383,59 @@ def test_an_interrupt_after_the_withdrawal_says_the_dataset_is_offline(data_dir)
 
     assert result.exit_status is ExitStatus.INTERRUPTED  # 130 comes first in the table
     assert result.offline == ["catalog.yaml"]
+
+
+# -- object options given on a re-run ---------------------------------------------------------
+
+
+def test_options_are_compared_only_when_given_and_a_difference_updates_in_place(data_dir):
+    backend = InMemoryBackend(object_options={"--cache-control": "max-age=60"})
+    upload(data_dir, backend)
+    upload(data_dir, backend)
+    assert backend.requests_for_options == 0  # a plain re-run: one listing, no request per file
+
+    result = upload(data_dir, backend, stored_options={"--cache-control": "no-cache"})
+
+    assert backend.requests_for_options == 4
+    assert {op.action for op in result.ops} == {Action.UPDATE}
+    assert {op.reason for op in result.ops} == {"update in place: --cache-control no-cache (remote: max-age=60)"}
+    assert set(statuses(result).values()) == {Status.UPDATED} and result.exit_status is ExitStatus.OK
+    assert set(backend.sends.values()) == {1}  # no byte sent again...
+    assert [kind for kind, _ in last_run(backend) if kind in ("put", "delete")] == []
+    assert {name: held["--cache-control"] for name, held in backend.options.items()} == dict.fromkeys(
+        local_bytes(data_dir), "no-cache")  # ...and every object holds the new value
+    assert [name for kind, name in last_run(backend) if kind == "update"][-1] == "catalog.yaml"  # the catalog last
+
+    again = upload(data_dir, backend, stored_options={"--cache-control": "no-cache"})
+    assert set(statuses(again).values()) == {Status.SKIPPED}
+
+
+def test_a_changed_file_is_sent_with_its_options_not_updated(data_dir):
+    backend = InMemoryBackend()
+    upload(data_dir, backend)
+    (data_dir / "t.tsv").write_bytes(b"new content")
+    backend.object_options = {"--acl": "public-read"}
+
+    result = upload(data_dir, backend, stored_options={"--acl": "public-read"})
+
+    actions = {op.destination: op.action for op in result.ops}
+    assert actions["t.tsv"] is Action.REPLACE and actions["a.pmtiles"] is Action.UPDATE
+    assert actions["catalog.yaml"] is Action.REPLACE  # it names a replaced file: published again, not updated
+    assert backend.options["t.tsv"] == {"--acl": "public-read"} == backend.options["a.pmtiles"]
+
+
+def test_dry_run_shows_updates_and_changes_nothing(data_dir):
+    import io
+
+    from uploader.report import print_plan
+
+    backend = InMemoryBackend()
+    upload(data_dir, backend)
+    result = upload(data_dir, backend, dry_run=True, stored_options={"--storage-class": "STANDARD_IA"})
+
+    assert {op.action for op in result.ops} == {Action.UPDATE} and backend.options["t.tsv"] == {}
+    shown = io.StringIO()
+    print_plan(result.ops, shown)
+    out = shown.getvalue()
+    assert "update              500  t.tsv  (update in place: --storage-class STANDARD_IA (remote: none))" in out
+    assert "0 file(s) to upload (0 B), 4 to update in place, 0 unchanged, 0 to delete" in out

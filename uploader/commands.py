@@ -36,10 +36,12 @@ def upload_aws(settings: AwsSettings, resume_command: str) -> ExitStatus:
     else:
         plan = UploadPlan((plan_from_catalog(common.in_dir, common.catalog_path, settings.groups),))
     backend = S3Backend(destination, S3Settings(settings.profile, settings.endpoint_url, common.n_jobs,
-                                                settings.addressing_style))
+                                                settings.addressing_style), settings.objects)
     viewer = ViewerCheck(backend.client, destination, settings.viewer, settings.profile)
-    return execute(plan, backend, common, RunOptions(common.n_jobs, common.dry_run, common.restart),
-                   resume_command, destination.uri(), notes=settings.notes, markers="aws", readers=viewer)
+    options = RunOptions(common.n_jobs, common.dry_run, common.restart,
+                         stored_options=settings.objects.stored())
+    return execute(plan, backend, common, options, resume_command, destination.uri(), notes=settings.notes,
+                   markers="aws", readers=viewer)
 
 
 def upload_zenodo(settings: ZenodoCommandSettings, resume_command: str) -> ExitStatus:

@@ -25,16 +25,20 @@ def print_plan(ops: list[Operation], stream: TextIO = sys.stdout) -> None:
     for op in ops:
         print(f"{op.action.value:<8} {op.size:>14,d}  {op.destination}  ({op.reason})", file=stream)
     sending = [op for op in ops if op.transfers_bytes]
+    updating = sum(op.action is Action.UPDATE for op in ops)
     print(f"dry run: {len(sending)} file(s) to upload ({human_bytes(sum(op.size for op in sending))}), "
-          f"{sum(op.action is Action.SKIP for op in ops)} unchanged, "
+          + (f"{updating} to update in place, " if updating else "")
+          + f"{sum(op.action is Action.SKIP for op in ops)} unchanged, "
           f"{sum(op.action is Action.DELETE for op in ops)} to delete; nothing was changed", file=stream)
 
 
 def summary(result: RunResult) -> str:
     """One line: counts, bytes, time and rate."""
     rate = result.bytes_uploaded / result.elapsed if result.elapsed > 0 else 0.0
-    parts = [f"{result.count(Status.UPLOADED)} uploaded ({human_bytes(result.bytes_uploaded)})",
-             f"{result.count(Status.SKIPPED)} unchanged"]
+    parts = [f"{result.count(Status.UPLOADED)} uploaded ({human_bytes(result.bytes_uploaded)})"]
+    if result.count(Status.UPDATED):
+        parts.append(f"{result.count(Status.UPDATED)} updated in place")
+    parts.append(f"{result.count(Status.SKIPPED)} unchanged")
     if result.count(Status.DELETED):
         parts.append(f"{result.count(Status.DELETED)} deleted")
     parts.append(f"{result.count(Status.FAILED)} failed")

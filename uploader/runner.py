@@ -14,7 +14,7 @@ reports what its remote holds and carries out one operation at a time.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -36,6 +36,7 @@ class RunOptions:
     dry_run: bool = False
     restart: bool = False
     overwrite: bool = False
+    stored_options: Mapping[str, str] = field(default_factory=dict)  # object options given, compared (--acl...)
 
 
 @dataclass
@@ -108,7 +109,7 @@ def run(plan: UploadPlan, backend: Backend, options: RunOptions, cache: HashCach
     try:
         executor.run_all([op for op in work if op.action is Action.DELETE])
         _hold_back_where_withdrawal_failed(ops)
-        executor.run_all([op for op in work if op.transfers_bytes and not op.is_catalog
+        executor.run_all([op for op in work if op.writes_file and not op.is_catalog
                           and op.status is Status.PENDING])
         executor.run_all(_catalogs_ready_to_publish(ops))
     except KeyboardInterrupt:
@@ -133,8 +134,9 @@ def _decide(plan: UploadPlan, backend: Backend, options: RunOptions, cache: Hash
     with ThreadPoolExecutor(min(len(plan.datasets), LISTINGS_AT_ONCE), thread_name_prefix="list") as pool:
         listings = dict(zip((d.subdir for d in plan.datasets), pool.map(backend.remote_files, plan.datasets),
                             strict=True))
-    ops = decide(plan, listings, backend, CompareOptions(restart=options.restart, overwrite=options.overwrite),
-                 cache, options.n_jobs)
+    compare = CompareOptions(restart=options.restart, overwrite=options.overwrite,
+                             stored_options=options.stored_options)
+    ops = decide(plan, listings, backend, compare, cache, options.n_jobs)
     backend.check_plan(ops)
     return ops
 
@@ -152,7 +154,7 @@ def _catalogs_ready_to_publish(ops: list[Operation]) -> list[Operation]:
     """Each dataset's catalog, if every other file of that dataset succeeded; the rest are withheld."""
     ready = []
     for op in ops:
-        if not op.is_catalog or not op.transfers_bytes:
+        if not op.is_catalog or not op.writes_file:
             continue
         failed = [o for o in ops if o.dataset is op.dataset and not o.is_catalog and o.status is Status.FAILED]
         if failed:
@@ -160,3 +162,4 @@ def _catalogs_ready_to_publish(ops: list[Operation]) -> list[Operation]:
         else:
             ready.append(op)
     return ready
+
