@@ -207,7 +207,7 @@ def test_the_zenodo_api_root_from_the_environment(monkeypatch):
         zenodo_settings_of(["--in-dir", "d", "--zenodo-id", "1"], monkeypatch)
 
 
-# -- upload_aws object options --------------------------------------------------------------------
+# -- upload_aws object options and --delete ---------------------------------------------------------
 
 
 def test_object_options_are_read_as_aws_cli_spells_them():
@@ -256,3 +256,25 @@ def test_a_kms_alias_is_used_but_not_compared_and_says_so():
     assert settings.objects.put_params(catalog=False)["SSEKMSKeyId"] == "alias/lab-data"
     assert settings.objects.stored() == {"--sse": "aws:kms"}
     assert any("alias/lab-data" in note and "not compared" in note for note in settings.notes)
+
+
+@pytest.mark.parametrize("group", ["--upload-basics-only", "--upload-optional-only", "--upload-basemap-only"])
+def test_delete_is_refused_with_a_partial_upload(group):
+    with pytest.raises(UsageError, match=re.escape(f"--delete cannot be used with {group}: that run sends only part")):
+        aws_settings_of(["--delete", group])
+
+
+def test_delete_is_refused_with_a_shard():
+    args = read_command_line(SPECS["upload_aws"], ["--in-dir", "d", "--s3-dir", "s3://bucket/x", "--delete"])
+    args["--shard"] = "1/4"  # the option of a worker's share (issue 19), read from its usage line once it is there
+    with pytest.raises(UsageError, match=re.escape("--delete cannot be used with --shard")):
+        aws_settings(args)
+
+
+def test_delete_needs_a_prefix_to_stay_inside():
+    with pytest.raises(UsageError, match=re.escape("--delete with --s3-dir s3://bucket: without a prefix it would")):
+        aws_settings(read_command_line(SPECS["upload_aws"], ["--in-dir", "d", "--s3-dir", "s3://bucket", "--delete"]))
+    collection = aws_settings(read_command_line(
+        SPECS["upload_aws"], ["--in-dir", "d", "--s3-dir", "s3://bucket", "--in-list", "s.tsv", "--delete"]))
+    assert collection.delete  # each sample has its own prefix, <sample>/
+    assert aws_settings_of(["--delete"]).delete and not aws_settings_of([]).delete

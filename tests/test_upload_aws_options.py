@@ -1,4 +1,4 @@
-"""upload_aws's object options, end to end: entrypoint.py against a real S3 server, then the bucket.
+"""upload_aws's object options and --delete, end to end: entrypoint.py against a real S3 server, then the bucket.
 
 Every option is checked on the stored objects where the server stores it.
 SeaweedFS (the tests' server) keeps Cache-Control, the storage class,
@@ -250,6 +250,47 @@ def test_sse_kms_with_a_key_is_stored_and_a_new_key_re_encrypts_in_place(small_d
     assert code == 0 and set(statuses(report).values()) == {"updated"}, output
     assert {s3.head(name)["SSEKMSKeyId"] for name in NAMES} == {OTHER_KEY_ID}
     assert all(s3.get(name) == (small_dataset / name).read_bytes() for name in NAMES)
+
+
+# -- --delete --------------------------------------------------------------------------------------------
+
+
+def test_delete_removes_what_the_catalog_does_not_name_and_nothing_else(small_dataset, s3, cli_env):
+    assert upload(small_dataset, s3, cli_env)[0] == 0
+    put = lambda key, body=b"x": s3.client.put_object(Bucket=s3.bucket, Key=key, Body=body)  # noqa: E731
+    for name in ("old_layer.pmtiles", "tmp/t18.hex.tsv", "nested/catalog.yaml", "nested/genes_all.pmtiles"):
+        put(f"{s3.prefix}/{name}")
+    own = ".cartload-uploader-lease"  # the tool's own keys under the prefix (a run's lease, issue 19)
+    put(f"{s3.prefix}/{own}")
+    outside = [f"{s3.prefix}-backup/genes_all.pmtiles", f"{s3.prefix}.tsv", f"elsewhere/{s3.prefix}/x.tsv"]
+    for key in outside:
+        put(key)
+
+    dry = run_cli("upload_aws", "--in-dir", small_dataset, "--s3-dir", s3.uri, "--delete", "--dry-run", env=cli_env)
+
+    assert dry.code == 0, dry.output
+    deletions = [line.split()[2] for line in dry.stdout.splitlines() if line.startswith("delete")]
+    assert deletions == [f"{s3.prefix}/old_layer.pmtiles", f"{s3.prefix}/tmp/t18.hex.tsv"]
+    assert "(not named by the catalog (--delete): deleted once the catalog is published)" in dry.stdout
+    assert "old_layer.pmtiles" in s3.names()
+
+    code, output, report = upload(small_dataset, s3, cli_env, "--delete")
+
+    assert code == 0, output
+    # kept: a dataset nested there (its own catalog), and the tool's own keys
+    assert s3.names() == NAMES | {"nested/catalog.yaml", "nested/genes_all.pmtiles", own}
+    assert {statuses(report)[f"{s3.prefix}/{name}"] for name in ("old_layer.pmtiles", "tmp/t18.hex.tsv")} == \
+        {"deleted"}
+    for key in outside:
+        s3.client.head_object(Bucket=s3.bucket, Key=key)  # still there
+    assert "2 deleted" in output
+
+
+def test_delete_with_a_partial_upload_is_refused_before_anything_is_sent(small_dataset, s3, cli_env):
+    result = run_cli("upload_aws", "--in-dir", small_dataset, "--s3-dir", s3.uri, "--delete", "--upload-basics-only",
+                     env=cli_env)
+    assert result.code == 2 and "--delete cannot be used with --upload-basics-only" in result.stderr
+    assert s3.names() == set()
 
 
 # -- recording the wire -----------------------------------------------------------------------------------

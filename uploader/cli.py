@@ -132,6 +132,8 @@ Options:
   --request-payer WHO     requester: pay for the requests to a Requester Pays bucket.
                           An object option given on a re-run is compared with the unchanged objects there
                           (a request each) and set on those that differ, without sending their bytes again.
+  --delete                Once the catalog is published, delete the objects under the dataset's prefix that
+                          its catalog does not name; never outside that prefix (not with --upload-*-only).
 
 """ + COMMON_OPTIONS
 

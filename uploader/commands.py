@@ -39,7 +39,7 @@ def upload_aws(settings: AwsSettings, resume_command: str) -> ExitStatus:
                                                 settings.addressing_style), settings.objects)
     viewer = ViewerCheck(backend.client, destination, settings.viewer, settings.profile)
     options = RunOptions(common.n_jobs, common.dry_run, common.restart,
-                         stored_options=settings.objects.stored())
+                         stored_options=settings.objects.stored(), delete=settings.delete)
     return execute(plan, backend, common, options, resume_command, destination.uri(), notes=settings.notes,
                    markers="aws", readers=viewer)
 
@@ -144,7 +144,8 @@ def tell_outcome(result: RunResult, quiet: bool, resume_command: str, readiness:
     elif result.not_published:
         say(f"error: {result.not_published}")
     elif not result.ok:
-        say(f"some files failed and the catalog was not published; resume with: {resume_command}")
+        published = "the catalog is published" if result.catalogs_published else "the catalog was not published"
+        say(f"some files failed and {published}; resume with: {resume_command}")
     elif readiness is not None:
         for line in ([] if quiet else readiness.lines) + readiness.fixes:
             say(line)

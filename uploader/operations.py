@@ -62,6 +62,7 @@ class Operation:
     checksum: str = ""  # the digest the report shows, e.g. "sha256:..." or "md5:..."
     digests: dict[str, str] = field(default_factory=dict)  # the local file's digests, as far as they are known
     changes: dict[str, str] = field(default_factory=dict)  # UPDATE: option -> the value to set (it differs)
+    after_publish: bool = False  # a DELETE that waits until its dataset's catalog is published (--delete)
 
     @property
     def size(self) -> int:

@@ -72,7 +72,8 @@ def report_document(result: RunResult, command: str, destination: str, warnings:
     ]
     failed = result.count(Status.FAILED)
     error = result.not_published or ("interrupted" if result.interrupted else "") \
-        or (f"{failed} file(s) failed; the catalog was not published" if failed else "")
+        or (f"{failed} file(s) failed; the catalog "
+            + ("is published" if result.catalogs_published else "was not published") if failed else "")
     return {
         "tool": f"cartload-uploader {__version__}",
         "command": command,

@@ -4,7 +4,8 @@ The order is what makes a published dataset trustworthy:
 check access -> compare with the remote (the operations a dry run shows)
 -> deletions -> every content file, in parallel, each verified -> each
 dataset's catalog, only once a fresh listing shows every other file of it in
-place -> the backend's finish (e.g. Zenodo's publish). A file that fails is
+place -> what --delete removes, only from datasets whose catalog is published
+-> the backend's finish (e.g. Zenodo's publish). A file that fails is
 retried when the failure is worth retrying, then reported; the others go on.
 
 The runner alone hashes local files and compares digests: a backend only
@@ -23,7 +24,7 @@ from uploader.compare import CompareOptions, decide
 from uploader.errors import ExitStatus, NotPublished, first_applicable
 from uploader.executor import Executor
 from uploader.hashing import HashCache
-from uploader.operations import Action, Operation, Status
+from uploader.operations import PUBLISHED, Action, Operation, Status
 from uploader.plan import UploadPlan
 from uploader.progress import Progress
 
@@ -37,6 +38,7 @@ class RunOptions:
     restart: bool = False
     overwrite: bool = False
     stored_options: Mapping[str, str] = field(default_factory=dict)  # object options given, compared (--acl...)
+    delete: bool = False  # --delete
 
 
 @dataclass
@@ -58,6 +60,11 @@ class RunResult:
         published = {op.destination for op in self.ops
                      if op.is_catalog and op.transfers_bytes and op.status is Status.UPLOADED}
         return [op.destination for op in withdrawn if op.destination not in published]
+
+    @property
+    def catalogs_published(self) -> bool:
+        """No catalog failed: what failed was only a deletion after publication (--delete)."""
+        return not any(op.is_catalog and op.status is Status.FAILED for op in self.ops)
 
     @property
     def files_ok(self) -> bool:
@@ -107,11 +114,12 @@ def run(plan: UploadPlan, backend: Backend, options: RunOptions, cache: HashCach
     progress = make_progress(sum(op.size for op in work if op.transfers_bytes), len(work))
     executor = Executor(backend, cache, options.n_jobs, progress)
     try:
-        executor.run_all([op for op in work if op.action is Action.DELETE])
+        executor.run_all([op for op in work if op.action is Action.DELETE and not op.after_publish])
         _hold_back_where_withdrawal_failed(ops)
         executor.run_all([op for op in work if op.writes_file and not op.is_catalog
                           and op.status is Status.PENDING])
         executor.run_all(_catalogs_ready_to_publish(ops))
+        executor.run_all(_removals_once_published(ops))
     except KeyboardInterrupt:
         result.interrupted = True
     finally:
@@ -135,7 +143,7 @@ def _decide(plan: UploadPlan, backend: Backend, options: RunOptions, cache: Hash
         listings = dict(zip((d.subdir for d in plan.datasets), pool.map(backend.remote_files, plan.datasets),
                             strict=True))
     compare = CompareOptions(restart=options.restart, overwrite=options.overwrite,
-                             stored_options=options.stored_options)
+                             stored_options=options.stored_options, delete=options.delete)
     ops = decide(plan, listings, backend, compare, cache, options.n_jobs)
     backend.check_plan(ops)
     return ops
@@ -163,3 +171,17 @@ def _catalogs_ready_to_publish(ops: list[Operation]) -> list[Operation]:
             ready.append(op)
     return ready
 
+
+def _removals_once_published(ops: list[Operation]) -> list[Operation]:
+    """--delete's deletions of each dataset whose catalog is published; the others are left as they are."""
+    published = [op.dataset for op in ops if op.is_catalog and op.action is not Action.DELETE
+                 and op.status in PUBLISHED]
+    ready = []
+    for op in ops:
+        if not op.after_publish:
+            continue
+        if any(op.dataset is dataset for dataset in published):
+            ready.append(op)
+        else:
+            op.status, op.error = Status.NOT_RUN, "not deleted: the catalog was not published"
+    return ready

@@ -89,6 +89,7 @@ class AwsSettings:
     addressing_style: str = "auto"
     viewer: ViewerSettings = ViewerSettings()
     objects: ObjectOptions = field(default_factory=ObjectOptions)  # --acl, --cache-control, ... --request-payer
+    delete: bool = False  # --delete: remove what the catalog does not name, once it is published
 
 
 @dataclass(frozen=True)
@@ -195,9 +196,11 @@ def aws_settings(args: dict[str, Any]) -> AwsSettings:
         raise UsageError(f"--addressing-style {style}: choose one of {', '.join(ADDRESSING_STYLES)}")
     objects = _object_options(args, notes)
     groups = _groups(args)
+    if args["--delete"]:
+        _check_delete(args)
     return AwsSettings(common=common, s3_dir=args["--s3-dir"], in_list=_optional_path(args["--in-list"], ""),
                        groups=groups, profile=args["--profile"], endpoint_url=endpoint, notes=tuple(notes),
-                       addressing_style=style, viewer=_viewer(args), objects=objects)
+                       addressing_style=style, viewer=_viewer(args), objects=objects, delete=bool(args["--delete"]))
 
 
 def _object_options(args: dict[str, Any], notes: list[str]) -> ObjectOptions:
@@ -238,6 +241,21 @@ def _choice(value: str | None, option: str, choices: tuple[str, ...]) -> str | N
     if found is None:
         raise UsageError(f"{option} {value}: choose one of {', '.join(choices)}")
     return found
+
+
+def _check_delete(args: dict[str, Any]) -> None:
+    """--delete needs the dataset's whole plan, and a prefix to stay inside."""
+    from uploader.s3.destination import S3Destination
+
+    partial = [flag for flag in GROUP_FLAGS if args[flag]] + (["--shard"] if args.get("--shard") else [])
+    if partial:
+        raise UsageError(f"--delete cannot be used with {partial[0]}: that run sends only part of the dataset,"
+                         " so what the rest of the catalog needs is not known to be in place; run --delete with"
+                         " the full upload")
+    if not args["--in-list"] and not S3Destination.parse(args["--s3-dir"]).prefix:
+        raise UsageError(f"--delete with --s3-dir {args['--s3-dir']}: without a prefix it would delete every object"
+                         " of the bucket that the catalog does not name; give the dataset's own prefix,"
+                         " s3://BUCKET/PREFIX")
 
 
 def _viewer(args: dict[str, Any]) -> ViewerSettings:

@@ -52,7 +52,8 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
 SHA256_META = "sha256"
-PROBE_KEY = ".cartload-uploader-write-check"
+OWN_KEY_MARK = ".cartload-uploader"  # the tool's own keys (write probe, leases): never a dataset's file
+PROBE_KEY = f"{OWN_KEY_MARK}-write-check"
 COPY_LIMIT = 5 * 1024**3  # the largest object one CopyObject copies; beyond, a multipart copy
 log = logging.getLogger("uploader")
 
@@ -119,6 +120,8 @@ class S3Backend:
                                                                           Prefix=prefix)
             for page in pages:
                 for item in page.get("Contents", []):
+                    if item["Key"].rsplit("/", 1)[-1].startswith(OWN_KEY_MARK):
+                        continue  # the tool's own bookkeeping: not compared, never deleted
                     size, etag = item["Size"], item.get("ETag", "").strip('"')
                     found[item["Key"]] = RemoteFile(item["Key"], size, _digests_of_etag(etag, size))
         return found
