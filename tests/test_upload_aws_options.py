@@ -18,6 +18,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
+import socketserver
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,7 +33,7 @@ import pytest
 from tests.conftest import S3Prefix, S3Server, run_cli
 from tests.pmtiles_files import pmtiles_bytes
 from tests.servers import MotoServer
-from tests.test_addressing import RecordingTunnel
+from tests.test_addressing import pipe
 
 pytestmark = pytest.mark.e2e
 
@@ -124,11 +127,16 @@ def test_a_new_cache_control_updates_unchanged_objects_without_sending_their_byt
            " (remote: max-age=60))" in dry.stdout
     assert "0 file(s) to upload (0 B), 3 to update in place" in dry.stdout
 
-    code, output, report = upload(small_dataset, s3, cli_env, "--cache-control", "no-cache")
+    with through_tunnel(cli_env) as (env, tunnel):
+        code, output, report = upload(small_dataset, s3, env, "--cache-control", "no-cache")
 
     assert code == 0, output
     assert set(statuses(report).values()) == {"updated"} and report["totals"]["bytes_uploaded"] == 0
     assert "0 uploaded (0 B), 3 updated in place" in output
+    writes = [r for r in parsed_requests(tunnel)
+              if r["method"] in ("PUT", "POST") and ".cartload-uploader" not in r["path"]]
+    assert len(writes) == 3 and all(r["headers"].get("x-amz-copy-source") and r["headers"]["content-length"] == "0"
+                                    for r in writes)  # a server-side copy each: not one byte of the files sent
     for name in NAMES:
         head = s3.head(name)
         assert head["CacheControl"] == "no-cache", name
@@ -296,12 +304,40 @@ def test_delete_with_a_partial_upload_is_refused_before_anything_is_sent(small_d
 # -- recording the wire -----------------------------------------------------------------------------------
 
 
+class ConnectionRecorder:
+    """A TCP pass-through to the S3 server keeping what the client sent, connection by connection."""
+
+    def __init__(self, target_port: int) -> None:
+        self.connections: list[bytearray] = []
+        recorder = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                sent = bytearray()
+                recorder.connections.append(sent)
+                upstream = socket.create_connection(("127.0.0.1", target_port))
+                back = threading.Thread(target=pipe, args=(upstream, self.request, None), daemon=True)
+                back.start()
+                pipe(self.request, upstream, sent)
+                back.join(timeout=30)
+                upstream.close()
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 @contextmanager
-def through_tunnel(env: dict[str, str]) -> Iterator[tuple[dict[str, str], RecordingTunnel]]:
+def through_tunnel(env: dict[str, str]) -> Iterator[tuple[dict[str, str], ConnectionRecorder]]:
     """The endpoint reached through a recording TCP pass-through (both engines send through it)."""
     port = urlsplit(env["AWS_ENDPOINT_URL_S3"]).port
     assert port is not None
-    tunnel = RecordingTunnel(port)
+    tunnel = ConnectionRecorder(port)
     try:
         yield env | {"AWS_ENDPOINT_URL_S3": tunnel.url}, tunnel
     finally:
@@ -311,20 +347,23 @@ def through_tunnel(env: dict[str, str]) -> Iterator[tuple[dict[str, str], Record
 REQUEST_LINE = re.compile(rb"(GET|PUT|POST|HEAD|DELETE|OPTIONS) (\S+) HTTP/1\.1\r\n")
 
 
-def parsed_requests(tunnel: RecordingTunnel) -> list[dict[str, Any]]:
-    """Every request the client sent, in order: method, path, query, headers (lower-case); bodies skipped."""
-    data, position, requests = bytes(tunnel.sent), 0, []
-    while (match := REQUEST_LINE.search(data, position)) is not None:
-        head_end = data.index(b"\r\n\r\n", match.end())
-        headers = {}
-        for line in data[match.end():head_end].decode("latin-1").split("\r\n"):
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        path, _, query = match.group(2).decode().partition("?")
-        requests.append({"method": match.group(1).decode(), "path": path, "query": query, "headers": headers})
-        position = head_end + 4 + int(headers.get("content-length", "0"))
+def parsed_requests(tunnel: ConnectionRecorder) -> list[dict[str, Any]]:
+    """Every request the client sent: method, path, query, headers (lower-case); bodies skipped."""
+    requests = []
+    for sent in tunnel.connections:
+        data, position = bytes(sent), 0
+        while (match := REQUEST_LINE.match(data, position)) is not None:
+            head_end = data.index(b"\r\n\r\n", match.end())
+            headers = {}
+            for line in data[match.end():head_end].decode("latin-1").split("\r\n"):
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+            path, _, query = match.group(2).decode().partition("?")
+            requests.append({"method": match.group(1).decode(), "path": path, "query": query, "headers": headers})
+            position = head_end + 4 + int(headers.get("content-length", "0"))
+        assert position == len(data), f"a request not understood: {data[position:position + 200]!r}"
     return requests
 
 
-def request_lines(tunnel: RecordingTunnel) -> list[str]:
+def request_lines(tunnel: ConnectionRecorder) -> list[str]:
     return [f"{r['method']} {r['path']}" + (f"?{r['query']}" if r["query"] else "") for r in parsed_requests(tunnel)]

@@ -83,7 +83,11 @@ class S3Backend:
         # has, the others of that type wait for it (the proof), then go out verified by their ETags.
         self._proofs: dict[str, Future[Stored]] = {}
         self._proofs_lock = threading.Lock()
-        self._copier: Any = None  # s3transfer's TransferManager, made for the first UPDATE
+        self._copier: Any = None  # s3transfer's TransferManager, made for the first UPDATE of an object over 5 GiB
+        # The HEAD each object's options were compared by: its update starts from it (one request less each).
+        self._heads: dict[str, Any] = {}
+        self._updates_proven = threading.Event()  # an update was read back: the store keeps what it is asked
+        self._acls: bool | None = None  # whether the bucket has object ACLs, once asked
 
     # -- what is there --------------------------------------------------------------------
 
@@ -140,7 +144,8 @@ class S3Backend:
     def _stored_values(self, key: str, wanted: Mapping[str, str]) -> dict[str, str]:
         found: dict[str, str] = {}
         if set(wanted) - {"--acl"}:
-            found.update(stored_values(self.client.head_object(Bucket=self.s3_dir.bucket, Key=key), wanted))
+            head = self._heads[key] = self.client.head_object(Bucket=self.s3_dir.bucket, Key=key)
+            found.update(stored_values(head, wanted))
         if "--acl" in wanted:
             acl = self.client.get_object_acl(Bucket=self.s3_dir.bucket, Key=key)
             found["--acl"] = canned_acl_of(acl, wanted["--acl"])
@@ -343,17 +348,24 @@ class S3Backend:
         """Give an unchanged object the options this run asks for, without sending its bytes again."""
         file = op.file
         assert file is not None
+        assert op.remote is not None
         try:
             if set(op.changes) - {"--acl"}:
-                self._copy_onto_itself(op.destination, file, sha256)
-            else:  # only the ACL: its own request, the object stays as it is
+                stored = self._copy_onto_itself(op.destination, file, sha256)
+            else:  # only the ACL: its own request; the bytes, and so the listed digests, stay as they are
                 acl: Any = self.objects.acl
                 self.client.put_object_acl(Bucket=self.s3_dir.bucket, Key=op.destination, ACL=acl)
+                stored = Stored(op.remote.size, op.remote.digests)
         except Exception as exc:
             raise as_file_upload_error(exc) from None
-        return self._stored_as_headed(op.destination, file, updated=True)
+        if stored is None or not self._updates_proven.is_set():
+            # As for uploads: the first update of a run is read back (a store that drops an option drops it
+            # for every object); so is a copy whose answer vouches for nothing (SSE-KMS, a new plain MD5).
+            stored = self._stored_as_headed(op.destination, file, updated=True)
+            self._updates_proven.set()
+        return stored
 
-    def _copy_onto_itself(self, key: str, file: LocalFile, sha256: str) -> None:
+    def _copy_onto_itself(self, key: str, file: LocalFile, sha256: str) -> Stored | None:
         """A server-side copy with new headers (MetadataDirective REPLACE) that keeps what it is not asked to change.
 
         REPLACE drops every header not given again, and a copy's ACL is private unless given: what the
@@ -361,10 +373,10 @@ class S3Backend:
         private for a moment), with this run's options over it.
         """
         bucket = self.s3_dir.bucket
-        head = self.client.head_object(Bucket=bucket, Key=key)
+        head = self._heads.pop(key, None) or self.client.head_object(Bucket=bucket, Key=key)
         if head["ContentLength"] != file.size:
             raise FileUploadError("it changed on the remote since it was listed; re-run to compare it again")
-        grants = {} if self.objects.acl else self._grants_to_keep(key)
+        grants = {} if self.objects.acl or not self._bucket_has_acls() else self._grants_to_keep(key)
         kept = {name: head[name] for name in ("CacheControl", "ContentDisposition", "ContentLanguage", "StorageClass",
                                               "ServerSideEncryption", "SSEKMSKeyId") if head.get(name)}
         if self.objects.sse:
@@ -373,7 +385,30 @@ class S3Backend:
                  "Metadata": {**head.get("Metadata", {}), SHA256_META: sha256},
                  "CopySourceIfMatch": head["ETag"],  # the object compared, not one written meanwhile
                  **self.objects.put_params(catalog=False)}
-        self._copy_manager().copy({"Bucket": bucket, "Key": key}, bucket, key, extra_args=extra).result()
+        source: Any = {"Bucket": bucket, "Key": key}
+        if file.size > COPY_LIMIT:
+            self._copy_manager().copy(source, bucket, key, extra_args=extra).result()
+            return None
+        copied = self.client.copy_object(Bucket=bucket, Key=key, CopySource=source, **extra)
+        if _etag_is_opaque(copied):
+            return None
+        etag = str(copied.get("CopyObjectResult", {}).get("ETag", "")).strip('"')
+        vouched = {name: value for name, value in _digests_of_etag(etag, file.size).items() if name != "md5"}
+        return Stored(file.size, vouched) if vouched else None  # the source's size: CopySourceIfMatch held
+
+    def _bucket_has_acls(self) -> bool:
+        """False when the bucket's ObjectOwnership is BucketOwnerEnforced (AWS's default): no ACL to keep."""
+        import botocore.exceptions
+
+        with self._proofs_lock:
+            if self._acls is None:
+                try:
+                    rules = self.client.get_bucket_ownership_controls(Bucket=self.s3_dir.bucket)
+                    owners = {rule.get("ObjectOwnership") for rule in rules["OwnershipControls"]["Rules"]}
+                    self._acls = owners != {"BucketOwnerEnforced"}
+                except botocore.exceptions.ClientError:  # none set, not implemented, or not allowed to ask
+                    self._acls = True
+            return self._acls
 
     def _grants_to_keep(self, key: str) -> dict[str, str]:
         """The object's ACL as Grant* parameters, if it grants more than its owner's FULL_CONTROL (else none)."""
@@ -388,7 +423,7 @@ class S3Backend:
         return {} if canned_acl_of(acl, "private") == "private" else grants_as_params(acl)
 
     def _copy_manager(self) -> Any:
-        """One s3transfer manager for the run: a CopyObject up to 5 GiB, a multipart copy in our part size beyond."""
+        """One s3transfer manager for the run, for objects over 5 GiB: a multipart copy in our part size."""
         with self._proofs_lock:
             if self._copier is None:
                 from s3transfer.manager import TransferConfig, TransferManager
