@@ -1,9 +1,10 @@
 """An in-memory backend for the runner's tests: a dict of remote objects, with faults on demand.
 
 It keeps the contract of uploader.backend.Backend as the real ones do: it
-reports what it holds (size and MD5) and carries out one operation at a time;
-it decides nothing. Every write is recorded in `events`, in order, so tests
-can check the order a user relies on (deletions, files, catalog last).
+reports what it holds (size and MD5, and on request the options an object was
+stored with) and carries out one operation at a time; it decides nothing.
+Every write is recorded in `events`, in order, so tests can check the order
+a user relies on (deletions, files, catalog last).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 
 from uploader.backend import RemoteFile, SendsInThreads, Stored
 from uploader.errors import FileUploadError
-from uploader.operations import Operation
+from uploader.operations import Action, Operation
 from uploader.plan import Dataset, LocalFile, UploadPlan
 
 
@@ -34,12 +35,16 @@ class InMemoryBackend(SendsInThreads):
     """A remote that is a dict of name -> bytes (see backend.Backend)."""
 
     def __init__(self, *, restart_empties_remote: bool = False, catalogs_go_live: bool = True,
-                 faults: Faults | None = None, sha256_on_request: bool = False) -> None:
+                 faults: Faults | None = None, sha256_on_request: bool = False,
+                 object_options: Mapping[str, str] | None = None) -> None:
         self.restart_empties_remote = restart_empties_remote
         self.catalogs_go_live = catalogs_go_live
         self.faults = faults or Faults()
         self.sha256_on_request = sha256_on_request
         self.objects: dict[str, bytes] = {}
+        self.object_options = dict(object_options or {})  # what every send stores with the object (--acl, ...)
+        self.options: dict[str, dict[str, str]] = {}  # name -> the options it is stored with
+        self.requests_for_options = 0
         self.events: list[tuple[str, str]] = []
         self.sends: dict[str, int] = {}
         self.requests_for_digests = 0
@@ -70,6 +75,12 @@ class InMemoryBackend(SendsInThreads):
         self.requests_for_digests += 1
         return {"sha256": hashlib.sha256(self.objects[remote.name]).hexdigest()} if self.sha256_on_request else {}
 
+    def stored_options(self, remote: RemoteFile, wanted: Mapping[str, str]) -> dict[str, str]:
+        with self._lock:
+            self.requests_for_options += 1
+            held = self.options.get(remote.name, {})
+        return {name: held[name] for name in wanted if name in held}
+
     def read(self, remote: RemoteFile) -> bytes:
         self.events.append(("read", remote.name))
         return self.objects[remote.name]
@@ -87,6 +98,12 @@ class InMemoryBackend(SendsInThreads):
              stop: threading.Event) -> Stored:
         name = op.destination
         assert op.file is not None and "sha256" in digests, "the runner hands in what digests_to_send asks for"
+        if op.action is Action.UPDATE:  # the options set in place: no bytes sent
+            with self._lock:
+                self.options.setdefault(name, {}).update(op.changes)
+                self.events.append(("update", name))
+                data = self.objects[name]
+            return Stored(len(data), {"md5": _md5(data)})
         with self._lock:
             self.sends[name] = self.sends.get(name, 0) + 1
         if name in self.faults.refuse:
@@ -100,6 +117,7 @@ class InMemoryBackend(SendsInThreads):
             data = bytes([data[0] ^ 1]) + data[1:] if data else b"x"
         with self._lock:
             self.objects[name] = data
+            self.options[name] = dict(self.object_options)
             self.events.append(("put", name))
         progress(len(data))
         return Stored(len(data), {"md5": _md5(data)})
@@ -109,6 +127,7 @@ class InMemoryBackend(SendsInThreads):
             raise FileUploadError("refused by the fake remote")
         with self._lock:
             self.objects.pop(op.destination, None)
+            self.options.pop(op.destination, None)
             self.events.append(("delete", op.destination))
 
     def finish(self, ops: list[Operation], *, ok: bool) -> list[str]:

@@ -43,6 +43,9 @@ class S3Credentials:
 VIRTUAL_HOST_DOMAIN = "s3.test"
 ADMIN = S3Credentials("cartload-test-admin", "cartload-test-admin-secret")
 READER = S3Credentials("cartload-test-reader", "cartload-test-reader-secret")
+# SeaweedFS encrypts objects asked for SSE-S3 (--sse AES256) only with a key-encryption key; without one it
+# answers 500. A fixed, test-only key (hex, 256 bits), given as its WEED_S3_SSE_KEK setting.
+TEST_SSE_KEK = "5ea3eed5" * 8
 
 
 def free_ports(count: int) -> list[int]:
@@ -103,7 +106,7 @@ class SeaweedFS:
         ]
         log = open(self.workdir / "weed.log", "wb")  # noqa: SIM115 - lives as long as the server
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
-                                        start_new_session=True)
+                                        start_new_session=True, env={**os.environ, "WEED_S3_SSE_KEK": TEST_SSE_KEK})
         self._wait_ready(timeout)
         return self
 

@@ -85,11 +85,14 @@ def resume(data: Path, s3: S3Prefix, env: dict[str, str], *extra: str) -> tuple[
 @pytest.mark.parametrize("percent", [20, 60, 95])
 def test_an_interrupted_upload_resumes_sending_only_what_is_missing(dataset, s3, cli_env, narrow, percent, sig):
     interrupt_at(dataset, s3, cli_env, percent, sig, narrow)
-    assert len(s3.multipart_uploads()) == 1
+    finished_anyway = not s3.multipart_uploads()  # near the end every remaining part may be in flight already
 
     report, output = resume(dataset, s3, cli_env)
 
     entry = next(e for e in report["files"] if e["name"] == "genes_all.pmtiles")
+    if finished_anyway:
+        assert percent == 95 and entry["status"] == "skipped", output  # nothing of it sent again
+        return
     size = entry["size"]
     resumed = entry["resumed_bytes"]
     # At least what the progress line showed stored, less the parts in flight at the interrupt, was kept;

@@ -383,3 +383,143 @@ def test_an_interrupt_after_the_withdrawal_says_the_dataset_is_offline(data_dir)
 
     assert result.exit_status is ExitStatus.INTERRUPTED  # 130 comes first in the table
     assert result.offline == ["catalog.yaml"]
+
+
+# -- object options given on a re-run, and --delete ----------------------------------------------
+
+
+def test_options_are_compared_only_when_given_and_a_difference_updates_in_place(data_dir):
+    backend = InMemoryBackend(object_options={"--cache-control": "max-age=60"})
+    upload(data_dir, backend)
+    upload(data_dir, backend)
+    assert backend.requests_for_options == 0  # a plain re-run: one listing, no request per file
+
+    result = upload(data_dir, backend, stored_options={"--cache-control": "no-cache"})
+
+    assert backend.requests_for_options == 4
+    assert {op.action for op in result.ops} == {Action.UPDATE}
+    assert {op.reason for op in result.ops} == {"update in place: --cache-control no-cache (remote: max-age=60)"}
+    assert set(statuses(result).values()) == {Status.UPDATED} and result.exit_status is ExitStatus.OK
+    assert set(backend.sends.values()) == {1}  # no byte sent again...
+    assert [kind for kind, _ in last_run(backend) if kind in ("put", "delete")] == []
+    assert {name: held["--cache-control"] for name, held in backend.options.items()} == dict.fromkeys(
+        local_bytes(data_dir), "no-cache")  # ...and every object holds the new value
+    assert [name for kind, name in last_run(backend) if kind == "update"][-1] == "catalog.yaml"  # the catalog last
+
+    again = upload(data_dir, backend, stored_options={"--cache-control": "no-cache"})
+    assert set(statuses(again).values()) == {Status.SKIPPED}
+
+
+def test_a_changed_file_is_sent_with_its_options_not_updated(data_dir):
+    backend = InMemoryBackend()
+    upload(data_dir, backend)
+    (data_dir / "t.tsv").write_bytes(b"new content")
+    backend.object_options = {"--acl": "public-read"}
+
+    result = upload(data_dir, backend, stored_options={"--acl": "public-read"})
+
+    actions = {op.destination: op.action for op in result.ops}
+    assert actions["t.tsv"] is Action.REPLACE and actions["a.pmtiles"] is Action.UPDATE
+    assert actions["catalog.yaml"] is Action.REPLACE  # it names a replaced file: published again, not updated
+    assert backend.options["t.tsv"] == {"--acl": "public-read"} == backend.options["a.pmtiles"]
+
+
+def test_dry_run_shows_updates_and_changes_nothing(data_dir):
+    import io
+
+    from uploader.report import print_plan
+
+    backend = InMemoryBackend()
+    upload(data_dir, backend)
+    result = upload(data_dir, backend, dry_run=True, stored_options={"--storage-class": "STANDARD_IA"})
+
+    assert {op.action for op in result.ops} == {Action.UPDATE} and backend.options["t.tsv"] == {}
+    shown = io.StringIO()
+    print_plan(result.ops, shown)
+    out = shown.getvalue()
+    assert "update              500  t.tsv  (update in place: --storage-class STANDARD_IA (remote: none))" in out
+    assert "0 file(s) to upload (0 B), 4 to update in place, 0 unchanged, 0 to delete" in out
+
+
+def stray_objects(backend: InMemoryBackend) -> None:
+    backend.objects.update({"old.pmtiles": b"old", "tmp/scratch.tsv": b"x", "histology.pmtiles": b"h",
+                            "nested/catalog.yaml": b"assets: {}", "nested/n.pmtiles": b"n"})
+
+
+def test_delete_removes_what_the_catalog_does_not_name_after_it_is_published(data_dir):
+    (data_dir / "catalog.yaml").write_text(CATALOG + "later: histology.pmtiles\n")  # named, not a file here
+    backend = InMemoryBackend()
+    stray_objects(backend)
+
+    result = upload(data_dir, backend, delete=True)
+
+    assert result.exit_status is ExitStatus.OK
+    deleted = [name for kind, name in backend.events if kind == "delete"]
+    assert sorted(deleted) == ["old.pmtiles", "tmp/scratch.tsv"]
+    assert backend.events.index(("put", "catalog.yaml")) < backend.events.index(("delete", deleted[0]))
+    # kept: every file the catalog names (a present one or not), and a dataset nested below with its own catalog
+    assert set(backend.objects) == {*local_bytes(data_dir), "histology.pmtiles", "nested/catalog.yaml",
+                                    "nested/n.pmtiles"}
+    removals = [op for op in result.ops if op.action is Action.DELETE]
+    assert {op.status for op in removals} == {Status.DELETED}
+    assert {op.reason for op in removals} == {
+        "not named by the catalog (--delete): deleted once the catalog is published"}
+
+
+def test_delete_waits_for_the_catalog_and_deletes_nothing_when_it_is_not_published(data_dir):
+    backend = InMemoryBackend(faults=Faults(refuse={"t.tsv"}))
+    stray_objects(backend)
+
+    result = upload(data_dir, backend, delete=True)
+
+    assert statuses(result)["catalog.yaml"] is Status.FAILED
+    assert {statuses(result)[name] for name in ("old.pmtiles", "tmp/scratch.tsv")} == {Status.NOT_RUN}
+    assert "old.pmtiles" in backend.objects and not any(kind == "delete" for kind, _ in backend.events)
+
+
+def test_delete_in_a_dry_run_lists_the_deletions_last_and_deletes_nothing(data_dir):
+    backend = InMemoryBackend()
+    upload(data_dir, backend)
+    stray_objects(backend)
+
+    result = upload(data_dir, backend, delete=True, dry_run=True)
+
+    assert [op.destination for op in result.ops if op.action is Action.DELETE] == [
+        "histology.pmtiles", "old.pmtiles", "tmp/scratch.tsv"]
+    assert [op.action for op in result.ops][-3:] == [Action.DELETE] * 3
+    assert "old.pmtiles" in backend.objects
+
+
+def test_delete_in_a_collection_never_reaches_another_samples_prefix(tmp_path):
+    parent = tmp_path / "collection"
+    for sample, catalog_id in (("A", "lung"), ("B", "lung/part2")):  # one sample's prefix inside the other's
+        directory = parent / sample
+        directory.mkdir(parents=True)
+        (directory / "catalog.yaml").write_text(f"id: {catalog_id}\nassets:\n  t: t.tsv\n")
+        (directory / "t.tsv").write_text(sample)
+    samples = tmp_path / "samples.tsv"
+    samples.write_text("A\nB\n")
+    backend = InMemoryBackend()
+    backend.objects.update({"lung/old.tsv": b"x", "lung/part2/old.tsv": b"y", "other/x.tsv": b"z"})
+    from uploader.plan import plan_collection
+
+    plan = plan_collection(parent, samples)
+    result = run(plan, backend, RunOptions(n_jobs=2, delete=True), HashCache(None), lambda b, f: Progress())
+
+    assert result.exit_status is ExitStatus.OK
+    assert sorted(name for kind, name in backend.events if kind == "delete") == ["lung/old.tsv", "lung/part2/old.tsv"]
+    assert set(backend.objects) == {"lung/t.tsv", "lung/catalog.yaml", "lung/part2/t.tsv", "lung/part2/catalog.yaml",
+                                    "other/x.tsv"}
+
+
+def test_a_deletion_that_fails_fails_the_run_but_leaves_the_catalog_published(data_dir):
+    from uploader.report import report_document
+
+    backend = InMemoryBackend(faults=Faults(refuse={"old.pmtiles"}))
+    stray_objects(backend)
+
+    result = upload(data_dir, backend, delete=True)
+
+    assert statuses(result)["catalog.yaml"] is Status.UPLOADED and statuses(result)["old.pmtiles"] is Status.FAILED
+    assert result.exit_status is ExitStatus.FILES_FAILED and result.catalogs_published
+    assert report_document(result, "cmd", "dest")["error"] == "1 file(s) failed; the catalog is published"

@@ -120,3 +120,33 @@ def test_a_file_that_shrank_fails_at_once(endpoint, tmp_path: Path, engine):
     future = transport.put_object("f", Body(path, 0, 200), "AAAAAAAAAAAAAAAAAAAAAA==", {}, lambda n: None)
     with pytest.raises(TransportError):
         future.result(timeout=10)
+
+
+OBJECT_OPTIONS = {"ACL": "bucket-owner-full-control", "CacheControl": "max-age=60", "StorageClass": "STANDARD_IA",
+                  "ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "1234abcd-12ab-34cd-56ef-1234567890ab",
+                  "RequestPayer": "requester"}
+
+
+@pytest.mark.parametrize("engine", [0, 1], ids=["crt", "boto3"])
+def test_a_put_carries_every_object_option_and_a_part_only_the_request_payer(endpoint, tmp_path: Path, engine):
+    path = tmp_path / "f.pmtiles"
+    path.write_bytes(b"x" * 100)
+    md5 = base64.b64encode(hashlib.md5(b"x" * 100).digest()).decode()
+    transport = transports(endpoint)[engine]
+    params = {"ContentType": "application/vnd.pmtiles", "Metadata": {"sha256": "abc"}, **OBJECT_OPTIONS}
+
+    transport.put_object("k", Body(path, 0, 100), md5, params, lambda n: None).result(timeout=30)
+    transport.upload_part("k", "id", 1, Body(path, 0, 100), md5, params, lambda n: None).result(timeout=30)
+
+    put, part = sorted(Recorder.seen, key=lambda request: "partNumber" in request["path"])
+    assert {name: put["headers"].get(name) for name in (
+        "x-amz-acl", "cache-control", "x-amz-storage-class", "x-amz-server-side-encryption",
+        "x-amz-server-side-encryption-aws-kms-key-id", "x-amz-request-payer")} == {
+        "x-amz-acl": "bucket-owner-full-control", "cache-control": "max-age=60",
+        "x-amz-storage-class": "STANDARD_IA", "x-amz-server-side-encryption": "aws:kms",
+        "x-amz-server-side-encryption-aws-kms-key-id": "1234abcd-12ab-34cd-56ef-1234567890ab",
+        "x-amz-request-payer": "requester"}
+    assert part["headers"]["x-amz-request-payer"] == "requester"
+    # The object's settings belong to CreateMultipartUpload; a part repeating them is refused by AWS.
+    carried = {name for name in part["headers"] if name.startswith("x-amz-") or name == "cache-control"}
+    assert carried <= {"x-amz-request-payer", "x-amz-date", "x-amz-content-sha256", "x-amz-security-token"}

@@ -206,3 +206,76 @@ def test_the_zenodo_api_root_from_the_environment(monkeypatch):
     monkeypatch.setenv("CARTLOAD_UPLOADER_ZENODO_URL", "zenodo.org/api")
     with pytest.raises(UsageError, match=re.escape("CARTLOAD_UPLOADER_ZENODO_URL zenodo.org/api: must start with https://")):
         zenodo_settings_of(["--in-dir", "d", "--zenodo-id", "1"], monkeypatch)
+
+
+# -- upload_aws object options and --delete ---------------------------------------------------------
+
+
+def test_object_options_are_read_as_aws_cli_spells_them():
+    settings = aws_settings_of(["--acl", "Public-Read", "--cache-control", " max-age=60 ", "--storage-class",
+                                "standard_ia", "--sse", "AWS:KMS", "--sse-kms-key-id", "1234abcd",
+                                "--request-payer", "requester"])
+    objects = settings.objects
+    assert (objects.acl, objects.cache_control, objects.storage_class, objects.sse, objects.sse_kms_key_id,
+            objects.request_payer) == ("public-read", "max-age=60", "STANDARD_IA", "aws:kms", "1234abcd", "requester")
+    assert objects.stored() == {"--acl": "public-read", "--cache-control": "max-age=60",
+                                "--storage-class": "STANDARD_IA", "--sse": "aws:kms", "--sse-kms-key-id": "1234abcd"}
+    assert objects.put_params(catalog=False) == {
+        "ACL": "public-read", "CacheControl": "max-age=60", "StorageClass": "STANDARD_IA",
+        "ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "1234abcd", "RequestPayer": "requester"}
+
+
+def test_without_object_options_only_the_catalog_gets_a_cache_control():
+    objects = aws_settings_of([]).objects
+    assert objects.stored() == {}
+    assert objects.put_params(catalog=True) == {"CacheControl": "no-cache"}
+    assert objects.put_params(catalog=False) == {}
+    given = aws_settings_of(["--cache-control", "max-age=5"]).objects
+    assert given.put_params(catalog=True) == {"CacheControl": "max-age=5"}  # what the user gave, for every file
+
+
+@pytest.mark.parametrize(("words", "message"), [
+    (["--acl", "aws-exec-read"], "--acl aws-exec-read: choose one of private, public-read"),
+    (["--acl", "log-delivery-write"], "--acl log-delivery-write: choose one of"),
+    (["--storage-class", "COLD"], "--storage-class COLD: choose one of STANDARD, REDUCED_REDUNDANCY"),
+    (["--storage-class", "glacier"], "--storage-class glacier: objects in GLACIER cannot be read until restored"),
+    (["--storage-class", "DEEP_ARCHIVE"], "objects in DEEP_ARCHIVE cannot be read until restored"),
+    (["--sse", "aes"], "--sse aes: choose one of AES256, aws:kms, aws:kms:dsse"),
+    (["--sse-kms-key-id", "k"], "--sse-kms-key-id k: a KMS key needs --sse aws:kms"),
+    (["--sse", "AES256", "--sse-kms-key-id", "k"], "--sse-kms-key-id k: a KMS key needs --sse aws:kms"),
+    (["--request-payer", "owner"], "--request-payer owner: choose one of requester"),
+    (["--cache-control", "max-age=1\x07"], "--cache-control 'max-age=1\\x07': must be an HTTP header value"),
+    (["--cache-control", "  "], "--cache-control '  ': must be an HTTP header value"),
+])
+def test_bad_object_options_are_refused_by_name(words, message):
+    with pytest.raises(UsageError, match=re.escape(message)):
+        aws_settings_of(words)
+
+
+def test_a_kms_alias_is_used_but_not_compared_and_says_so():
+    settings = aws_settings_of(["--sse", "aws:kms", "--sse-kms-key-id", "alias/lab-data"])
+    assert settings.objects.put_params(catalog=False)["SSEKMSKeyId"] == "alias/lab-data"
+    assert settings.objects.stored() == {"--sse": "aws:kms"}
+    assert any("alias/lab-data" in note and "not compared" in note for note in settings.notes)
+
+
+@pytest.mark.parametrize("group", ["--upload-basics-only", "--upload-optional-only", "--upload-basemap-only"])
+def test_delete_is_refused_with_a_partial_upload(group):
+    with pytest.raises(UsageError, match=re.escape(f"--delete cannot be used with {group}: that run sends only part")):
+        aws_settings_of(["--delete", group])
+
+
+def test_delete_is_refused_with_a_shard():
+    args = read_command_line(SPECS["upload_aws"], ["--in-dir", "d", "--s3-dir", "s3://bucket/x", "--delete"])
+    args["--shard"] = "1/4"  # the option of a worker's share (issue 19), read from its usage line once it is there
+    with pytest.raises(UsageError, match=re.escape("--delete cannot be used with --shard")):
+        aws_settings(args)
+
+
+def test_delete_needs_a_prefix_to_stay_inside():
+    with pytest.raises(UsageError, match=re.escape("--delete with --s3-dir s3://bucket: without a prefix it would")):
+        aws_settings(read_command_line(SPECS["upload_aws"], ["--in-dir", "d", "--s3-dir", "s3://bucket", "--delete"]))
+    collection = aws_settings(read_command_line(
+        SPECS["upload_aws"], ["--in-dir", "d", "--s3-dir", "s3://bucket", "--in-list", "s.tsv", "--delete"]))
+    assert collection.delete  # each sample has its own prefix, <sample>/
+    assert aws_settings_of(["--delete"]).delete and not aws_settings_of([]).delete

@@ -63,6 +63,12 @@ class Backend(Protocol):
     def digests_on_request(self, remote: RemoteFile) -> dict[str, str]:
         """Digests that cost a request to learn (e.g. a HEAD's stored SHA-256), when the listing's do not tell."""
 
+    def stored_options(self, remote: RemoteFile, wanted: Mapping[str, str]) -> dict[str, str]:
+        """What the remote holds for each option in `wanted` (e.g. a HEAD's Cache-Control), in the options' terms.
+
+        Asked only for options given on the run; a value equal to the wanted one means nothing to update.
+        """
+
     def read(self, remote: RemoteFile) -> bytes:
         """The content of a small remote file (a published catalog)."""
 
@@ -76,8 +82,8 @@ class Backend(Protocol):
                    stop: threading.Event) -> Future[Stored]:
         """Start sending one file; the Future ends with what the remote stored, or a FileUploadError.
 
-        `digests` holds digests_to_send(op.file). A backend whose sends block can start them with
-        SendsInThreads.
+        `digests` holds digests_to_send(op.file). An UPDATE sets `op.changes` on the remote copy without
+        sending the bytes again. A backend whose sends block can start them with SendsInThreads.
         """
 
     def delete(self, op: Operation) -> None:

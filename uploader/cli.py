@@ -124,6 +124,19 @@ Options:
   --require-viewer-ready  Exit 5 when the upload succeeded but the viewer cannot read it (for CI).
   --setup-viewer-access   Add the CORS rule and the public read of the dataset prefix that the viewer needs,
                           merged into the bucket's CORS rules and policy (never replacing them).
+  --acl ACL               Canned ACL of every object: private, public-read, public-read-write,
+                          authenticated-read, bucket-owner-read or bucket-owner-full-control.
+  --cache-control VALUE   Cache-Control of every object (default: no-cache for catalog.yaml, so that a
+                          re-published catalog is not served stale; the store's default for the rest).
+  --storage-class CLASS   STANDARD, REDUCED_REDUNDANCY, STANDARD_IA, ONEZONE_IA, INTELLIGENT_TIERING or
+                          GLACIER_IR (default: the store's, STANDARD on AWS).
+  --sse ALGORITHM         Server-side encryption: AES256, aws:kms or aws:kms:dsse (default: the bucket's).
+  --sse-kms-key-id KEY    The KMS key (id, ARN or alias) of --sse aws:kms (default: the aws/s3 key).
+  --request-payer WHO     requester: pay for the requests to a Requester Pays bucket.
+                          An object option given on a re-run is compared with the unchanged objects there
+                          (a request each) and set on those that differ, without sending their bytes again.
+  --delete                Once the catalog is published, delete the objects under the dataset's prefix that
+                          its catalog does not name; never outside that prefix (not with --upload-*-only).
 
 """ + COMMON_OPTIONS
 

@@ -38,10 +38,11 @@ def upload_aws(settings: AwsSettings, resume_command: str) -> ExitStatus:
         plan = UploadPlan((plan_from_catalog(common.in_dir, common.catalog_path, settings.groups),))
     backend = S3Backend(destination, S3Settings(settings.profile, settings.endpoint_url, common.n_jobs,
                                                 settings.addressing_style, take_over=settings.take_over,
-                                                abort_incomplete=settings.abort_incomplete))
+                                                abort_incomplete=settings.abort_incomplete), settings.objects)
     viewer = ViewerCheck(backend.client, destination, settings.viewer, settings.profile)
     options = RunOptions(common.n_jobs, common.dry_run, common.restart, stall_seconds=settings.stall_seconds,
-                         remote_name=f"the S3 endpoint ({redact(backend.client.meta.endpoint_url)})")
+                         remote_name=f"the S3 endpoint ({redact(backend.client.meta.endpoint_url)})",
+                         stored_options=settings.objects.stored(), delete=settings.delete)
     return execute(plan, backend, common, options, resume_command, destination.uri(), notes=settings.notes,
                    markers="aws", readers=viewer)
 
@@ -148,7 +149,8 @@ def tell_outcome(result: RunResult, quiet: bool, resume_command: str, readiness:
     elif result.not_published:
         say(f"error: {result.not_published}")
     elif not result.ok:
-        say(f"some files failed and the catalog was not published; resume with: {resume_command}")
+        published = "the catalog is published" if result.catalogs_published else "the catalog was not published"
+        say(f"some files failed and {published}; resume with: {resume_command}")
     elif readiness is not None:
         for line in ([] if quiet else readiness.lines) + readiness.fixes:
             say(line)

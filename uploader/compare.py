@@ -11,18 +11,28 @@ vouches for the bytes of every file it names. When this run would replace
 or delete one of those files, the live catalog is withdrawn first (a DELETE
 that runs before any file is sent) and the new one published last, so that
 whenever a catalog is there, its files are the ones it was published with.
+
+Object options given on the run (e.g. --cache-control) are compared with
+what each unchanged file is stored with, a request each, and only when
+given: a plain re-run stays one listing. A file stored with other values is
+updated in place (UPDATE), its bytes not sent again.
+
+`--delete` adds a DELETE for every remote file under a dataset's prefix that
+its catalog does not name; they run after the catalog is published.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 from uploader.backend import Backend, RemoteFile
 from uploader.catalog import file_names_in
+from uploader.errors import InputError
 from uploader.hashing import HashCache, digest_files, digests, is_digest_name
 from uploader.operations import Action, Operation
-from uploader.plan import Dataset, UploadPlan
+from uploader.plan import CATALOG_NAME, Dataset, UploadPlan
 
 DIGEST_LABELS = {"md5": "MD5", "sha256": "SHA-256", "multipart-etag": "MD5"}
 
@@ -31,6 +41,8 @@ DIGEST_LABELS = {"md5": "MD5", "sha256": "SHA-256", "multipart-etag": "MD5"}
 class CompareOptions:
     restart: bool = False  # send every file again
     overwrite: bool = False  # replace files even when unchanged
+    stored_options: Mapping[str, str] = field(default_factory=dict)  # option -> value unchanged files must have
+    delete: bool = False  # remove the remote files a dataset's catalog does not name
 
 
 def decide(plan: UploadPlan, listings: dict[str, dict[str, RemoteFile]], backend: Backend,
@@ -43,8 +55,14 @@ def decide(plan: UploadPlan, listings: dict[str, dict[str, RemoteFile]], backend
                   for dataset in plan.datasets]
     same_size = [op for ops in by_dataset for op in ops if op.action is Action.REPLACE and op.reason == SAME_SIZE]
     _settle_by_content(same_size, backend, cache, workers)
+    if options.stored_options:
+        unchanged = [op for ops in by_dataset for op in ops if op.action is Action.SKIP]
+        _update_where_options_differ(unchanged, backend, options.stored_options, workers)
     if backend.catalogs_go_live:
         by_dataset = [_withdraw_live_catalog(ops, backend) for ops in by_dataset]
+    if options.delete:
+        by_dataset = [ops + _removals(dataset, listings[dataset.subdir], backend, plan)
+                      for dataset, ops in zip(plan.datasets, by_dataset, strict=True)]
     return [op for ops in by_dataset for op in ops]
 
 
@@ -101,6 +119,63 @@ def _settle_by_content(ops: list[Operation], backend: Backend, cache: HashCache,
             op.action, op.reason = Action.SKIP, f"unchanged (same size and {DIGEST_LABELS[proof.split(':')[0]]})"
 
 
+def _update_where_options_differ(ops: list[Operation], backend: Backend, wanted: Mapping[str, str],
+                                 workers: int) -> None:
+    """Unchanged files stored with other values of the options given: updated in place (asked side by side)."""
+    if not ops:
+        return
+    with ThreadPoolExecutor(min(workers, len(ops)), thread_name_prefix="options") as pool:
+        stored = list(pool.map(lambda op: backend.stored_options(_remote_of(op), wanted), ops))
+    for op, found in zip(ops, stored, strict=True):
+        differing = {name: value for name, value in wanted.items() if found.get(name) != value}
+        if differing:
+            op.action, op.changes = Action.UPDATE, differing
+            op.reason = "update in place: " + "; ".join(f"{name} {value} (remote: {found.get(name) or 'none'})"
+                                                        for name, value in differing.items())
+
+
+def _remote_of(op: Operation) -> RemoteFile:
+    assert op.remote is not None
+    return op.remote
+
+
+REMOVED = "not named by the catalog (--delete): deleted once the catalog is published"
+
+
+def _removals(dataset: Dataset, remote: Mapping[str, RemoteFile], backend: Backend,
+              plan: UploadPlan) -> list[Operation]:
+    """A DELETE, run after the catalog is published, for each remote file of the dataset its catalog does not name.
+
+    Only under the dataset's own prefix, and never under another dataset's: another sample of the plan,
+    or a sub-directory holding a catalog of its own (a dataset nested there).
+    """
+    root = _key_prefix(dataset, backend)
+    named = {backend.destination(dataset, name) for name in _names_in_catalog(dataset)}
+    nested = {key[:-len(CATALOG_NAME)] for key in remote if key.endswith(f"/{CATALOG_NAME}")} - {root}
+    inside = {_key_prefix(other, backend) for other in plan.datasets if other is not dataset}
+    kept_below = nested | {prefix for prefix in inside if prefix.startswith(root) and prefix != root}
+    return [Operation(Action.DELETE, dataset, None, key, REMOVED, remote=found, after_publish=True)
+            for key, found in sorted(remote.items())
+            if key not in named and key.startswith(root) and not any(key.startswith(kept) for kept in kept_below)]
+
+
+def _key_prefix(dataset: Dataset, backend: Backend) -> str:
+    """What every destination name of the dataset starts with: where a file '-' would go, less that name."""
+    return backend.destination(dataset, "-")[:-1]
+
+
+def _names_in_catalog(dataset: Dataset) -> set[str]:
+    """Every name the dataset's catalog names, in any group, whether or not it is a file here."""
+    names = {file.name for file in (*dataset.all_files, *dataset.others)}
+    if dataset.catalog is not None:
+        try:
+            text = dataset.catalog.path.read_bytes()
+        except OSError as exc:
+            raise InputError([f"{dataset.catalog.path}: cannot be read again ({exc.strerror or exc})"]) from None
+        names |= file_names_in(text) or set()
+    return names
+
+
 def _local_digests(op: Operation, remote_digests: Mapping[str, str], cache: HashCache) -> dict[str, str]:
     assert op.file is not None
     names = [name for name in remote_digests if is_digest_name(name) and name not in op.digests]
@@ -132,6 +207,6 @@ def _withdraw_live_catalog(ops: list[Operation], backend: Backend) -> list[Opera
         return ops  # only additions: the live catalog stays right all along
     withdrawal = Operation(Action.DELETE, dataset, None, catalog.destination, WITHDRAWN, is_catalog=True,
                            remote=catalog.remote)
-    if catalog.action is Action.SKIP:
+    if catalog.action in (Action.SKIP, Action.UPDATE):
         catalog.action, catalog.reason = Action.REPLACE, "published again after the files it names"
     return [withdrawal, *ops]

@@ -177,7 +177,7 @@ class Executor:
             stored = outcome.result()
             if stored is not None:
                 self._verify(op, stored)
-            op.status = Status.DELETED if op.action is Action.DELETE else Status.UPLOADED
+            op.status = {Action.DELETE: Status.DELETED, Action.UPDATE: Status.UPDATED}.get(op.action, Status.UPLOADED)
             self.liveness.touch()
         except CatalogWaits as waits:
             op.status, op.error = Status.WAITING, waits.reason

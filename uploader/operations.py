@@ -24,6 +24,7 @@ class Action(enum.Enum):
     UPLOAD = "upload"  # not there yet
     REPLACE = "replace"  # there, with other content (or replacing was asked for)
     SKIP = "skip"  # there and identical
+    UPDATE = "update"  # there and identical, but stored with other options (e.g. Cache-Control): set them in place
     DELETE = "delete"  # remove from the remote (e.g. emptying a Zenodo draft with --restart)
 
 
@@ -33,11 +34,16 @@ class Status(enum.Enum):
     PLANNED = "planned"  # a dry run: decided, not executed
     PENDING = "pending"  # not finished yet
     UPLOADED = "uploaded"
+    UPDATED = "updated"  # its options set in place, its bytes not sent again
     SKIPPED = "skipped"
     DELETED = "deleted"
     FAILED = "failed"
     NOT_RUN = "not-run"  # the run was interrupted before it got to this one
     WAITING = "waiting"  # a catalog that waits for files another upload group's run sends (not a failure)
+
+
+# A catalog in one of these states is on the remote as it is here: its dataset is published.
+PUBLISHED = (Status.UPLOADED, Status.UPDATED, Status.SKIPPED)
 
 
 @dataclass
@@ -56,6 +62,8 @@ class Operation:
     checksum: str = ""  # the digest the report shows, e.g. "sha256:..." or "md5:..."
     resumed: int = 0  # bytes an earlier attempt or run had stored already (kept, not sent again)
     digests: dict[str, str] = field(default_factory=dict)  # the local file's digests, as far as they are known
+    changes: dict[str, str] = field(default_factory=dict)  # UPDATE: option -> the value to set (it differs)
+    after_publish: bool = False  # a DELETE that waits until its dataset's catalog is published (--delete)
 
     @property
     def size(self) -> int:
@@ -64,6 +72,11 @@ class Operation:
     @property
     def transfers_bytes(self) -> bool:
         return self.action in (Action.UPLOAD, Action.REPLACE)
+
+    @property
+    def writes_file(self) -> bool:
+        """It writes this file on the remote: its bytes, or only its stored options."""
+        return self.transfers_bytes or self.action is Action.UPDATE
 
     def fail(self, reason: str) -> None:
         self.status, self.error = Status.FAILED, reason

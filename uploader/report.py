@@ -26,8 +26,10 @@ def print_plan(ops: list[Operation], stream: TextIO = sys.stdout) -> None:
     for op in ops:
         print(f"{op.action.value:<8} {op.size:>14,d}  {op.destination}  ({op.reason})", file=stream)
     sending = [op for op in ops if op.transfers_bytes]
+    updating = sum(op.action is Action.UPDATE for op in ops)
     print(f"dry run: {len(sending)} file(s) to upload ({human_bytes(sum(op.size for op in sending))}), "
-          f"{sum(op.action is Action.SKIP for op in ops)} unchanged, "
+          + (f"{updating} to update in place, " if updating else "")
+          + f"{sum(op.action is Action.SKIP for op in ops)} unchanged, "
           f"{sum(op.action is Action.DELETE for op in ops)} to delete; nothing was changed", file=stream)
 
 
@@ -36,8 +38,10 @@ def summary(result: RunResult) -> str:
     sent = result.bytes_uploaded - result.bytes_resumed
     rate = sent / result.elapsed if result.elapsed > 0 else 0.0
     resumed = f", {human_bytes(result.bytes_resumed)} of it resumed" if result.bytes_resumed else ""
-    parts = [f"{result.count(Status.UPLOADED)} uploaded ({human_bytes(result.bytes_uploaded)}{resumed})",
-             f"{result.count(Status.SKIPPED)} unchanged"]
+    parts = [f"{result.count(Status.UPLOADED)} uploaded ({human_bytes(result.bytes_uploaded)}{resumed})"]
+    if result.count(Status.UPDATED):
+        parts.append(f"{result.count(Status.UPDATED)} updated in place")
+    parts.append(f"{result.count(Status.SKIPPED)} unchanged")
     if result.count(Status.DELETED):
         parts.append(f"{result.count(Status.DELETED)} deleted")
     parts.append(f"{result.count(Status.FAILED)} failed")
@@ -72,7 +76,8 @@ def report_document(result: RunResult, command: str, destination: str, warnings:
     ]
     failed = result.count(Status.FAILED)
     error = result.not_published or ("interrupted" if result.interrupted else "") \
-        or (f"{failed} file(s) failed; the catalog was not published" if failed else "")
+        or (f"{failed} file(s) failed; the catalog "
+            + ("is published" if result.catalogs_published else "was not published") if failed else "")
     return {
         "tool": f"cartload-uploader {__version__}",
         "command": redact(command),

@@ -4,7 +4,8 @@ The order is what makes a published dataset trustworthy:
 check access -> compare with the remote (the operations a dry run shows)
 -> deletions -> every content file, in parallel, each verified -> each
 dataset's catalog, only once a fresh listing shows every other file of it in
-place -> the backend's finish (e.g. Zenodo's publish). A file that fails is
+place -> what --delete removes, only from datasets whose catalog is published
+-> the backend's finish (e.g. Zenodo's publish). A file that fails is
 retried when the failure is worth retrying, then reported; the others go on.
 
 The runner alone hashes local files and compares digests: a backend only
@@ -14,7 +15,7 @@ reports what its remote holds and carries out one operation at a time.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
@@ -23,7 +24,7 @@ from uploader.compare import CompareOptions, decide
 from uploader.errors import ExitStatus, NotPublished, RemoteError, first_applicable
 from uploader.executor import POLL_SECONDS, Executor, Liveness, RunStalled
 from uploader.hashing import HashCache
-from uploader.operations import Action, Operation, Status
+from uploader.operations import PUBLISHED, Action, Operation, Status
 from uploader.plan import UploadPlan
 from uploader.progress import Progress
 
@@ -38,6 +39,8 @@ class RunOptions:
     overwrite: bool = False
     stall_seconds: float | None = None  # stop after this long without progress (None: never)
     remote_name: str = "the remote"  # for messages while waiting for it
+    stored_options: Mapping[str, str] = field(default_factory=dict)  # object options given, compared (--acl...)
+    delete: bool = False  # --delete
 
 
 @dataclass
@@ -60,6 +63,11 @@ class RunResult:
         published = {op.destination for op in self.ops
                      if op.is_catalog and op.transfers_bytes and op.status is Status.UPLOADED}
         return [op.destination for op in withdrawn if op.destination not in published]
+
+    @property
+    def catalogs_published(self) -> bool:
+        """No catalog failed: what failed was only a deletion after publication (--delete)."""
+        return not any(op.is_catalog and op.status is Status.FAILED for op in self.ops)
 
     @property
     def files_ok(self) -> bool:
@@ -119,11 +127,12 @@ def run(plan: UploadPlan, backend: Backend, options: RunOptions, cache: HashCach
     executor = Executor(backend, cache, options.n_jobs, progress, options.stall_seconds, options.remote_name,
                         liveness)
     try:
-        executor.run_all([op for op in work if op.action is Action.DELETE])
+        executor.run_all([op for op in work if op.action is Action.DELETE and not op.after_publish])
         _hold_back_where_withdrawal_failed(ops)
-        executor.run_all([op for op in work if op.transfers_bytes and not op.is_catalog
+        executor.run_all([op for op in work if op.writes_file and not op.is_catalog
                           and op.status is Status.PENDING])
         executor.run_all(_catalogs_ready_to_publish(ops))
+        executor.run_all(_removals_once_published(ops))
     except KeyboardInterrupt:
         result.interrupted = True
     except RunStalled as stalled:
@@ -146,8 +155,9 @@ def run(plan: UploadPlan, backend: Backend, options: RunOptions, cache: HashCach
 def _decide(plan: UploadPlan, backend: Backend, options: RunOptions, cache: HashCache,
             liveness: Liveness) -> list[Operation]:
     listings = _list_remote(plan, backend, options, liveness)
-    ops = decide(plan, listings, backend, CompareOptions(restart=options.restart, overwrite=options.overwrite),
-                 cache, options.n_jobs)
+    compare = CompareOptions(restart=options.restart, overwrite=options.overwrite,
+                             stored_options=options.stored_options, delete=options.delete)
+    ops = decide(plan, listings, backend, compare, cache, options.n_jobs)
     backend.check_plan(ops)
     return ops
 
@@ -185,11 +195,26 @@ def _catalogs_ready_to_publish(ops: list[Operation]) -> list[Operation]:
     """Each dataset's catalog, if every other file of that dataset succeeded; the rest are withheld."""
     ready = []
     for op in ops:
-        if not op.is_catalog or not op.transfers_bytes:
+        if not op.is_catalog or not op.writes_file:
             continue
         failed = [o for o in ops if o.dataset is op.dataset and not o.is_catalog and o.status is Status.FAILED]
         if failed:
             op.fail(f"not published: {len(failed)} file(s) of this dataset failed")
         else:
             ready.append(op)
+    return ready
+
+
+def _removals_once_published(ops: list[Operation]) -> list[Operation]:
+    """--delete's deletions of each dataset whose catalog is published; the others are left as they are."""
+    published = [op.dataset for op in ops if op.is_catalog and op.action is not Action.DELETE
+                 and op.status in PUBLISHED]
+    ready = []
+    for op in ops:
+        if not op.after_publish:
+            continue
+        if any(op.dataset is dataset for dataset in published):
+            ready.append(op)
+        else:
+            op.status, op.error = Status.NOT_RUN, "not deleted: the catalog was not published"
     return ready

@@ -22,6 +22,15 @@ from urllib.parse import urlsplit
 from uploader.catalog import Group
 from uploader.errors import InputError, UsageError
 from uploader.plan import ALL_GROUPS, CATALOG_NAME
+from uploader.s3.options import (
+    ARCHIVE_STORAGE_CLASSES,
+    CANNED_ACLS,
+    REQUEST_PAYERS,
+    SSE_ALGORITHMS,
+    STORAGE_CLASSES,
+    ObjectOptions,
+    is_kms_alias,
+)
 from uploader.zenodo.pacing import ZenodoTiming
 
 log = logging.getLogger("uploader")
@@ -82,6 +91,8 @@ class AwsSettings:
     stall_seconds: float = 120.0  # stop after this long without progress
     take_over: bool = False
     abort_incomplete: bool = False
+    objects: ObjectOptions = field(default_factory=ObjectOptions)  # --acl, --cache-control, ... --request-payer
+    delete: bool = False  # --delete: remove what the catalog does not name, once it is published
 
 
 @dataclass(frozen=True)
@@ -187,11 +198,70 @@ def aws_settings(args: dict[str, Any]) -> AwsSettings:
     if style not in ADDRESSING_STYLES:
         raise UsageError(f"--addressing-style {style}: choose one of {', '.join(ADDRESSING_STYLES)}")
     stall = args["--stall-timeout"]
+    objects = _object_options(args, notes)
+    groups = _groups(args)
+    if args["--delete"]:
+        _check_delete(args)
     return AwsSettings(common=common, s3_dir=args["--s3-dir"], in_list=_optional_path(args["--in-list"], ""),
-                       groups=_groups(args), profile=args["--profile"], endpoint_url=endpoint, notes=tuple(notes),
-                       addressing_style=style, viewer=_viewer(args),
+                       groups=groups, profile=args["--profile"], endpoint_url=endpoint, notes=tuple(notes),
+                       addressing_style=style, viewer=_viewer(args), objects=objects, delete=bool(args["--delete"]),
                        stall_seconds=_seconds(stall, "--stall-timeout", 86400) if stall else AwsSettings.stall_seconds,
                        take_over=bool(args["--take-over"]), abort_incomplete=bool(args["--abort-incomplete-uploads"]))
+
+
+def _object_options(args: dict[str, Any], notes: list[str]) -> ObjectOptions:
+    """--acl, --cache-control, --storage-class, --sse, --sse-kms-key-id and --request-payer, checked."""
+    acl = _choice(args["--acl"], "--acl", CANNED_ACLS)
+    cache_control = args["--cache-control"]
+    if cache_control is not None:
+        cache_control = cache_control.strip()
+        if not cache_control or not (cache_control.isascii() and cache_control.isprintable()):
+            raise UsageError(f"--cache-control {args['--cache-control']!r}: must be an HTTP header value of"
+                             " printable ASCII, e.g. 'no-cache' or 'public, max-age=3600'")
+    storage_class = args["--storage-class"]
+    if storage_class and storage_class.upper() in ARCHIVE_STORAGE_CLASSES:
+        raise UsageError(f"--storage-class {storage_class}: objects in {storage_class.upper()} cannot be read"
+                         " until restored, so the viewer cannot open the dataset and a re-run cannot read its"
+                         " catalog; use GLACIER_IR (instant retrieval) or STANDARD_IA, or move old data to"
+                         f" {storage_class.upper()} with a lifecycle rule")
+    storage_class = _choice(storage_class and storage_class.upper(), "--storage-class", STORAGE_CLASSES)
+    sse = _choice(args["--sse"], "--sse", SSE_ALGORITHMS)
+    key = args["--sse-kms-key-id"]
+    if key is not None and not (sse or "").startswith("aws:kms"):
+        raise UsageError(f"--sse-kms-key-id {key}: a KMS key needs --sse aws:kms (or aws:kms:dsse)")
+    if key is not None and not key.strip():
+        raise UsageError("--sse-kms-key-id: give the key's id, ARN or alias (alias/NAME)")
+    if key and is_kms_alias(key):
+        notes.append(f"--sse-kms-key-id {key}: an object shows its key's ARN, never an alias, so objects already"
+                     " there are not compared by key; new and changed files use it (--restart re-sends them all)")
+    payer = _choice(args["--request-payer"], "--request-payer", REQUEST_PAYERS)
+    return ObjectOptions(acl=acl, cache_control=cache_control, storage_class=storage_class, sse=sse,
+                         sse_kms_key_id=key, request_payer=payer)
+
+
+def _choice(value: str | None, option: str, choices: tuple[str, ...]) -> str | None:
+    """`value` as spelled in `choices` (any letter case), None when not given; else a UsageError naming them."""
+    if value is None:
+        return None
+    found = next((choice for choice in choices if choice.lower() == value.lower()), None)
+    if found is None:
+        raise UsageError(f"{option} {value}: choose one of {', '.join(choices)}")
+    return found
+
+
+def _check_delete(args: dict[str, Any]) -> None:
+    """--delete needs the dataset's whole plan, and a prefix to stay inside."""
+    from uploader.s3.destination import S3Destination
+
+    partial = [flag for flag in GROUP_FLAGS if args[flag]] + (["--shard"] if args.get("--shard") else [])
+    if partial:
+        raise UsageError(f"--delete cannot be used with {partial[0]}: that run sends only part of the dataset,"
+                         " so what the rest of the catalog needs is not known to be in place; run --delete with"
+                         " the full upload")
+    if not args["--in-list"] and not S3Destination.parse(args["--s3-dir"]).prefix:
+        raise UsageError(f"--delete with --s3-dir {args['--s3-dir']}: without a prefix it would delete every object"
+                         " of the bucket that the catalog does not name; give the dataset's own prefix,"
+                         " s3://BUCKET/PREFIX")
 
 
 def _viewer(args: dict[str, Any]) -> ViewerSettings:

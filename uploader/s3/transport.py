@@ -37,6 +37,9 @@ THROUGHPUT_TARGET_GBPS = 100.0
 HEADERS_OF = {"ContentType": "Content-Type", "CacheControl": "Cache-Control", "ACL": "x-amz-acl",
               "StorageClass": "x-amz-storage-class", "ServerSideEncryption": "x-amz-server-side-encryption",
               "SSEKMSKeyId": "x-amz-server-side-encryption-aws-kms-key-id", "RequestPayer": "x-amz-request-payer"}
+# What an UploadPart may carry of those: the object's settings belong to CreateMultipartUpload alone (SSE-C,
+# which a part would repeat, is not offered).
+PART_PARAMS = ("RequestPayer",)
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,7 @@ class CrtTransport:
     def upload_part(self, key: str, upload_id: str, number: int, body: Body, md5_b64: str,
                     params: Mapping[str, Any], progress: Callable[[int], None]) -> Future[Sent]:
         query = f"?partNumber={number}&uploadId={quote(upload_id, safe='')}"
-        return self._send(key, query, body, md5_b64, params, progress, "UploadPart")
+        return self._send(key, query, body, md5_b64, _part_params(params), progress, "UploadPart")
 
     def cancel_all(self) -> None:
         with self._lock:
@@ -243,6 +246,10 @@ class _FileSlice(io.RawIOBase):
         super().close()
 
 
+def _part_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in params.items() if name in PART_PARAMS}
+
+
 def _object_headers(params: Mapping[str, Any]) -> list[tuple[str, str]]:
     headers = [(HEADERS_OF[name], str(value)) for name, value in params.items() if name in HEADERS_OF]
     headers += [(f"x-amz-meta-{name}", value) for name, value in params.get("Metadata", {}).items()]
@@ -286,10 +293,9 @@ class Boto3Transport:
 
     def upload_part(self, key: str, upload_id: str, number: int, body: Body, md5_b64: str,
                     params: Mapping[str, Any], progress: Callable[[int], None]) -> Future[Sent]:
-        part_params = {name: value for name, value in params.items() if name == "RequestPayer"}
         return self._pool.submit(self._send, lambda data: self._client.upload_part(
             Bucket=self._bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data, ContentMD5=md5_b64,
-            **part_params), body, progress)
+            **_part_params(params)), body, progress)
 
     def cancel_all(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from uploader.catalog import MAX_CATALOG_BYTES
-from uploader.operations import Operation, Status
+from uploader.operations import PUBLISHED, Operation
 from uploader.pmtiles import HEADER_SIZE, MAGIC, is_pmtiles_name
 from uploader.readiness import Readiness
 from uploader.runner import RunResult
@@ -327,7 +327,7 @@ def published_datasets(ops: list[Operation], s3_dir: S3Destination) -> list[Publ
     """Every dataset whose catalog is on the store after this run (uploaded now, or already there)."""
     found = []
     for op in ops:
-        if not op.is_catalog or op.status not in (Status.UPLOADED, Status.SKIPPED) or op.file is None:
+        if not op.is_catalog or op.status not in PUBLISHED or op.file is None:
             continue
         archive = next((file for file in op.dataset.files if is_pmtiles_name(file.name)), None)
         found.append(Published(

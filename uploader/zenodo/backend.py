@@ -102,6 +102,9 @@ class ZenodoBackend(SendsInThreads):
     def digests_on_request(self, remote: RemoteFile) -> dict[str, str]:
         return {}  # the listing's MD5 is all Zenodo keeps
 
+    def stored_options(self, remote: RemoteFile, wanted: Mapping[str, str]) -> dict[str, str]:
+        raise NotImplementedError("upload_zenodo has no object options: nothing is compared")
+
     def read(self, remote: RemoteFile) -> bytes:
         raise NotImplementedError("a Zenodo draft's catalog is never live: nothing needs reading")
 
