@@ -23,6 +23,8 @@ def marker_paths(plan: UploadPlan, kind: str) -> list[Path]:
     """Where cartloader puts the markers of `kind` ('aws' or 'zenodo') for the groups this plan uploads."""
     paths = []
     for dataset in plan.datasets:
+        if dataset.collection_root:
+            continue  # cartloader marks the samples' uploads only
         basics_sent = not any(file.group is Group.BASICS for file in dataset.others)
         if dataset.catalog is not None and basics_sent:  # the basic group, whose last file is the catalog
             paths.append(dataset.in_dir / f"cartload.{kind}.done")

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from uploader.catalog import Catalog, Group, Mention, load_catalog
+from uploader.catalog import Catalog, Group, Mention, load_catalog, load_collection_catalog
 from uploader.errors import InputError, UsageError
 from uploader.pmtiles import archive_problem, is_pmtiles_name
 
 CATALOG_NAME = "catalog.yaml"
+COLLECTION_CATALOG_NAME = "multi-catalog.yaml"  # at a collection's root, next to the sample directories
 
 
 @dataclass(frozen=True)
@@ -70,9 +71,13 @@ class Dataset:
     files: tuple[LocalFile, ...]
     catalog: LocalFile | None
     warnings: tuple[str, ...] = ()  # catalog values that may name a missing file (outside `assets`)
-    # Files the catalog names that this run does not send (another upload group): not re-sent, but the
-    # catalog waits until a listing shows each of them on the remote as it is here.
+    # Files the catalog names that this run does not send (another upload group; at a collection's root, the
+    # samples' files): not re-sent, but the catalog waits until a listing shows each of them on the remote as
+    # it is here.
     others: tuple[LocalFile, ...] = ()
+    # The collection's root: multi-catalog.yaml (its `catalog`) and the shared files it names, published
+    # after every sample of the run.
+    collection_root: bool = False
 
     @property
     def all_files(self) -> tuple[LocalFile, ...]:
@@ -81,7 +86,7 @@ class Dataset:
 
 @dataclass(frozen=True)
 class UploadPlan:
-    """Everything a run will publish: one dataset, or a collection of them."""
+    """Everything a run will publish: one dataset, or a collection of them (its root, if any, last)."""
 
     datasets: tuple[Dataset, ...]
 
@@ -96,9 +101,13 @@ def plan_from_catalog(in_dir: Path, catalog_path: Path, groups: frozenset[Group]
 
 
 def plan_collection(in_dir: Path, in_list: Path, groups: frozenset[Group] = ALL_GROUPS) -> UploadPlan:
-    """One dataset per sample sub-directory listed in the first column of `in_list`."""
+    """One dataset per sample sub-directory listed in the first column of `in_list`, then the collection's root.
+
+    The root (multi-catalog.yaml and the shared files it names, when --in-dir has one) comes last: its
+    catalog is published after every sample's.
+    """
     in_dir = _existing_dir(in_dir, "--in-dir")
-    datasets: list[Dataset] = []
+    samples: dict[str, Dataset] = {}
     problems: list[str] = []
     owners: dict[str, str] = {}
     for sample in read_sample_list(in_list):
@@ -113,12 +122,70 @@ def plan_collection(in_dir: Path, in_list: Path, groups: frozenset[Group] = ALL_
                 raise InputError([f"{in_list}: samples '{owners[subdir]}' and '{sample}' would both upload to "
                                   f"'{subdir}/'; give their catalogs distinct ids"])
             owners[subdir] = sample
-            datasets.append(_dataset(sample_dir.absolute(), catalog, groups, subdir))
+            samples[sample] = _dataset(sample_dir.absolute(), catalog, groups, subdir)
+        except InputError as exc:
+            problems.extend(exc.problems)
+    root = None
+    if os.path.lexists(in_dir / COLLECTION_CATALOG_NAME) and not problems:
+        try:
+            root = _collection_root(in_dir, load_collection_catalog(in_dir / COLLECTION_CATALOG_NAME), samples, groups)
         except InputError as exc:
             problems.extend(exc.problems)
     if problems:
         raise InputError(problems)
-    return UploadPlan(tuple(datasets))
+    return UploadPlan((*samples.values(), *((root,) if root else ())))
+
+
+def _collection_root(in_dir: Path, catalog: Catalog, samples: dict[str, Dataset], groups: frozenset[Group]
+                     ) -> Dataset:
+    """The collection's root as a dataset of its own: the shared files it names, then multi-catalog.yaml.
+
+    cartloader's run_together uploads them next to the sample directories, so the multi-catalog's relative
+    names (`mydataset-s1/catalog.yaml`, `t12-f24-model.tsv`) resolve on the store. A name inside a sample
+    directory belongs to that sample: published with it (checked here, not sent twice); inside a sample
+    directory this run does not upload, it is another run's, and the root catalog waits for it.
+    """
+    problems: list[str] = []
+    warnings: list[str] = []
+    files: list[LocalFile] = []
+    others: list[LocalFile] = []
+    real_dirs: dict[str, str] = {}
+    for ref in catalog.files:
+        where = f"{catalog.path} ({ref.where})"
+        if ref.mention is not Mention.FILE and not _present(in_dir, ref.name):
+            if ref.mention is Mention.WARN_IF_MISSING:
+                warnings.append(f"{where}: '{_printable(ref.name)}' looks like a file name but is not in {in_dir};"
+                                " it is left as text (fix the catalog if it names a file)")
+            continue
+        local = resolve_local_file(in_dir, ref.name, ref.group, where, problems, real_dirs)
+        if local is None or not _readable_by_the_viewer(local, where, problems):
+            continue
+        sample = next((name for name in samples if local.name.startswith(f"{name}/")), None)
+        if sample is None and _in_sample_directory(in_dir, local.name):
+            others.append(local)  # a sample this run does not upload: published by the run that does
+        elif sample is None or not _sample_publishes(samples[sample], local.name[len(sample) + 1:]):
+            (files if ref.group in groups else others).append(local)
+        elif samples[sample].subdir != sample:
+            problems.append(f"{where}: '{local.name}' is in sample directory '{sample}', which is published under"
+                            f" '{samples[sample].subdir}/' (its catalog id): that name would not resolve on the"
+                            f" store; give the sample's catalog the id '{sample}', as cartloader does")
+        else:
+            others.append(local)  # published with its sample, before this catalog
+    if problems:
+        raise InputError(problems)
+    return Dataset(in_dir=in_dir, subdir="", files=tuple(files),
+                   catalog=_catalog_file(catalog.path, COLLECTION_CATALOG_NAME), warnings=tuple(warnings),
+                   others=tuple(others), collection_root=True)
+
+
+def _sample_publishes(sample: Dataset, name: str) -> bool:
+    return any(file.name == name for file in (*sample.all_files, *sample.others))
+
+
+def _in_sample_directory(in_dir: Path, name: str) -> bool:
+    """Whether `name` lies inside a sample directory (one with its own catalog.yaml) of the collection."""
+    parts = name.split("/")
+    return any((in_dir.joinpath(*parts[:depth]) / CATALOG_NAME).is_file() for depth in range(1, len(parts)))
 
 
 def _dataset(in_dir: Path, catalog: Catalog, groups: frozenset[Group], subdir: str) -> Dataset:
@@ -276,10 +343,10 @@ def _is_safe_relative(name: str) -> bool:
     return all(part not in ("", ".", "..") for part in parts)
 
 
-def _catalog_file(catalog_path: Path) -> LocalFile:
+def _catalog_file(catalog_path: Path, name: str = CATALOG_NAME) -> LocalFile:
     # The catalog is published under its conventional name, wherever it was read from.
     info = catalog_path.stat()
-    return LocalFile(name=CATALOG_NAME, path=catalog_path.resolve(), size=info.st_size,
+    return LocalFile(name=name, path=catalog_path.resolve(), size=info.st_size,
                      mtime_ns=info.st_mtime_ns, ctime_ns=info.st_ctime_ns, inode=info.st_ino)
 
 

@@ -4,7 +4,8 @@ The order is what makes a published dataset trustworthy:
 check access -> compare with the remote (the operations a dry run shows)
 -> deletions -> every content file, in parallel, each verified -> each
 dataset's catalog, only once a fresh listing shows every other file of it in
-place -> the backend's finish (e.g. Zenodo's publish). A file that fails is
+place -> a collection's root catalog, after the samples' -> the backend's
+finish (e.g. Zenodo's publish). A file that fails is
 retried when the failure is worth retrying, then reported; the others go on.
 
 The runner alone hashes local files and compares digests: a backend only
@@ -110,7 +111,8 @@ def run(plan: UploadPlan, backend: Backend, options: RunOptions, cache: HashCach
         _hold_back_where_withdrawal_failed(ops)
         executor.run_all([op for op in work if op.transfers_bytes and not op.is_catalog
                           and op.status is Status.PENDING])
-        executor.run_all(_catalogs_ready_to_publish(ops))
+        executor.run_all(_catalogs_ready_to_publish(ops, roots=False))
+        executor.run_all(_catalogs_ready_to_publish(ops, roots=True))
     except KeyboardInterrupt:
         result.interrupted = True
     finally:
@@ -148,15 +150,26 @@ def _hold_back_where_withdrawal_failed(ops: list[Operation]) -> None:
             op.fail("not replaced: the live catalog naming it could not be withdrawn first; re-run")
 
 
-def _catalogs_ready_to_publish(ops: list[Operation]) -> list[Operation]:
-    """Each dataset's catalog, if every other file of that dataset succeeded; the rest are withheld."""
+def _catalogs_ready_to_publish(ops: list[Operation], *, roots: bool) -> list[Operation]:
+    """Each dataset's catalog (or, `roots`, a collection's root catalog), if every other file of that dataset
+    succeeded, and for a root every sample's file and catalog it names; the rest are withheld.
+
+    A root never waits for a sample of its own run that failed: that is the run's failure, told as one, and
+    the same command resumes it.
+    """
     ready = []
     for op in ops:
-        if not op.is_catalog or not op.transfers_bytes:
+        if not op.is_catalog or not op.transfers_bytes or op.dataset.collection_root is not roots:
             continue
         failed = [o for o in ops if o.dataset is op.dataset and not o.is_catalog and o.status is Status.FAILED]
+        named = {file.name for file in op.dataset.others} if roots else set()
+        withheld = [o for o in ops if o.file is not None and o.status is Status.FAILED
+                    and f"{o.dataset.subdir}/{o.file.name}" in named]
         if failed:
             op.fail(f"not published: {len(failed)} file(s) of this dataset failed")
+        elif withheld:
+            op.fail(f"not published: {len(withheld)} file(s) of the samples it names failed or were not published"
+                    f" (e.g. {withheld[0].destination})")
         else:
             ready.append(op)
     return ready
