@@ -13,6 +13,10 @@ that runs before any file is sent) and the new one published last, so that
 whenever a catalog is there, its files are the ones it was published with.
 A collection's root catalog names the samples' catalogs: it is withdrawn
 too when one of them is.
+
+With --shard, another worker may withdraw or publish a catalog while this
+one runs: each catalog is then decided again from the listing taken just
+before it would be published (`Operation.recheck`).
 """
 
 from __future__ import annotations
@@ -52,6 +56,10 @@ def decide(plan: UploadPlan, listings: dict[str, dict[str, RemoteFile]], backend
         changing = {op.destination for ops in by_dataset for op in ops if _changes(op)}
         by_dataset = [_withdraw_live_catalog(ops, backend, changing) if ops and ops[0].dataset.collection_root
                       else ops for ops in by_dataset]
+    if plan.share is not None:
+        for ops in by_dataset:
+            for op in ops:
+                op.recheck = op.is_catalog and op.action is not Action.DELETE
     return [op for ops in by_dataset for op in ops]
 
 

@@ -55,6 +55,9 @@ class Operation:
     error: str = ""
     checksum: str = ""  # the digest the report shows, e.g. "sha256:..." or "md5:..."
     digests: dict[str, str] = field(default_factory=dict)  # the local file's digests, as far as they are known
+    # A catalog another --shard worker may publish or withdraw meanwhile: decided again, skipped if already
+    # there as it is here, from the listing taken just before it would be published.
+    recheck: bool = False
 
     @property
     def size(self) -> int:

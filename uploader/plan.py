@@ -15,10 +15,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from uploader.catalog import Catalog, Group, Mention, load_catalog, load_collection_catalog
 from uploader.errors import InputError, UsageError
 from uploader.pmtiles import archive_problem, is_pmtiles_name
+
+if TYPE_CHECKING:
+    from uploader.shards import Share
 
 CATALOG_NAME = "catalog.yaml"
 COLLECTION_CATALOG_NAME = "multi-catalog.yaml"  # at a collection's root, next to the sample directories
@@ -75,6 +79,8 @@ class Dataset:
     # samples' files): not re-sent, but the catalog waits until a listing shows each of them on the remote as
     # it is here.
     others: tuple[LocalFile, ...] = ()
+    # Files of this dataset that other --shard workers send: checked like `others`, never sent by this run.
+    other_shares: tuple[LocalFile, ...] = ()
     # The collection's root: multi-catalog.yaml (its `catalog`) and the shared files it names, published
     # after every sample of the run.
     collection_root: bool = False
@@ -83,12 +89,18 @@ class Dataset:
     def all_files(self) -> tuple[LocalFile, ...]:
         return self.files + ((self.catalog,) if self.catalog else ())
 
+    @property
+    def checked_only(self) -> tuple[LocalFile, ...]:
+        """The files its catalog names that other runs send: in place before the catalog goes, never sent here."""
+        return self.others + self.other_shares
+
 
 @dataclass(frozen=True)
 class UploadPlan:
     """Everything a run will publish: one dataset, or a collection of them (its root, if any, last)."""
 
     datasets: tuple[Dataset, ...]
+    share: Share | None = None  # with --shard: this worker's share of the files (shards.take_share)
 
 
 ALL_GROUPS = frozenset(Group)
@@ -179,7 +191,7 @@ def _collection_root(in_dir: Path, catalog: Catalog, samples: dict[str, Dataset]
 
 
 def _sample_publishes(sample: Dataset, name: str) -> bool:
-    return any(file.name == name for file in (*sample.all_files, *sample.others))
+    return any(file.name == name for file in (*sample.all_files, *sample.checked_only))
 
 
 def _in_sample_directory(in_dir: Path, name: str) -> bool:

@@ -53,11 +53,20 @@ class RunResult:
     @property
     def offline(self) -> list[str]:
         """Catalogs withdrawn by this run and not published again: those datasets cannot be opened now."""
-        withdrawn = [op for op in self.ops if op.is_catalog and op.action is Action.DELETE
-                     and op.status is Status.DELETED]
         published = {op.destination for op in self.ops
                      if op.is_catalog and op.transfers_bytes and op.status is Status.UPLOADED}
-        return [op.destination for op in withdrawn if op.destination not in published]
+        # A catalog that waits for files another run sends is offline until that run publishes it: no failure.
+        return [name for name in self.withdrawn if name not in published | self.waiting]
+
+    @property
+    def withdrawn(self) -> list[str]:
+        """Live catalogs this run withdrew before replacing files they name."""
+        return [op.destination for op in self.ops if op.is_catalog and op.action is Action.DELETE
+                and op.status is Status.DELETED]
+
+    @property
+    def waiting(self) -> set[str]:
+        return {op.destination for op in self.ops if op.is_catalog and op.status is Status.WAITING}
 
     @property
     def files_ok(self) -> bool:
@@ -100,9 +109,9 @@ def run(plan: UploadPlan, backend: Backend, options: RunOptions, cache: HashCach
         ops = _decide(plan, backend, options, cache)
 
     result = RunResult(ops, 0.0)
-    work = [op for op in ops if op.action is not Action.SKIP]
+    work = [op for op in ops if op.action is not Action.SKIP or op.recheck]
     for op in ops:
-        if op.action is Action.SKIP:
+        if op.action is Action.SKIP and not op.recheck:
             op.status = Status.SKIPPED
     progress = make_progress(sum(op.size for op in work if op.transfers_bytes), len(work))
     executor = Executor(backend, cache, options.n_jobs, progress)
@@ -159,7 +168,7 @@ def _catalogs_ready_to_publish(ops: list[Operation], *, roots: bool) -> list[Ope
     """
     ready = []
     for op in ops:
-        if not op.is_catalog or not op.transfers_bytes or op.dataset.collection_root is not roots:
+        if not op.is_catalog or not (op.transfers_bytes or op.recheck) or op.dataset.collection_root is not roots:
             continue
         failed = [o for o in ops if o.dataset is op.dataset and not o.is_catalog and o.status is Status.FAILED]
         named = {file.name for file in op.dataset.others} if roots else set()

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from uploader.catalog import Group
 from uploader.errors import InputError, UsageError
 from uploader.plan import ALL_GROUPS, CATALOG_NAME
+from uploader.shards import Shard, parse_shard
 from uploader.zenodo.pacing import ZenodoTiming
 
 log = logging.getLogger("uploader")
@@ -79,6 +80,7 @@ class AwsSettings:
     notes: tuple[str, ...] = ()  # about cartloader's options accepted here, told with the summary
     addressing_style: str = "auto"
     viewer: ViewerSettings = ViewerSettings()
+    shard: Shard | None = None  # --shard: this worker's share of the files
 
 
 @dataclass(frozen=True)
@@ -183,9 +185,10 @@ def aws_settings(args: dict[str, Any]) -> AwsSettings:
     style = args["--addressing-style"] or "auto"
     if style not in ADDRESSING_STYLES:
         raise UsageError(f"--addressing-style {style}: choose one of {', '.join(ADDRESSING_STYLES)}")
+    shard = parse_shard(args["--shard"], os.environ) if args["--shard"] is not None else None
     return AwsSettings(common=common, s3_dir=args["--s3-dir"], in_list=_optional_path(args["--in-list"], ""),
                        groups=_groups(args), profile=args["--profile"], endpoint_url=endpoint, notes=tuple(notes),
-                       addressing_style=style, viewer=_viewer(args))
+                       addressing_style=style, viewer=_viewer(args), shard=shard)
 
 
 def _viewer(args: dict[str, Any]) -> ViewerSettings:
