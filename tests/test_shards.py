@@ -257,3 +257,26 @@ def test_a_catalog_withdrawn_by_another_worker_after_this_one_decided_is_publish
     catalog = next(op for op in result.ops if op.is_catalog)
     assert catalog.status is Status.UPLOADED and catalog.action is Action.UPLOAD and "withdrawn" in catalog.reason
     assert backend.objects["catalog.yaml"] == (data_dir / "catalog.yaml").read_bytes()
+
+
+def test_a_worker_that_withdrew_the_catalog_and_waits_for_the_others_has_not_failed(data_dir):
+    backend = InMemoryBackend()
+    for index in (1, 2, 3, 4):
+        worker(data_dir, backend, index)
+    plan = UploadPlan((plan_from_catalog(data_dir, data_dir / "catalog.yaml"),))
+    owners = {f.name: index for index in (1, 2) for f in take_share(plan, Shard(index, 4)).datasets[0].files}
+    first, second = (next(name for name, index in owners.items() if index == wanted) for wanted in (1, 2))
+    for name in (first, second):  # one changed file in the share of worker 1, one in worker 2's; the same sizes,
+        old = (data_dir / name).read_bytes()  # so the same split (it is made from names and sizes)
+        (data_dir / name).write_bytes(old.upper())
+
+    result = worker(data_dir, backend, 1)
+
+    assert result.withdrawn == ["catalog.yaml"] and catalog_status(result) is Status.WAITING
+    assert result.exit_status is ExitStatus.OK and result.offline == []  # offline until worker 2 is done: no failure
+    assert "catalog.yaml" not in backend.objects
+
+    result = worker(data_dir, backend, 2)
+
+    assert catalog_status(result) is Status.UPLOADED and result.exit_status is ExitStatus.OK
+    assert backend.objects["catalog.yaml"] == (data_dir / "catalog.yaml").read_bytes()

@@ -125,6 +125,7 @@ def test_four_workers_publish_one_large_dataset_each_file_once_catalog_last(larg
     statuses = Counter(next(e["status"] for e in r["files"] if e["catalog"]) for r in reports)
     assert statuses["uploaded"] >= 1 and set(statuses) <= {"uploaded", "waiting", "skipped"}
     assert s3.multipart_uploads() == []
+    assert (large_dataset / "cartload.aws.done").exists()  # by a worker that found the catalog published
 
 
 def test_four_workers_publish_a_collection_whole_samples_each_from_one_worker(tmp_path, s3, cli_env):
