@@ -260,7 +260,10 @@ def confirm_in_place(dataset: Dataset, backend: Backend, cache: HashCache) -> di
     if wrong := missing(dataset.files) or different(dataset.files):
         raise FileUploadError(f"not published: {len(wrong)} file(s) are not in place as uploaded (e.g."
                               f" {wrong[0].name}); is something else writing there? Re-run to repair")
-    if elsewhere := missing(dataset.checked_only) or different(dataset.checked_only):
+    if elsewhere := missing(dataset.checked_only):
+        raise CatalogWaits(_waiting_reason(dataset, elsewhere))
+    cache.read_again(dataset.checked_only)  # what the runs that sent them hashed meanwhile, in a shared cache
+    if elsewhere := different(dataset.checked_only):
         raise CatalogWaits(_waiting_reason(dataset, elsewhere))
     return listing
 
