@@ -280,3 +280,22 @@ def test_a_worker_that_withdrew_the_catalog_and_waits_for_the_others_has_not_fai
 
     assert catalog_status(result) is Status.UPLOADED and result.exit_status is ExitStatus.OK
     assert backend.objects["catalog.yaml"] == (data_dir / "catalog.yaml").read_bytes()
+
+
+def test_a_worker_says_which_catalogs_wait_a_few_lines_at_most(tmp_path, capsys):
+    from uploader.commands import WAITING_SHOWN, tell_outcome
+    from uploader.operations import Operation
+
+    collection = make_collection(tmp_path / "mydataset", tuple(f"s{n}" for n in range(WAITING_SHOWN + 3)))
+    plan = plan_collection(collection.root, collection.in_list)
+    ops = [Operation(Action.UPLOAD, d, d.catalog, f"x/{d.subdir}/catalog.yaml", "new", is_catalog=True,
+                     status=Status.WAITING, error="not published yet: ...") for d in plan.datasets[:-1]]
+    withdrawn = Operation(Action.DELETE, plan.datasets[0], None, ops[0].destination, "withdrawn first",
+                          is_catalog=True, status=Status.DELETED)
+
+    tell_outcome(RunResult([withdrawn, *ops], 1.0), quiet=True, resume_command="upload_aws ...")
+
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == WAITING_SHOWN + 1 and lines[-1].startswith("waiting: 3 more catalog(s)")
+    assert lines[0].endswith("(this run withdrew the live one first: offline until then)")
+    assert "offline:" not in "\n".join(lines)  # no failure line: offline only until another worker publishes it
