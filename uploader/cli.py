@@ -104,7 +104,9 @@ Usage:
 Options:
   --s3-dir S3URI          Destination, s3://BUCKET[/PREFIX].
   --in-list TSV           Collection mode: a header-less TSV whose first column lists sample
-                          sub-directories; each goes to <s3-dir>/<catalog id>/.
+                          sub-directories; each goes to <s3-dir>/<catalog id>/. The collection's root
+                          (cartloader's multi-catalog.yaml in the parent directory, and the files it
+                          names) goes to <s3-dir>/, after every sample.
   --upload-basics-only    Upload only the basic files and the catalog.
   --upload-optional-only  Upload only the optional files (UMAP, alias).
   --upload-basemap-only   Upload only the extra basemaps (histology, ...).
