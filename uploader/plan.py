@@ -172,22 +172,31 @@ def _collection_root(in_dir: Path, catalog: Catalog, samples: dict[str, Dataset]
         local = resolve_local_file(in_dir, ref.name, ref.group, where, problems, real_dirs)
         if local is None or not _readable_by_the_viewer(local, where, problems):
             continue
-        sample = next((name for name in samples if local.name.startswith(f"{name}/")), None)
-        if sample is None and _in_sample_directory(in_dir, local.name):
-            others.append(local)  # a sample this run does not upload: published by the run that does
-        elif sample is None or not _sample_publishes(samples[sample], local.name[len(sample) + 1:]):
-            (files if ref.group in groups else others).append(local)
-        elif samples[sample].subdir != sample:
-            problems.append(f"{where}: '{local.name}' is in sample directory '{sample}', which is published under"
-                            f" '{samples[sample].subdir}/' (its catalog id): that name would not resolve on the"
-                            f" store; give the sample's catalog the id '{sample}', as cartloader does")
+        if _published_with_a_sample(local.name, samples, in_dir, where, problems):
+            others.append(local)  # checked before this catalog goes, never sent twice
         else:
-            others.append(local)  # published with its sample, before this catalog
+            (files if ref.group in groups else others).append(local)
     if problems:
         raise InputError(problems)
     return Dataset(in_dir=in_dir, subdir="", files=tuple(files),
                    catalog=_catalog_file(catalog.path, COLLECTION_CATALOG_NAME), warnings=tuple(warnings),
                    others=tuple(others), collection_root=True)
+
+
+def _published_with_a_sample(name: str, samples: dict[str, Dataset], in_dir: Path, where: str,
+                             problems: list[str]) -> bool:
+    """Whether a file the root names is a sample's: published with it by this run, or by the run that uploads
+    that sample; a problem if the sample goes where the root's name does not lead."""
+    sample = next((directory for directory in samples if name.startswith(f"{directory}/")), None)
+    if sample is None:
+        return _in_sample_directory(in_dir, name)  # a sample directory this run does not upload
+    if not _sample_publishes(samples[sample], name[len(sample) + 1:]):
+        return False  # in a sample's directory, but named by the root alone: the root sends it
+    if samples[sample].subdir != sample:
+        problems.append(f"{where}: '{name}' is in sample directory '{sample}', which is published under"
+                        f" '{samples[sample].subdir}/' (its catalog id): that name would not resolve on the"
+                        f" store; give the sample's catalog the id '{sample}', as cartloader does")
+    return True
 
 
 def _sample_publishes(sample: Dataset, name: str) -> bool:
