@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -51,7 +52,7 @@ TIME = "/usr/bin/time"  # GNU time (Debian package `time`)
 # local SeaweedFS through tests/proxy.py, started as a process of its own, which adds that delay to each
 # direction (the TCP handshake itself is not delayed, which flatters tools that open a connection per request).
 WORKLOADS = ("startup", "large", "large-15ms", "small", "small-15ms", "small-40ms", "tiny", "noop", "noop-15ms",
-             "one-changed", "huge-file", "resume", "zenodo")
+             "one-changed", "huge-file", "resume", "zenodo", "shards")
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class Measurement:
     cpu: float
     rss_mib: float
     written: int | None = None  # objects written, for the re-run workloads
+    resent: int | None = None  # bytes of files the server stored more than once (the shards workload)
 
 
 @dataclass
@@ -74,6 +76,7 @@ class Results:
     def add(self, workload: str, tool: str, measurement: Measurement) -> None:
         self.runs.setdefault((workload, tool), []).append(measurement)
         written = "" if measurement.written is None else f", {measurement.written} written"
+        written += "" if measurement.resent is None else f", {measurement.resent} B of files stored twice"
         print(f"  {workload:<12} {tool:<14} {measurement.wall:7.2f} s wall {measurement.cpu:7.2f} s CPU"
               f" {measurement.rss_mib:7.1f} MiB{written}", flush=True)
 
@@ -114,6 +117,7 @@ class Bench:
         self.results = Results()
         self.endpoint = ""
         self.client: Any = None
+        self.server: SeaweedFS | None = None  # its metadata log counts the writes of each object
         self._proxies: dict[int, tuple[subprocess.Popen[str], str]] = {}
         self.resume_lost: list[float] = []  # MiB lost at each interrupt of the resume workload
         home = workdir / "home"  # no user ~/.aws or cache leaks into the anchors' runs
@@ -388,6 +392,36 @@ def zenodo(bench: Bench, data: dict[str, SyntheticDataset]) -> None:
         server.wait()
 
 
+# Four workers of one upload, started together, as a Slurm array or an indexed Job would start them; the
+# shell's exit status fails if any of them fails, and GNU time adds up their CPU.
+FOUR_SHARDS = ('pids=; for i in 1 2 3 4; do "$@" --shard "$i/4" & pids="$pids $!"; done;'
+               ' status=0; for pid in $pids; do wait "$pid" || status=1; done; exit $status')
+
+
+def shards(bench: Bench, data: dict[str, SyntheticDataset]) -> None:
+    """The large dataset split over 4 concurrent workers (--shard I/4) against one process, on the same data.
+
+    On one machine the point is correctness and no byte sent twice, not speed: the server's own log counts
+    the writes of every object; each round checks every object intact and the catalog there.
+    """
+    assert bench.server is not None
+    dataset = data["large"]
+    for round_ in range(bench.rounds):
+        for tool in _rotated(["ours", "ours 4 shards"], round_):
+            prefix = f"shards/{tool.replace(' ', '-')}/r{round_}"
+            command, env = bench.ours(dataset.directory, prefix, cache=f"shards-{tool.replace(' ', '-')}-r{round_}")
+            if tool != "ours":
+                command = ["sh", "-c", FOUR_SHARDS, "sh", *command]
+            started = time.time_ns()
+            m = measure(command, env)
+            bench.check_intact(dataset, prefix)
+            writes = [w for w in bench.server.writes(BUCKET, f"{prefix}/") if w.ns >= started]
+            counts = Counter(w.key.rsplit("/", 1)[1] for w in writes)
+            resent = sum((count - 1) * dataset.files[name].size for name, count in counts.items()
+                         if name != "catalog.yaml")
+            bench.results.add("shards", tool, Measurement(m.wall, m.cpu, m.rss_mib, len(writes), resent))
+
+
 def _rotated(tools: list[str], round_: int) -> list[str]:
     shift = round_ % len(tools)
     return tools[shift:] + tools[:shift]
@@ -466,6 +500,13 @@ TARGETS = [
            lambda r: r.ratio("zenodo", "ours", "curl + md5sum", "wall"), 1.1, reference=True),
     Target("zenodo", "peak RSS of ours, MiB", lambda r: r.median("zenodo", "ours", "rss_mib"), 100),
     Target("startup", "`--help`, seconds", lambda r: r.median("startup", "ours --help", "wall"), 0.3),
+    Target("shards", "4 shards vs 1 process: bytes of files stored twice (max of rounds)",
+           lambda r: max(m.resent or 0 for m in r.runs[("shards", "ours 4 shards")]), 0),
+    Target("shards", "4 shards vs 1 process: objects written, 4 shards - 1 process (max of rounds)",
+           lambda r: max((a.written or 0) - (b.written or 0) for a, b in zip(
+               r.runs[("shards", "ours 4 shards")], r.runs[("shards", "ours")], strict=False)), 1),
+    Target("shards", "4 shards vs 1 process: wall, 4 shards / 1 process (reference: one machine, 2 cores)",
+           lambda r: r.ratio("shards", "ours 4 shards", "ours", "wall"), 1.0, reference=True),
 ]
 
 
@@ -538,6 +579,7 @@ def main() -> int:
     steps: dict[str, Callable[[Bench, dict[str, SyntheticDataset]], None]] = {
         "startup": startup, "noop": rerun("noop"), "noop-15ms": rerun("noop-15ms"),
         "one-changed": rerun("one-changed"), "huge-file": huge_file, "resume": resume, "zenodo": zenodo,
+        "shards": shards,
     }
     steps |= {name: first_upload(name) for name in WORKLOADS if split_workload(name)[0] in ("large", "small", "tiny")}
     server_dir = args.workdir / "seaweedfs"
@@ -548,6 +590,7 @@ def main() -> int:
         with SeaweedFS(server_dir) as server:
             bench.endpoint = server.endpoint_url
             bench.client = server.client()
+            bench.server = server
             bench.client.create_bucket(Bucket=BUCKET)
             for workload in WORKLOADS:
                 if workload in selected:

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from tests.servers import ADMIN, READER, S3Credentials, SeaweedFS, s3_client
+from tests.servers import ADMIN, READER, S3Credentials, SeaweedFS, Write, s3_client
 
 REPO = Path(__file__).resolve().parents[1]
 ENTRYPOINT = REPO / "entrypoint.py"
@@ -39,6 +39,7 @@ class S3Server:
     reader: S3Credentials | None
     bucket: str
     kind: str = "seaweedfs"  # S3_TEST_SERVER: which implementation, where servers legitimately differ
+    seaweedfs: SeaweedFS | None = None  # the local SeaweedFS, whose metadata log gives the order of writes
 
     def client(self, credentials: S3Credentials | None = None) -> Any:
         return s3_client(self.endpoint_url, credentials or self.admin)
@@ -55,7 +56,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
                        os.environ.get("S3_TEST_SERVER", "other"))
         return
     with SeaweedFS(tmp_path_factory.mktemp("seaweedfs")) as server:
-        s3 = S3Server(server.endpoint_url, ADMIN, READER, "cartload-test")
+        s3 = S3Server(server.endpoint_url, ADMIN, READER, "cartload-test", seaweedfs=server)
         s3.client().create_bucket(Bucket=s3.bucket)
         yield s3
 
@@ -93,6 +94,14 @@ class S3Prefix:
 
     def head(self, name: str) -> dict[str, Any]:
         return dict(self.client.head_object(Bucket=self.bucket, Key=f"{self.prefix}/{name}"))
+
+    def writes(self) -> list[Write]:
+        """Every object written or deleted under the prefix, in the order the server applied them (keys relative
+        to the prefix). Only SeaweedFS logs them: elsewhere the test is skipped."""
+        if self.server.seaweedfs is None:
+            pytest.skip("the order of writes at the server is read from the local SeaweedFS's metadata log")
+        return [Write(write.ns, write.key[len(self.prefix) + 1:], write.kind)
+                for write in self.server.seaweedfs.writes(self.bucket, f"{self.prefix}/")]
 
     def multipart_uploads(self) -> list[dict[str, Any]]:
         answer = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=f"{self.prefix}/")

@@ -9,6 +9,10 @@ never resolves: RFC 6761): a client that uses the server's own port as its
 HTTP proxy sends `PUT http://BUCKET.s3.test:PORT/KEY`, and the server takes
 the bucket from that host name.
 
+The order of writes at the server is read from SeaweedFS's own metadata log
+(`weed filer.meta.tail`): every object created, replaced or deleted, in the
+order the filer applied it, with its time in nanoseconds (`SeaweedFS.writes`).
+
 moto's server mode (PyPI `moto[server]`) is a second S3 implementation that
 follows AWS's own behaviour closely; it keeps everything in memory and checks
 no credentials.
@@ -38,6 +42,15 @@ from typing import Any
 class S3Credentials:
     access_key: str
     secret_key: str
+
+
+@dataclass(frozen=True)
+class Write:
+    """One change to an object, as the server's metadata log records it."""
+
+    ns: int  # when the filer applied it
+    key: str  # the object's key in its bucket
+    kind: str  # "create", "replace" or "delete"
 
 
 VIRTUAL_HOST_DOMAIN = "s3.test"
@@ -77,6 +90,7 @@ class SeaweedFS:
         self.workdir = workdir
         self.process: subprocess.Popen[bytes] | None = None
         self.endpoint_url = ""
+        self.filer = ""  # host:port.grpc_port, as `weed filer.meta.tail -filer` takes it
 
     def start(self, timeout: float = 90.0) -> SeaweedFS:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -93,6 +107,7 @@ class SeaweedFS:
         self._ports = getattr(self, "_ports", None) or free_ports(8)
         master, volume, filer, s3, *grpc = self._ports
         self.endpoint_url = f"http://127.0.0.1:{s3}"
+        self.filer = f"127.0.0.1:{filer}.{grpc[2]}"
         command = [
             weed_binary(), "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={data}",
             f"-master.port={master}", f"-master.port.grpc={grpc[0]}",
@@ -113,6 +128,26 @@ class SeaweedFS:
     def client(self, credentials: S3Credentials = ADMIN) -> Any:
         """A boto3 S3 client for checking what the uploader did."""
         return s3_client(self.endpoint_url, credentials)
+
+    def writes(self, bucket: str, prefix: str) -> list[Write]:
+        """Every object created, replaced or deleted under `prefix` of `bucket` so far, in the server's order."""
+        done = subprocess.run([weed_binary(), "filer.meta.tail", f"-filer={self.filer}",
+                               f"-pathPrefix=/buckets/{bucket}/{prefix}", "-timeAgo=24h", "-untilTimeAgo=1ns"],
+                              capture_output=True, text=True, timeout=60, check=True)
+        found = []
+        decoder, text, at = json.JSONDecoder(), done.stdout, 0
+        while (at := len(text) - len(text[at:].lstrip())) < len(text):
+            event, at = decoder.raw_decode(text, at)
+            change = event["eventNotification"]
+            old, new = change.get("oldEntry"), change.get("newEntry")
+            entry = new or old
+            if entry is None or entry.get("isDirectory"):
+                continue
+            directory = change.get("newParentPath") if new else event["directory"]
+            key = f"{directory or event['directory']}/{entry['name']}".removeprefix(f"/buckets/{bucket}/")
+            kind = "delete" if new is None else "replace" if old is not None else "create"
+            found.append(Write(int(event["tsNs"]), key, kind))
+        return sorted(found, key=lambda write: write.ns)
 
     def _wait_ready(self, timeout: float) -> None:
         client = self.client()

@@ -67,6 +67,22 @@ def test_cache_survives_reopening(tmp_path):
     assert HashCache(tmp_path / "c").lookup(local(tmp_path / "f"), "sha256") == "cached-value"
 
 
+def test_digests_another_process_stored_meanwhile_are_read_again_on_request(tmp_path):
+    (tmp_path / "f").write_bytes(b"sent by another worker")
+    file = local(tmp_path / "f")
+    mine = HashCache(tmp_path / "cache")
+    mine.preload([file])  # nothing known yet
+    theirs = HashCache(tmp_path / "cache")  # another --shard worker, the same cache
+    theirs.store(file, {"md5": "0" * 32})  # a value no read of the file gives: proves it came from the cache
+    theirs.close()
+    assert mine.lookup(file, "md5") is None  # what preload saw stands...
+
+    mine.read_again([file])
+
+    assert mine.lookup(file, "md5") == "0" * 32  # ...until read again
+    mine.close()
+
+
 def test_a_large_plan_is_cached_in_batches_and_preloaded_whole(tmp_path):
     files = []
     for i in range(2500):  # more than one flush batch and several preload queries

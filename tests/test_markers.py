@@ -48,3 +48,23 @@ def test_markers_that_cannot_be_written_are_one_notice(tmp_path):
     assert notice.startswith("notice: 2 of cartloader's marker files could not be written (e.g. ")
     assert "mount --in-dir writable" in notice and "--no-markers" in notice
     assert (tmp_path / "ok.done").exists()
+
+
+def test_a_sharded_dataset_is_marked_by_the_worker_that_found_its_catalog_published():
+    from uploader.shards import Shard, take_share
+
+    plan = take_share(UploadPlan((plan_from_catalog(EXAMPLE, EXAMPLE / "catalog.yaml"),)), Shard(1, 2))
+    mine = {f"{file.name}.aws.done" for file in plan.datasets[0].files if file.group is not Group.BASICS}
+
+    assert {path.name for path in marker_paths(plan, "aws")} == mine  # its catalog waits: the basics are not done
+    assert {path.name for path in marker_paths(plan, "aws", published=frozenset({""}))} == mine | {
+        "cartload.aws.done"}
+
+
+def test_a_collection_root_gets_no_marker(tmp_path):
+    from tests.cartloader_collection import make_collection
+    from uploader.plan import plan_collection
+
+    collection = make_collection(tmp_path / "mydataset")
+    paths = marker_paths(plan_collection(collection.root, collection.in_list), "aws")
+    assert {path.parent for path in paths} == {collection.root / sample for sample in collection.samples}

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cartloader_collection import make_collection
 from tests.pmtiles_files import pmtiles_bytes
 from uploader.catalog import Group
 from uploader.errors import InputError, UsageError
@@ -139,3 +140,60 @@ def test_collection_reports_missing_samples_and_bad_lists(tmp_path, data_dir):
 def test_collection_subdir():
     assert collection_subdir("xenium-1", "S_1") == "xenium-1"
     assert collection_subdir(None, "Sample_A_1") == "sample-a-1"
+
+
+# -- a collection's root (multi-catalog.yaml) ----------------------------------------------------
+
+
+def test_a_collection_root_comes_last_with_its_shared_files_and_checks_the_samples(tmp_path):
+    collection = make_collection(tmp_path / "mydataset", shape="shared")
+
+    plan = plan_collection(collection.root, collection.in_list)
+
+    *samples, root = plan.datasets
+    assert [d.subdir for d in samples] == ["mydataset-s1", "mydataset-s2"] and not any(
+        d.collection_root for d in samples)
+    assert root.collection_root and root.subdir == "" and root.in_dir == collection.root
+    assert root.catalog is not None and root.catalog.name == "multi-catalog.yaml"
+    assert sorted(f.name for f in root.files) == sorted(collection.root_files)
+    # sent with their samples, checked before the root catalog goes
+    assert sorted(f.name for f in root.others) == ["mydataset-s1/catalog.yaml", "mydataset-s1/t12-f24-rgb.tsv",
+                                                   "mydataset-s2/catalog.yaml"]
+
+
+def test_the_root_names_a_sample_this_run_does_not_upload_it_waits_for_it(tmp_path):
+    collection = make_collection(tmp_path / "mydataset")
+    collection.in_list.write_text("mydataset-s2\n")
+
+    *_, root = plan_collection(collection.root, collection.in_list).datasets
+
+    assert "mydataset-s1/catalog.yaml" in {f.name for f in root.others}
+    assert "mydataset-s1/catalog.yaml" not in {f.name for f in root.files}  # never sent without its sample
+
+
+def test_a_root_naming_a_sample_published_elsewhere_is_refused(tmp_path):
+    collection = make_collection(tmp_path / "mydataset")
+    catalog = collection.root / "mydataset-s1" / "catalog.yaml"
+    catalog.write_text(catalog.read_text().replace("id: mydataset-s1", "id: renamed"))
+
+    with pytest.raises(InputError) as error:
+        plan_collection(collection.root, collection.in_list)
+
+    assert "'mydataset-s1/catalog.yaml'" in str(error.value) and "'renamed/'" in str(error.value)
+
+
+def test_a_multi_catalog_without_samples_is_refused(tmp_path):
+    collection = make_collection(tmp_path / "mydataset")
+    (collection.root / "multi-catalog.yaml").write_text("id: x\nfactors: {}\n")
+
+    with pytest.raises(InputError, match="no 'samples' section"):
+        plan_collection(collection.root, collection.in_list)
+
+
+def test_without_a_multi_catalog_a_collection_has_no_root(tmp_path):
+    collection = make_collection(tmp_path / "mydataset")
+    (collection.root / "multi-catalog.yaml").unlink()
+
+    plan = plan_collection(collection.root, collection.in_list)
+
+    assert not any(d.collection_root for d in plan.datasets) and len(plan.datasets) == 2

@@ -161,6 +161,27 @@ def test_setup_reports_a_policy_refused_by_the_account_wide_block(no_aws_env):
     assert "Block Public Access forbids it" in line and "BlockPublicPolicy" in line
 
 
+def test_the_viewer_opens_the_samples_not_the_collection_root_each_with_its_archive(tmp_path):
+    from tests.cartloader_collection import make_collection
+    from uploader.operations import Action, Operation, Status
+    from uploader.plan import plan_collection
+    from uploader.s3.destination import S3Destination
+    from uploader.s3.viewer import published_datasets
+    from uploader.shards import Shard, take_share
+
+    collection = make_collection(tmp_path / "mydataset")
+    # One worker of two: each sample is sent whole by one of them, so one of the samples is all another's.
+    plan = take_share(plan_collection(collection.root, collection.in_list), Shard(2, 2))
+    destination = S3Destination("lab-bucket", "data")
+    ops = [Operation(Action.UPLOAD, d, d.catalog, destination.key(d, d.catalog.name), "new", is_catalog=True,
+                     status=Status.UPLOADED) for d in plan.datasets if d.catalog]
+
+    found = published_datasets(ops, destination)
+
+    assert [p.name for p in found] == ["mydataset-s1", "mydataset-s2"]  # multi-catalog.yaml is no viewer dataset
+    assert [p.archive_key for p in found] == [f"data/{s}/genes_all.pmtiles" for s in ("mydataset-s1", "mydataset-s2")]
+
+
 # -- end to end against the local S3 server -------------------------------------------------------------
 
 

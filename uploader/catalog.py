@@ -10,6 +10,10 @@ under `assets` (what the viewer reads), a value shaped like a file name (an
 extension or a path, spaces or not) must be there; any other value there is
 a file if the dataset has it, else text. Outside `assets`, a value shaped
 like a file name is a file if the dataset has it, else only worth a warning.
+
+A collection's `multi-catalog.yaml` is read the same way; there the sections
+that name files for sure are `samples` (each sample's catalog), `factors` and
+`shared` (the files shared by the samples), besides `assets`.
 """
 
 from __future__ import annotations
@@ -85,6 +89,38 @@ class Catalog:
 
 def load_catalog(path: Path) -> Catalog:
     """Read and walk a catalog.yaml; raise InputError naming the file when it is unusable."""
+    document = _load_document(path)
+    if not isinstance(document.get("assets"), (dict, list)):
+        raise InputError([f"{path}: catalog has no 'assets' section; is this a cartload catalog.yaml?"])
+    return _catalog(path, document, ASSET_SECTIONS)
+
+
+# The sections of a collection's multi-catalog.yaml that name files: each sample's catalog ("samples"), the
+# shared factor files ("factors": at the top in cartloader's writer, under "assets" in its newer shape) and
+# the older "shared" section, which points into the first sample's directory.
+COLLECTION_SECTIONS = frozenset({"samples", "factors", "shared", "assets"})
+
+
+def load_collection_catalog(path: Path) -> Catalog:
+    """Read and walk a collection's multi-catalog.yaml (cartloader's run_cartload2_multi writes it)."""
+    document = _load_document(path)
+    if not isinstance(document.get("samples"), dict):
+        raise InputError([f"{path}: has no 'samples' section naming each sample's catalog; is this the"
+                          " multi-catalog.yaml cartloader writes for a collection?"])
+    return _catalog(path, document, COLLECTION_SECTIONS)
+
+
+def _catalog(path: Path, document: dict[str, Any], file_sections: frozenset[str]) -> Catalog:
+    catalog_id = document.get("id")
+    return Catalog(
+        path=path,
+        id=str(catalog_id) if catalog_id not in (None, "") else None,
+        files=tuple(_dedupe(_walk(document, (), file_sections))),
+    )
+
+
+def _load_document(path: Path) -> dict[str, Any]:
+    """The YAML mapping in a catalog file; InputError naming the file when it is not one."""
     text = _read_catalog_text(path)
     try:
         _check_shape(text)
@@ -100,14 +136,7 @@ def load_catalog(path: Path) -> Catalog:
         raise InputError([f"{path}: catalog is not valid YAML{where}: {problem}; fix the file"]) from None
     if not isinstance(document, dict):
         raise InputError([f"{path}: catalog must be a YAML mapping with an 'assets' section; fix the file"])
-    if not isinstance(document.get("assets"), (dict, list)):
-        raise InputError([f"{path}: catalog has no 'assets' section; is this a cartload catalog.yaml?"])
-    catalog_id = document.get("id")
-    return Catalog(
-        path=path,
-        id=str(catalog_id) if catalog_id not in (None, "") else None,
-        files=tuple(_dedupe(_walk(document, ()))),
-    )
+    return document
 
 
 def _read_catalog_text(path: Path) -> str:
@@ -187,16 +216,20 @@ def _check_shape(text: str) -> None:
             open_nodes[-1][0] += size
 
 
-def _walk(node: Any, path: tuple[str | int, ...]) -> Iterator[FileRef]:
+ASSET_SECTIONS = frozenset({"assets"})  # where a dataset's catalog names files for sure (see Mention)
+
+
+def _walk(node: Any, path: tuple[str | int, ...], file_sections: frozenset[str] = ASSET_SECTIONS
+          ) -> Iterator[FileRef]:
     if isinstance(node, dict):
         for key, value in node.items():
             if str(key) not in NON_FILE_KEYS:
-                yield from _walk(value, (*path, str(key)))
+                yield from _walk(value, (*path, str(key)), file_sections)
     elif isinstance(node, list):
         for index, value in enumerate(node):
-            yield from _walk(value, (*path, index))
+            yield from _walk(value, (*path, index), file_sections)
     elif isinstance(node, str):
-        mention = _mention(node, under_assets=bool(path) and path[0] == "assets")
+        mention = _mention(node, under_assets=bool(path) and path[0] in file_sections)
         if mention is not None:
             yield FileRef(name=node, group=group_of(path), where=_dotted(path), mention=mention)
 

@@ -54,6 +54,7 @@ Environment:
                                 (default ~/.cache/cartload-uploader)
   CARTLOAD_UPLOADER_DEBUG=1     show tracebacks for errors too
   CARTLOAD_UPLOADER_VIEWER_TIMEOUT  seconds each request of the viewer check may take (default 10)
+  SLURM_ARRAY_TASK_*, JOB_COMPLETION_INDEX  which share upload_aws --shard auto takes
   AWS_*                         the usual AWS settings: profile, keys, endpoint, CA bundle, retries
   ZENODO_TOKEN                  the Zenodo token, when --zenodo-token FILE is not given
   CARTLOAD_UPLOADER_ZENODO_TIMEOUT=60           seconds to wait for Zenodo to answer a metadata call
@@ -100,10 +101,16 @@ Usage:
 Options:
   --s3-dir S3URI          Destination, s3://BUCKET[/PREFIX].
   --in-list TSV           Collection mode: a header-less TSV whose first column lists sample
-                          sub-directories; each goes to <s3-dir>/<catalog id>/.
+                          sub-directories; each goes to <s3-dir>/<catalog id>/. The collection's root
+                          (cartloader's multi-catalog.yaml in the parent directory, and the files it
+                          names) goes to <s3-dir>/, after every sample.
   --upload-basics-only    Upload only the basic files and the catalog.
   --upload-optional-only  Upload only the optional files (UMAP, alias).
   --upload-basemap-only   Upload only the extra basemaps (histology, ...).
+  --shard SPEC            Upload one share of the files, one of several workers running the same command:
+                          I/N (the I-th of N, e.g. 2/4), auto (a Slurm array task: from SLURM_ARRAY_TASK_*)
+                          or auto/N (a Kubernetes indexed Job of N completions: JOB_COMPLETION_INDEX). Each
+                          catalog is published by the worker that finds all its files in place.
   --n-jobs N              Requests in flight at once, 1 to 256 (default: 64; large files keep 8 parts in
                           flight whatever this is, so memory stays bounded).
   --profile NAME          AWS profile (default: AWS_PROFILE, else the default chain).

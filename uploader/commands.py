@@ -18,9 +18,10 @@ from uploader.plan import UploadPlan, plan_collection, plan_from_catalog, plan_f
 from uploader.progress import progress_factory
 from uploader.readiness import ReaderCheck, Readiness, exit_status
 from uploader.redact import redact
-from uploader.report import failure_lines, print_plan, report_document, summary, write_report
+from uploader.report import failure_lines, print_plan, report_document, share_line, summary, write_report
 from uploader.runner import RunOptions, RunResult, run
 from uploader.settings import AwsSettings, CommonSettings, ZenodoCommandSettings
+from uploader.shards import take_share
 
 
 def upload_aws(settings: AwsSettings, resume_command: str) -> ExitStatus:
@@ -36,6 +37,8 @@ def upload_aws(settings: AwsSettings, resume_command: str) -> ExitStatus:
         plan = plan_collection(common.in_dir, settings.in_list, settings.groups)
     else:
         plan = UploadPlan((plan_from_catalog(common.in_dir, common.catalog_path, settings.groups),))
+    if settings.shard is not None:
+        plan = take_share(plan, settings.shard)
     backend = S3Backend(destination, S3Settings(settings.profile, settings.endpoint_url, common.n_jobs,
                                                 settings.addressing_style, take_over=settings.take_over,
                                                 abort_incomplete=settings.abort_incomplete), settings.objects)
@@ -93,7 +96,7 @@ def execute(plan: UploadPlan, backend: Backend, common: CommonSettings, options:
     cache = HashCache.default()
     if cache.notice and not common.quiet:
         say(f"note: {cache.notice}")
-    cache.preload(file for dataset in plan.datasets for file in (*dataset.all_files, *dataset.others))
+    cache.preload(file for dataset in plan.datasets for file in (*dataset.all_files, *dataset.checked_only))
     try:
         result = run(plan, backend, options, cache, progress_factory(common.quiet, common.no_progress))
     finally:
@@ -101,15 +104,20 @@ def execute(plan: UploadPlan, backend: Backend, common: CommonSettings, options:
     if more := backend.resume_options():  # e.g. the id of a deposition the run made
         resume_command = f"{resume_command} {shlex.join(more)}"
     result.notes[:0] = [f"note: {note}" for note in notes]
+    if plan.share is not None and not result.dry_run:  # a dry run prints it atop the plan
+        result.notes.insert(0, share_line(plan.share))
     if markers and result.ok and not result.dry_run and not common.no_markers:
-        notice = write_markers(marker_paths(plan, markers))
+        published = frozenset(op.dataset.subdir for op in result.ops if op.is_catalog and op.file is not None
+                              and op.status in (Status.UPLOADED, Status.SKIPPED))
+        notice = write_markers(marker_paths(plan, markers, published))
         if notice:
             result.notes.append(notice)
     readiness = check_readers(readers, result)
     if common.report:
-        write_report(common.report, report_document(result, resume_command, destination, warnings, readiness))
+        write_report(common.report, report_document(result, resume_command, destination, warnings, readiness,
+                                                    share=plan.share))
     if result.dry_run:
-        print_plan(result.ops)
+        print_plan(result.ops, share=plan.share)
         if not common.quiet:
             for line in result.notes:
                 say(line)
@@ -132,9 +140,13 @@ def tell_outcome(result: RunResult, quiet: bool, resume_command: str, readiness:
     """Failures, notes, the summary line, what readers can use, and what to do next, on stderr."""
     for line in failure_lines(result):
         say(line)
-    for op in result.ops:
-        if op.status is Status.WAITING:
-            say(f"waiting: {op.destination}: {op.error}")
+    waiting = [op for op in result.ops if op.status is Status.WAITING]
+    withdrawn = set(result.withdrawn)
+    for op in waiting[:WAITING_SHOWN]:
+        offline = " (this run withdrew the live one first: offline until then)" if op.destination in withdrawn else ""
+        say(f"waiting: {op.destination}: {op.error}{offline}")
+    if len(waiting) > WAITING_SHOWN:
+        say(f"waiting: {len(waiting) - WAITING_SHOWN} more catalog(s) likewise (--report FILE lists them)")
     if not quiet:
         for line in result.notes:
             say(line)
@@ -156,6 +168,9 @@ def tell_outcome(result: RunResult, quiet: bool, resume_command: str, readiness:
             say(line)
         if readiness.ready is False:  # the last line: the data is safe, but not yet usable
             say(f"uploaded, but {readiness.problem}")
+
+
+WAITING_SHOWN = 10  # a worker that finishes first may leave hundreds of a collection's catalogs to the others
 
 
 def say(message: str) -> None:

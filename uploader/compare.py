@@ -19,6 +19,13 @@ updated in place (UPDATE), its bytes not sent again.
 
 `--delete` adds a DELETE for every remote file under a dataset's prefix that
 its catalog does not name; they run after the catalog is published.
+
+A collection's root catalog names the samples' catalogs: it is withdrawn
+too when one of them is.
+
+With --shard, another worker may withdraw or publish a catalog while this
+one runs: each catalog is then decided again from the listing taken just
+before it would be published (`Operation.recheck`).
 """
 
 from __future__ import annotations
@@ -59,7 +66,16 @@ def decide(plan: UploadPlan, listings: dict[str, dict[str, RemoteFile]], backend
         unchanged = [op for ops in by_dataset for op in ops if op.action is Action.SKIP]
         _update_where_options_differ(unchanged, backend, options.stored_options, workers)
     if backend.catalogs_go_live:
-        by_dataset = [_withdraw_live_catalog(ops, backend) for ops in by_dataset]
+        by_dataset = [ops if ops and ops[0].dataset.collection_root else _withdraw_live_catalog(ops, backend)
+                      for ops in by_dataset]
+        # The root's catalog names the samples' catalogs: it goes when they do (after them in the plan).
+        changing = {op.destination for ops in by_dataset for op in ops if _changes(op)}
+        by_dataset = [_withdraw_live_catalog(ops, backend, changing) if ops and ops[0].dataset.collection_root
+                      else ops for ops in by_dataset]
+    if plan.share is not None:
+        for ops in by_dataset:
+            for op in ops:
+                op.recheck = op.is_catalog and op.action is not Action.DELETE
     if options.delete:
         by_dataset = [ops + _removals(dataset, listings[dataset.subdir], backend, plan)
                       for dataset, ops in zip(plan.datasets, by_dataset, strict=True)]
@@ -192,17 +208,30 @@ def _equal_digest(remote: Mapping[str, str], local: Mapping[str, str]) -> str | 
 WITHDRAWN = "withdrawn first: files it names are replaced; published again last"
 
 
-def _withdraw_live_catalog(ops: list[Operation], backend: Backend) -> list[Operation]:
-    """Prepend the withdrawal of a live catalog whose files this run replaces or deletes."""
-    catalog = next((op for op in ops if op.is_catalog), None)
+def _changes(op: Operation) -> bool:
+    """Whether `op` replaces or removes what is on the remote: a file, or a catalog (withdrawn or replaced)."""
+    if op.is_catalog:
+        return op.action in (Action.REPLACE, Action.DELETE)
     # A file that changed on disk since it was planned will not be sent (the runner fails it): it changes nothing.
-    changing = {op.destination for op in ops if op.action in (Action.REPLACE, Action.DELETE) and not op.is_catalog
-                and (op.file is None or op.file.unchanged_on_disk())}
+    return op.action in (Action.REPLACE, Action.DELETE) and (op.file is None or op.file.unchanged_on_disk())
+
+
+def _withdraw_live_catalog(ops: list[Operation], backend: Backend, elsewhere: set[str] | None = None
+                           ) -> list[Operation]:
+    """Prepend the withdrawal of a live catalog whose files this run replaces or deletes.
+
+    `elsewhere`: what the run changes in other datasets, for a catalog that names their files (the root's).
+    """
+    catalog = next((op for op in ops if op.is_catalog), None)
+    own = {op.destination for op in ops if not op.is_catalog and _changes(op)}
+    changing = own | (elsewhere or set())
     if catalog is None or catalog.remote is None or not changing:
         return ops
     named = file_names_in(backend.read(catalog.remote))
     dataset = catalog.dataset
     vouched_for = None if named is None else {backend.destination(dataset, name) for name in named}
+    if vouched_for is None and not own:
+        return ops  # an unreadable live catalog is withdrawn for changes to its own dataset only
     if vouched_for is not None and not changing & vouched_for:
         return ops  # only additions: the live catalog stays right all along
     withdrawal = Operation(Action.DELETE, dataset, None, catalog.destination, WITHDRAWN, is_catalog=True,

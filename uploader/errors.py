@@ -107,4 +107,9 @@ class FileUploadError(Exception):
 
 
 class CatalogWaits(FileUploadError):
-    """A catalog is not published yet: files of another upload group that it names are not in place."""
+    """A catalog is not published yet: files it names that another run sends (another upload group, another
+    --shard worker, another run's samples) are not in place."""
+
+
+class CatalogInPlace(FileUploadError):
+    """A catalog to publish is on the remote already, as it is here (another --shard worker published it)."""

@@ -34,8 +34,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from uploader.backend import Backend, Stored
-from uploader.errors import CatalogWaits, FileUploadError, RemoteError
+from uploader.backend import Backend, RemoteFile, Stored
+from uploader.errors import CatalogInPlace, CatalogWaits, FileUploadError, RemoteError
 from uploader.hashing import Cancelled, HashCache, digests, is_digest_name
 from uploader.operations import Action, Operation, Status
 from uploader.plan import Dataset, LocalFile
@@ -167,7 +167,9 @@ class Executor:
         except OSError as exc:
             raise FileUploadError(f"cannot read {file.path}: {exc.strerror}") from None
         if op.is_catalog:
-            confirm_in_place(op.dataset, self.backend, self.cache)
+            listing = confirm_in_place(op.dataset, self.backend, self.cache)
+            if op.recheck:
+                self._decide_again(op, listing)
         return _as_optional(self.backend.start_send(op, op.digests, attempt.advance, self.stop))
 
     def complete(self, attempt: _Attempt, outcome: Future[Stored | None]) -> _Attempt | None:
@@ -181,6 +183,8 @@ class Executor:
             self.liveness.touch()
         except CatalogWaits as waits:
             op.status, op.error = Status.WAITING, waits.reason
+        except CatalogInPlace as there:
+            op.status, op.reason = Status.SKIPPED, there.reason
         except FileUploadError as exc:
             attempt.take_back()
             if self.stop.is_set():
@@ -192,6 +196,16 @@ class Executor:
             if exc.retryable and attempt.number < INTEGRITY_ATTEMPTS:
                 return attempt.next(after_pause=False)
         return None
+
+    def _decide_again(self, op: Operation, listing: dict[str, RemoteFile]) -> None:
+        """A catalog another worker may have published or withdrawn: skipped if there as it is here, else sent."""
+        assert op.file is not None
+        found = listing.get(op.destination)
+        if found is not None and found.size == op.file.size and _proven_equal(found.digests, op.file, self.cache):
+            raise CatalogInPlace("already published, as it is here (by another worker or an earlier run)")
+        if op.action is Action.SKIP:  # there when this run began; withdrawn or replaced since
+            op.action = Action.REPLACE if found else Action.UPLOAD
+            op.reason = "published again: it was " + ("replaced" if found else "withdrawn") + " while this run went on"
 
     def _verify(self, op: Operation, stored: Stored) -> None:
         """The remote holds what was sent: its size, and each digest it vouches for, equal the local file's."""
@@ -322,36 +336,60 @@ class _Batch:
             raise self._bug
 
 
-def confirm_in_place(dataset: Dataset, backend: Backend, cache: HashCache) -> None:
-    """A fresh listing shows every file of a catalog's dataset with the size and digests it was verified with."""
+def confirm_in_place(dataset: Dataset, backend: Backend, cache: HashCache) -> dict[str, RemoteFile]:
+    """A fresh listing shows every file of a catalog's dataset with the size and digests it was verified with.
+
+    Raises FileUploadError when a file this run sent is not in place as sent, CatalogWaits when a file another
+    run sends is not there yet; returns the listing. Sizes are compared first: a file not sent yet is found
+    without reading a single local file.
+    """
     try:
         listing = backend.remote_files(dataset)
     except Exception as exc:  # the catalog waits: a listing that failed proves nothing
         raise FileUploadError(f"not published: cannot list the remote ({exc})", retryable=True) from None
 
-    def out_of_place(files: tuple[LocalFile, ...]) -> list[str]:
-        wrong = []
-        for file in files:
-            found = listing.get(backend.destination(dataset, file.name))
-            if found is None or found.size != file.size or not _digests_agree(found.digests, file, cache):
-                wrong.append(file.name)
-        return wrong
+    def missing(files: tuple[LocalFile, ...]) -> list[LocalFile]:
+        return [file for file in files if (found := listing.get(backend.destination(dataset, file.name))) is None
+                or found.size != file.size]
 
-    wrong = out_of_place(dataset.files)
-    rewritten = [name for name in wrong if "\\" in name
-                 and backend.destination(dataset, name.replace("\\", "/")) in listing]
+    def different(files: tuple[LocalFile, ...]) -> list[LocalFile]:
+        return [file for file in files
+                if not _digests_agree(listing[backend.destination(dataset, file.name)].digests, file, cache)]
+
+    rewritten = [file.name for file in missing(dataset.files) if "\\" in file.name
+                 and backend.destination(dataset, file.name.replace("\\", "/")) in listing]
     if rewritten:  # re-running never repairs this: the store itself changes the name
         key = backend.destination(dataset, rewritten[0])
         raise FileUploadError(f"not published: the store saved '{key}' as '{key.replace(chr(92), '/')}' (it turns"
                               " '\\' in keys into '/'), so the catalog's name would not be found; rename the file"
                               " without '\\' (and fix the catalog)")
-    if wrong:
-        raise FileUploadError(f"not published: {len(wrong)} file(s) are not in place as uploaded (e.g. {wrong[0]});"
-                              " is something else writing there? Re-run to repair")
-    if missing := out_of_place(dataset.others):
-        raise CatalogWaits(f"not published yet: {len(missing)} file(s) it names are not on the remote as they are"
-                           f" here (e.g. {missing[0]}) and belong to another upload group; it is published by the"
-                           " run that uploads them, or by the full upload (without --upload-*-only)")
+    if wrong := missing(dataset.files) or different(dataset.files):
+        raise FileUploadError(f"not published: {len(wrong)} file(s) are not in place as uploaded (e.g."
+                              f" {wrong[0].name}); is something else writing there? Re-run to repair")
+    if elsewhere := missing(dataset.checked_only):
+        raise CatalogWaits(_waiting_reason(dataset, elsewhere))
+    cache.read_again(dataset.checked_only)  # what the runs that sent them hashed meanwhile, in a shared cache
+    if elsewhere := different(dataset.checked_only):
+        raise CatalogWaits(_waiting_reason(dataset, elsewhere))
+    return listing
+
+
+def _waiting_reason(dataset: Dataset, missing: list[LocalFile]) -> str:
+    first = missing[0]
+    reason = (f"not published yet: {len(missing)} file(s) it names are not on the remote as they are here"
+              f" (e.g. {first.name})")
+    if first in dataset.other_shares:
+        return (f"{reason}; other --shard workers send them: the last worker to finish publishes it (if a worker"
+                " failed, re-run that one alone)")
+    if dataset.collection_root and "/" in first.name:
+        return f"{reason}; they are the samples': it is published after them, by the run that publishes the last"
+    return (f"{reason} and belong to another upload group; it is published by the run that uploads them, or by the"
+            " full upload (without --upload-*-only)")
+
+
+def _proven_equal(vouched: Mapping[str, str], file: LocalFile, cache: HashCache) -> bool:
+    """At least one digest the remote vouches for, and every one of them, equals the local file's."""
+    return any(is_digest_name(name) for name in vouched) and _digests_agree(vouched, file, cache)
 
 
 def _digests_agree(vouched: Mapping[str, str], file: LocalFile, cache: HashCache) -> bool:

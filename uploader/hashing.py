@@ -177,6 +177,14 @@ class HashCache:
             except sqlite3.Error as exc:
                 self._damaged(exc)  # otherwise a cache that cannot be read only costs a re-hash
 
+    def read_again(self, files: Iterable[LocalFile]) -> None:
+        """Read the rows of `files` again: another process may have stored them since (an --shard worker that
+        hashed them as it sent them, sharing this cache), and a lookup then costs no read of the file."""
+        files = list(files)
+        with self._lock:
+            self._preloaded.difference_update(file.cache_key[0] for file in files)
+        self.preload(files)
+
     def lookup(self, file: LocalFile, name: str) -> str | None:
         key = (*file.cache_key, name)
         if key in self._known or key[0] in self._preloaded:

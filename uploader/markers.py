@@ -19,11 +19,18 @@ from uploader.catalog import Group
 from uploader.plan import UploadPlan
 
 
-def marker_paths(plan: UploadPlan, kind: str) -> list[Path]:
-    """Where cartloader puts the markers of `kind` ('aws' or 'zenodo') for the groups this plan uploads."""
+def marker_paths(plan: UploadPlan, kind: str, published: frozenset[str] = frozenset()) -> list[Path]:
+    """Where cartloader puts the markers of `kind` ('aws' or 'zenodo') for the groups this plan uploads.
+
+    With --shard, a dataset's basic group is done once its catalog is published (`published`: the subdirs of
+    the datasets whose catalog is on the remote after this run), whichever worker published it.
+    """
     paths = []
     for dataset in plan.datasets:
-        basics_sent = not any(file.group is Group.BASICS for file in dataset.others)
+        if dataset.collection_root:
+            continue  # cartloader marks the samples' uploads only
+        basics_sent = not any(file.group is Group.BASICS for file in dataset.others) and (
+            not dataset.other_shares or dataset.subdir in published)
         if dataset.catalog is not None and basics_sent:  # the basic group, whose last file is the catalog
             paths.append(dataset.in_dir / f"cartload.{kind}.done")
         paths.extend(dataset.in_dir / f"{file.name}.{kind}.done" for file in dataset.files

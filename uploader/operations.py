@@ -64,6 +64,9 @@ class Operation:
     digests: dict[str, str] = field(default_factory=dict)  # the local file's digests, as far as they are known
     changes: dict[str, str] = field(default_factory=dict)  # UPDATE: option -> the value to set (it differs)
     after_publish: bool = False  # a DELETE that waits until its dataset's catalog is published (--delete)
+    # A catalog another --shard worker may publish or withdraw meanwhile: decided again, skipped if already
+    # there as it is here, from the listing taken just before it would be published.
+    recheck: bool = False
 
     @property
     def size(self) -> int:

@@ -15,12 +15,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from uploader.catalog import Catalog, Group, Mention, load_catalog
+from uploader.catalog import Catalog, Group, Mention, load_catalog, load_collection_catalog
 from uploader.errors import InputError, UsageError
 from uploader.pmtiles import archive_problem, is_pmtiles_name
 
+if TYPE_CHECKING:
+    from uploader.shards import Share
+
 CATALOG_NAME = "catalog.yaml"
+COLLECTION_CATALOG_NAME = "multi-catalog.yaml"  # at a collection's root, next to the sample directories
 
 
 @dataclass(frozen=True)
@@ -70,20 +75,32 @@ class Dataset:
     files: tuple[LocalFile, ...]
     catalog: LocalFile | None
     warnings: tuple[str, ...] = ()  # catalog values that may name a missing file (outside `assets`)
-    # Files the catalog names that this run does not send (another upload group): not re-sent, but the
-    # catalog waits until a listing shows each of them on the remote as it is here.
+    # Files the catalog names that this run does not send (another upload group; at a collection's root, the
+    # samples' files): not re-sent, but the catalog waits until a listing shows each of them on the remote as
+    # it is here.
     others: tuple[LocalFile, ...] = ()
+    # Files of this dataset that other --shard workers send: checked like `others`, never sent by this run.
+    other_shares: tuple[LocalFile, ...] = ()
+    # The collection's root: multi-catalog.yaml (its `catalog`) and the shared files it names, published
+    # after every sample of the run.
+    collection_root: bool = False
 
     @property
     def all_files(self) -> tuple[LocalFile, ...]:
         return self.files + ((self.catalog,) if self.catalog else ())
 
+    @property
+    def checked_only(self) -> tuple[LocalFile, ...]:
+        """The files its catalog names that other runs send: in place before the catalog goes, never sent here."""
+        return self.others + self.other_shares
+
 
 @dataclass(frozen=True)
 class UploadPlan:
-    """Everything a run will publish: one dataset, or a collection of them."""
+    """Everything a run will publish: one dataset, or a collection of them (its root, if any, last)."""
 
     datasets: tuple[Dataset, ...]
+    share: Share | None = None  # with --shard: this worker's share of the files (shards.take_share)
 
 
 ALL_GROUPS = frozenset(Group)
@@ -96,9 +113,13 @@ def plan_from_catalog(in_dir: Path, catalog_path: Path, groups: frozenset[Group]
 
 
 def plan_collection(in_dir: Path, in_list: Path, groups: frozenset[Group] = ALL_GROUPS) -> UploadPlan:
-    """One dataset per sample sub-directory listed in the first column of `in_list`."""
+    """One dataset per sample sub-directory listed in the first column of `in_list`, then the collection's root.
+
+    The root (multi-catalog.yaml and the shared files it names, when --in-dir has one) comes last: its
+    catalog is published after every sample's.
+    """
     in_dir = _existing_dir(in_dir, "--in-dir")
-    datasets: list[Dataset] = []
+    samples: dict[str, Dataset] = {}
     problems: list[str] = []
     owners: dict[str, str] = {}
     for sample in read_sample_list(in_list):
@@ -113,12 +134,79 @@ def plan_collection(in_dir: Path, in_list: Path, groups: frozenset[Group] = ALL_
                 raise InputError([f"{in_list}: samples '{owners[subdir]}' and '{sample}' would both upload to "
                                   f"'{subdir}/'; give their catalogs distinct ids"])
             owners[subdir] = sample
-            datasets.append(_dataset(sample_dir.absolute(), catalog, groups, subdir))
+            samples[sample] = _dataset(sample_dir.absolute(), catalog, groups, subdir)
+        except InputError as exc:
+            problems.extend(exc.problems)
+    root = None
+    if os.path.lexists(in_dir / COLLECTION_CATALOG_NAME) and not problems:
+        try:
+            root = _collection_root(in_dir, load_collection_catalog(in_dir / COLLECTION_CATALOG_NAME), samples, groups)
         except InputError as exc:
             problems.extend(exc.problems)
     if problems:
         raise InputError(problems)
-    return UploadPlan(tuple(datasets))
+    return UploadPlan((*samples.values(), *((root,) if root else ())))
+
+
+def _collection_root(in_dir: Path, catalog: Catalog, samples: dict[str, Dataset], groups: frozenset[Group]
+                     ) -> Dataset:
+    """The collection's root as a dataset of its own: the shared files it names, then multi-catalog.yaml.
+
+    cartloader's run_together uploads them next to the sample directories, so the multi-catalog's relative
+    names (`mydataset-s1/catalog.yaml`, `t12-f24-model.tsv`) resolve on the store. A name inside a sample
+    directory belongs to that sample: published with it (checked here, not sent twice); inside a sample
+    directory this run does not upload, it is another run's, and the root catalog waits for it.
+    """
+    problems: list[str] = []
+    warnings: list[str] = []
+    files: list[LocalFile] = []
+    others: list[LocalFile] = []
+    real_dirs: dict[str, str] = {}
+    for ref in catalog.files:
+        where = f"{catalog.path} ({ref.where})"
+        if ref.mention is not Mention.FILE and not _present(in_dir, ref.name):
+            if ref.mention is Mention.WARN_IF_MISSING:
+                warnings.append(f"{where}: '{_printable(ref.name)}' looks like a file name but is not in {in_dir};"
+                                " it is left as text (fix the catalog if it names a file)")
+            continue
+        local = resolve_local_file(in_dir, ref.name, ref.group, where, problems, real_dirs)
+        if local is None or not _readable_by_the_viewer(local, where, problems):
+            continue
+        if _published_with_a_sample(local.name, samples, in_dir, where, problems):
+            others.append(local)  # checked before this catalog goes, never sent twice
+        else:
+            (files if ref.group in groups else others).append(local)
+    if problems:
+        raise InputError(problems)
+    return Dataset(in_dir=in_dir, subdir="", files=tuple(files),
+                   catalog=_catalog_file(catalog.path, COLLECTION_CATALOG_NAME), warnings=tuple(warnings),
+                   others=tuple(others), collection_root=True)
+
+
+def _published_with_a_sample(name: str, samples: dict[str, Dataset], in_dir: Path, where: str,
+                             problems: list[str]) -> bool:
+    """Whether a file the root names is a sample's: published with it by this run, or by the run that uploads
+    that sample; a problem if the sample goes where the root's name does not lead."""
+    sample = next((directory for directory in samples if name.startswith(f"{directory}/")), None)
+    if sample is None:
+        return _in_sample_directory(in_dir, name)  # a sample directory this run does not upload
+    if not _sample_publishes(samples[sample], name[len(sample) + 1:]):
+        return False  # in a sample's directory, but named by the root alone: the root sends it
+    if samples[sample].subdir != sample:
+        problems.append(f"{where}: '{name}' is in sample directory '{sample}', which is published under"
+                        f" '{samples[sample].subdir}/' (its catalog id): that name would not resolve on the"
+                        f" store; give the sample's catalog the id '{sample}', as cartloader does")
+    return True
+
+
+def _sample_publishes(sample: Dataset, name: str) -> bool:
+    return any(file.name == name for file in (*sample.all_files, *sample.checked_only))
+
+
+def _in_sample_directory(in_dir: Path, name: str) -> bool:
+    """Whether `name` lies inside a sample directory (one with its own catalog.yaml) of the collection."""
+    parts = name.split("/")
+    return any((in_dir.joinpath(*parts[:depth]) / CATALOG_NAME).is_file() for depth in range(1, len(parts)))
 
 
 def _dataset(in_dir: Path, catalog: Catalog, groups: frozenset[Group], subdir: str) -> Dataset:
@@ -276,10 +364,10 @@ def _is_safe_relative(name: str) -> bool:
     return all(part not in ("", ".", "..") for part in parts)
 
 
-def _catalog_file(catalog_path: Path) -> LocalFile:
+def _catalog_file(catalog_path: Path, name: str = CATALOG_NAME) -> LocalFile:
     # The catalog is published under its conventional name, wherever it was read from.
     info = catalog_path.stat()
-    return LocalFile(name=CATALOG_NAME, path=catalog_path.resolve(), size=info.st_size,
+    return LocalFile(name=name, path=catalog_path.resolve(), size=info.st_size,
                      mtime_ns=info.st_mtime_ns, ctime_ns=info.st_ctime_ns, inode=info.st_ino)
 
 

@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from uploader import __version__
 from uploader.errors import UsageError
@@ -20,9 +20,14 @@ from uploader.readiness import Readiness, exit_status
 from uploader.redact import redact
 from uploader.runner import RunResult
 
+if TYPE_CHECKING:
+    from uploader.shards import Share
 
-def print_plan(ops: list[Operation], stream: TextIO = sys.stdout) -> None:
-    """The dry-run listing: one line per operation, then totals."""
+
+def print_plan(ops: list[Operation], stream: TextIO = sys.stdout, share: Share | None = None) -> None:
+    """The dry-run listing: this worker's share (with --shard), one line per operation, then totals."""
+    if share is not None:
+        print(share_line(share), file=stream)
     for op in ops:
         print(f"{op.action.value:<8} {op.size:>14,d}  {op.destination}  ({op.reason})", file=stream)
     sending = [op for op in ops if op.transfers_bytes]
@@ -31,6 +36,25 @@ def print_plan(ops: list[Operation], stream: TextIO = sys.stdout) -> None:
           + (f"{updating} to update in place, " if updating else "")
           + f"{sum(op.action is Action.SKIP for op in ops)} unchanged, "
           f"{sum(op.action is Action.DELETE for op in ops)} to delete; nothing was changed", file=stream)
+
+
+def share_line(share: Share) -> str:
+    """What one --shard worker sends, of the whole plan, and the plan's fingerprint (the same on every worker)."""
+    parts = []
+    if share.whole:
+        parts.append(f"whole: {_names(share.whole)}")
+    if share.partial:
+        parts.append(f"part of: {_names(share.partial)}")
+    held = f" ({'; '.join(parts)})" if parts else ""
+    origin = f", {share.shard.origin}" if share.shard.origin not in ("", "--shard") else ""
+    return (f"shard {share.shard}{origin}: {share.files} of {share.plan_files} file(s),"
+            f" {human_bytes(share.bytes)} of {human_bytes(share.plan_bytes)}{held}; plan {share.fingerprint}"
+            " (every worker must show the same)")
+
+
+def _names(subdirs: tuple[str, ...], shown: int = 5) -> str:
+    """The first few datasets, by sub-directory."""
+    return ", ".join(subdirs[:shown]) + (f" and {len(subdirs) - shown} more" if len(subdirs) > shown else "")
 
 
 def summary(result: RunResult) -> str:
@@ -48,7 +72,7 @@ def summary(result: RunResult) -> str:
     if result.count(Status.NOT_RUN):
         parts.append(f"{result.count(Status.NOT_RUN)} not started")
     if result.count(Status.WAITING):
-        parts.append(f"{result.count(Status.WAITING)} catalog(s) waiting for other upload groups")
+        parts.append(f"{result.count(Status.WAITING)} catalog(s) waiting for files other runs send")
     return f"{', '.join(parts)} in {result.elapsed:.1f} s ({human_bytes(rate)}/s)"
 
 
@@ -58,7 +82,7 @@ def failure_lines(result: RunResult) -> list[str]:
 
 
 def report_document(result: RunResult, command: str, destination: str, warnings: list[str] | None = None,
-                    readiness: Readiness | None = None) -> dict[str, Any]:
+                    readiness: Readiness | None = None, share: Share | None = None) -> dict[str, Any]:
     """The --report JSON: per file, totals, elapsed time and overall outcome."""
     files = [
         {
@@ -94,6 +118,8 @@ def report_document(result: RunResult, command: str, destination: str, warnings:
         "viewer_ready": readiness.ready if readiness else None,
         "viewer": readiness.report if readiness else None,
         "elapsed_seconds": round(result.elapsed, 3),
+        # With --shard: this worker's share (what it sends, of the whole plan); null otherwise.
+        "shard": share.as_report() if share else None,
         "totals": {
             "files": len(files),
             "bytes": sum(op.size for op in result.ops),

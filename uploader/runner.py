@@ -4,8 +4,9 @@ The order is what makes a published dataset trustworthy:
 check access -> compare with the remote (the operations a dry run shows)
 -> deletions -> every content file, in parallel, each verified -> each
 dataset's catalog, only once a fresh listing shows every other file of it in
-place -> what --delete removes, only from datasets whose catalog is published
--> the backend's finish (e.g. Zenodo's publish). A file that fails is
+place -> a collection's root catalog, after the samples' -> what --delete
+removes, only from datasets whose catalog is published -> the backend's
+finish (e.g. Zenodo's publish). A file that fails is
 retried when the failure is worth retrying, then reported; the others go on.
 
 The runner alone hashes local files and compares digests: a backend only
@@ -58,11 +59,20 @@ class RunResult:
     @property
     def offline(self) -> list[str]:
         """Catalogs withdrawn by this run and not published again: those datasets cannot be opened now."""
-        withdrawn = [op for op in self.ops if op.is_catalog and op.action is Action.DELETE
-                     and op.status is Status.DELETED]
         published = {op.destination for op in self.ops
                      if op.is_catalog and op.transfers_bytes and op.status is Status.UPLOADED}
-        return [op.destination for op in withdrawn if op.destination not in published]
+        # A catalog that waits for files another run sends is offline until that run publishes it: no failure.
+        return [name for name in self.withdrawn if name not in published | self.waiting]
+
+    @property
+    def withdrawn(self) -> list[str]:
+        """Live catalogs this run withdrew before replacing files they name."""
+        return [op.destination for op in self.ops if op.is_catalog and op.action is Action.DELETE
+                and op.status is Status.DELETED]
+
+    @property
+    def waiting(self) -> set[str]:
+        return {op.destination for op in self.ops if op.is_catalog and op.status is Status.WAITING}
 
     @property
     def catalogs_published(self) -> bool:
@@ -119,9 +129,9 @@ def run(plan: UploadPlan, backend: Backend, options: RunOptions, cache: HashCach
         ops = _decide(plan, backend, options, cache, liveness)
 
     result = RunResult(ops, 0.0)
-    work = [op for op in ops if op.action is not Action.SKIP]
+    work = [op for op in ops if op.action is not Action.SKIP or op.recheck]
     for op in ops:
-        if op.action is Action.SKIP:
+        if op.action is Action.SKIP and not op.recheck:
             op.status = Status.SKIPPED
     progress = make_progress(sum(op.size for op in work if op.transfers_bytes), len(work))
     executor = Executor(backend, cache, options.n_jobs, progress, options.stall_seconds, options.remote_name,
@@ -131,7 +141,8 @@ def run(plan: UploadPlan, backend: Backend, options: RunOptions, cache: HashCach
         _hold_back_where_withdrawal_failed(ops)
         executor.run_all([op for op in work if op.writes_file and not op.is_catalog
                           and op.status is Status.PENDING])
-        executor.run_all(_catalogs_ready_to_publish(ops))
+        executor.run_all(_catalogs_ready_to_publish(ops, roots=False))
+        executor.run_all(_catalogs_ready_to_publish(ops, roots=True))
         executor.run_all(_removals_once_published(ops))
     except KeyboardInterrupt:
         result.interrupted = True
@@ -191,15 +202,26 @@ def _hold_back_where_withdrawal_failed(ops: list[Operation]) -> None:
             op.fail("not replaced: the live catalog naming it could not be withdrawn first; re-run")
 
 
-def _catalogs_ready_to_publish(ops: list[Operation]) -> list[Operation]:
-    """Each dataset's catalog, if every other file of that dataset succeeded; the rest are withheld."""
+def _catalogs_ready_to_publish(ops: list[Operation], *, roots: bool) -> list[Operation]:
+    """Each dataset's catalog (or, `roots`, a collection's root catalog), if every other file of that dataset
+    succeeded, and for a root every sample's file and catalog it names; the rest are withheld.
+
+    A root never waits for a sample of its own run that failed: that is the run's failure, told as one, and
+    the same command resumes it.
+    """
     ready = []
     for op in ops:
-        if not op.is_catalog or not op.writes_file:
+        if not op.is_catalog or not (op.writes_file or op.recheck) or op.dataset.collection_root is not roots:
             continue
         failed = [o for o in ops if o.dataset is op.dataset and not o.is_catalog and o.status is Status.FAILED]
+        named = {file.name for file in op.dataset.others} if roots else set()
+        withheld = [o for o in ops if o.file is not None and o.status is Status.FAILED
+                    and f"{o.dataset.subdir}/{o.file.name}" in named]
         if failed:
             op.fail(f"not published: {len(failed)} file(s) of this dataset failed")
+        elif withheld:
+            op.fail(f"not published: {len(withheld)} file(s) of the samples it names failed or were not published"
+                    f" (e.g. {withheld[0].destination})")
         else:
             ready.append(op)
     return ready

@@ -31,6 +31,7 @@ from uploader.s3.options import (
     ObjectOptions,
     is_kms_alias,
 )
+from uploader.shards import Shard, parse_shard
 from uploader.zenodo.pacing import ZenodoTiming
 
 log = logging.getLogger("uploader")
@@ -93,6 +94,7 @@ class AwsSettings:
     abort_incomplete: bool = False
     objects: ObjectOptions = field(default_factory=ObjectOptions)  # --acl, --cache-control, ... --request-payer
     delete: bool = False  # --delete: remove what the catalog does not name, once it is published
+    shard: Shard | None = None  # --shard: this worker's share of the files
 
 
 @dataclass(frozen=True)
@@ -200,13 +202,15 @@ def aws_settings(args: dict[str, Any]) -> AwsSettings:
     stall = args["--stall-timeout"]
     objects = _object_options(args, notes)
     groups = _groups(args)
+    shard = parse_shard(args["--shard"], os.environ) if args["--shard"] is not None else None
     if args["--delete"]:
         _check_delete(args)
     return AwsSettings(common=common, s3_dir=args["--s3-dir"], in_list=_optional_path(args["--in-list"], ""),
                        groups=groups, profile=args["--profile"], endpoint_url=endpoint, notes=tuple(notes),
                        addressing_style=style, viewer=_viewer(args), objects=objects, delete=bool(args["--delete"]),
                        stall_seconds=_seconds(stall, "--stall-timeout", 86400) if stall else AwsSettings.stall_seconds,
-                       take_over=bool(args["--take-over"]), abort_incomplete=bool(args["--abort-incomplete-uploads"]))
+                       take_over=bool(args["--take-over"]), abort_incomplete=bool(args["--abort-incomplete-uploads"]),
+                       shard=shard)
 
 
 def _object_options(args: dict[str, Any], notes: list[str]) -> ObjectOptions:

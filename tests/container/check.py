@@ -14,7 +14,11 @@ so that the README cannot drift from what works:
 - the GitHub Actions step and the GitLab job (its script in the image, entrypoint reset, as the
   image's own user);
 - the Slurm script: its #SBATCH lines, then the script itself, with `srun` and `apptainer`
-  standing in for Slurm and Apptainer.
+  standing in for Slurm and Apptainer;
+- the --shard section's Slurm array script, as its array's tasks at once (each with the
+  SLURM_ARRAY_* variables Slurm gives it), and its Kubernetes indexed Job, as its pods at once
+  (the image's own user, JOB_COMPLETION_INDEX, the volume, the Secret's keys): every object is
+  written exactly once and the catalog after every file, as the server's own log shows.
 
 After every run, nothing in the image's file system has changed (the image runs read-only).
 Anything the README says that this file cannot map fails the check: a new flag is either
@@ -32,7 +36,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
+from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -498,14 +505,7 @@ def check_slurm_script(image: Image, host: Host, found: Recipes, s3: Any) -> Non
     check(subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0, "Slurm script: bash -n")
 
     # Run it: `srun` and `apptainer` are stand-ins that run the image as Apptainer would.
-    bin_dir = host.work / "slurm-bin"
-    bin_dir.mkdir()
-    (bin_dir / "srun").write_text('#!/bin/sh\nexec "$@"\n')
-    (bin_dir / "apptainer").write_text(
-        f"#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(__file__)} --as-apptainer"
-        f" {shlex.quote(image.name)} {shlex.quote(str(host.home))} {shlex.quote(str(host.work))} \"$@\"\n")
-    for name in ("srun", "apptainer"):
-        (bin_dir / name).chmod(0o755)
+    bin_dir = slurm_stand_ins(image, host, host.work / "slurm-bin")
     job_dir = host.work / "project"
     bucket, prefix = s3_destination(next(w for w in shell_commands(script) if "upload_aws" in w))
     for key in uploaded(s3, bucket, prefix):  # an earlier recipe's upload there: this one starts afresh
@@ -518,6 +518,128 @@ def check_slurm_script(image: Image, host: Host, found: Recipes, s3: Any) -> Non
     check(result.returncode == 0 and len(uploaded(s3, bucket, prefix)) == DATASET_OBJECTS
           and "Traceback" not in result.stderr,
           "README Slurm script: runs with srun and apptainer standing in, uploads the dataset", result)
+
+
+def slurm_stand_ins(image: Image, host: Host, bin_dir: Path) -> Path:
+    """`srun` and `apptainer` stand-ins in `bin_dir`: the image run as Apptainer would run it."""
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text('#!/bin/sh\nexec "$@"\n')
+    (bin_dir / "apptainer").write_text(
+        f"#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(__file__)} --as-apptainer"
+        f" {shlex.quote(image.name)} {shlex.quote(str(host.home))} {shlex.quote(str(host.work))} \"$@\"\n")
+    for name in ("srun", "apptainer"):
+        (bin_dir / name).chmod(0o755)
+    return bin_dir
+
+
+# -- the --shard recipes: a Slurm array, a Kubernetes indexed Job ---------------------------------
+
+SHARD_SECTION = "## One upload split over many workers"
+JOB_CONTAINER_KEYS = {"name", "image", "args", "envFrom", "volumeMounts"}
+
+
+@dataclass
+class ShardRecipes:
+    slurm_array: str
+    job: dict[str, Any]
+
+
+def shard_recipes(readme: str) -> ShardRecipes:
+    blocks = code_blocks(section(readme, SHARD_SECTION))
+    arrays = [body for lang, body in blocks if lang == "bash" and "#SBATCH --array=" in body]
+    jobs = [yaml.safe_load(body) for lang, body in blocks if lang == "yaml"]
+    check(len(arrays) == 1 and len(jobs) == 1, "README --shard section: one Slurm array script, one Kubernetes Job")
+    return ShardRecipes(arrays[0], jobs[0])
+
+
+def array_tasks(script: str) -> list[int]:
+    """The task ids of `#SBATCH --array=MIN-MAX[:STEP][%LIMIT]`."""
+    spec = next(line.split("=", 1)[1] for line in script.splitlines() if line.startswith("#SBATCH --array="))
+    match = re.fullmatch(r"(\d+)-(\d+)(?::(\d+))?(?:%\d+)?", spec.strip())
+    check(match is not None, f"#SBATCH --array={spec}: one range, as --shard auto needs")
+    assert match is not None
+    return list(range(int(match[1]), int(match[2]) + 1, int(match[3] or 1)))
+
+
+def start_afresh(s3: Any, bucket: str, prefix: str) -> int:
+    """Empty the prefix an earlier recipe filled; the server time from which this recipe's writes count."""
+    for key in uploaded(s3, bucket, prefix):
+        s3.delete_object(Bucket=bucket, Key=f"{prefix}/{key}")
+    return time.time_ns()
+
+
+def check_written_once(server: SeaweedFS, bucket: str, prefix: str, since: int, what: str,
+                       results: list[subprocess.CompletedProcess[str]]) -> None:
+    """Every object of the dataset written once (the catalog at least once), the catalog after every file."""
+    writes = [w for w in server.writes(bucket, f"{prefix}/") if w.ns >= since and w.kind != "delete"]
+    keys = [w.key.removeprefix(f"{prefix}/") for w in writes]
+    counts = Counter(keys)
+    files = [key for key in counts if key != "catalog.yaml"]
+    ordered = "catalog.yaml" in keys and keys.index("catalog.yaml") > max(keys.index(key) for key in files)
+    detail = subprocess.CompletedProcess([], 0, "\n".join(r.stdout for r in results),
+                                         "\n".join(r.stderr for r in results) + f"\nwrites: {keys}")
+    check(len(counts) == DATASET_OBJECTS and all(counts[key] == 1 for key in files) and ordered
+          and all(r.returncode == 0 for r in results), what, detail)
+
+
+def check_shard_recipes(image: Image, host: Host, found: ShardRecipes, s3: Any, server: SeaweedFS) -> None:
+    script = found.slurm_array
+    lines = script.splitlines()
+    first_command = next(i for i, line in enumerate(lines[1:], 1) if line and not line.startswith("#"))
+    check(lines[0] == "#!/bin/bash" and all(not line.startswith("#SBATCH") for line in lines[first_command:])
+          and subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0,
+          "Slurm array script: #!/bin/bash, every #SBATCH line first, bash -n")
+    tasks = array_tasks(script)
+    words = next(w for w in shell_commands(script) if "upload_aws" in w)
+    check(words[words.index("--shard") + 1] == "auto", "the Slurm array runs --shard auto")
+    bucket, prefix = s3_destination(words)
+    bin_dir = slurm_stand_ins(image, host, host.work / "slurm-array-bin")
+    job_dir = host.work / "project"
+    (job_dir / "upload-array.sh").write_text(script.replace("/path/to/out", str(host.data)))
+    base = host.env | {"PATH": f"{bin_dir}:{host.env['PATH']}:{os.environ.get('PATH', '')}",
+                       "SLURM_ARRAY_JOB_ID": "4712", "SLURM_ARRAY_TASK_MIN": str(tasks[0]),
+                       "SLURM_ARRAY_TASK_MAX": str(tasks[-1]), "SLURM_ARRAY_TASK_COUNT": str(len(tasks)),
+                       "SLURM_ARRAY_TASK_STEP": str(tasks[1] - tasks[0] if len(tasks) > 1 else 1)}
+    since = start_afresh(s3, bucket, prefix)
+    with ThreadPoolExecutor(len(tasks)) as pool:  # the array's tasks run at once, as nodes would run them
+        results = list(pool.map(lambda task: subprocess.run(
+            ["bash", str(job_dir / "upload-array.sh")], cwd=job_dir, capture_output=True, text=True, timeout=600,
+            env=base | {"SLURM_JOB_ID": str(4713 + task), "SLURM_ARRAY_TASK_ID": str(task)}), tasks))
+    check(all("Traceback" not in r.stderr and f"shard {i}/{len(tasks)}, Slurm array task" in r.stderr
+              for i, r in enumerate(results, 1)), "each array task takes its own share", results[0])
+    check_written_once(server, bucket, prefix, since, f"README Slurm array: {len(tasks)} tasks at once, each object"
+                       " written once, the catalog after every file", results)
+
+    job = found.job
+    spec = job["spec"]
+    pod = spec["template"]["spec"]
+    check(job["apiVersion"] == "batch/v1" and job["kind"] == "Job" and spec["completionMode"] == "Indexed"
+          and pod["restartPolicy"] == "Never" and len(pod["containers"]) == 1, "README Job: an indexed batch/v1 Job")
+    container = pod["containers"][0]
+    unknown = set(container) - JOB_CONTAINER_KEYS
+    check(not unknown, "README Job's container: only what tests/container/check.py maps ("
+          + ", ".join(sorted(JOB_CONTAINER_KEYS)) + ")" + (f", not {sorted(unknown)}" if unknown else ""))
+    args = [str(arg) for arg in container["args"]]
+    count = int(spec["completions"])
+    check(args[args.index("--shard") + 1] == f"auto/{count}", f"the Job runs --shard auto/{count}, N = completions")
+    check(container["image"].rsplit("/", 1)[-1].split(":")[0] == "cartload-uploader", "the Job runs the image")
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    mounts = []
+    for mount in container["volumeMounts"]:
+        claim = volumes[mount["name"]].get("persistentVolumeClaim")
+        check(claim is not None, f"volume {mount['name']}: a persistentVolumeClaim (the dataset)")
+        mounts.append(f"{host.data}:{mount['mountPath']}" + (":ro" if mount.get("readOnly") else ""))
+    check([list(source) for source in container["envFrom"]] == [["secretRef"]], "the keys come from a Secret")
+    # The Secret's keys, and the one addition: the local server, not AWS. HOME: the image's user's own.
+    env = {"HOME": "/home/uploader", "AWS_ACCESS_KEY_ID": ADMIN.access_key, "AWS_SECRET_ACCESS_KEY": ADMIN.secret_key,
+           "AWS_ENDPOINT_URL_S3": host.s3_endpoint}
+    bucket, prefix = s3_destination(args)
+    since = start_afresh(s3, bucket, prefix)
+    with ThreadPoolExecutor(min(count, int(spec.get("parallelism", count)))) as pool:
+        results = list(pool.map(lambda index: image.run(Run(env=env | {"JOB_COMPLETION_INDEX": str(index)},
+                                                            mounts=mounts), args), range(count)))
+    check_written_once(server, bucket, prefix, since, f"README Kubernetes Job: {count} pods at once, each object"
+                       " written once, the catalog after every file", results)
 
 
 def as_apptainer(image_name: str, home: str, work: str, argv: list[str]) -> int:
@@ -540,10 +662,13 @@ def main(image_name: str, version: str) -> None:
         result = image.run(Run(user=f"{CALLER}:{CALLER}", entrypoint=False), [command, "--version"])
         check(result.returncode == 0 and result.stdout == f"cartload-uploader {version}\n", command, result)
     found = recipes(README.read_text())
+    sharded = shard_recipes(README.read_text())
 
     with tempfile.TemporaryDirectory() as work, SeaweedFS(Path(work) / "s3") as server:
         s3 = server.client()
-        every = [*found.docker, *found.apptainer, *shell_commands(found.slurm), github_command(found.github_step)]
+        every = [*found.docker, *found.apptainer, *shell_commands(found.slurm), github_command(found.github_step),
+                 *shell_commands(sharded.slurm_array), [str(arg) for arg in
+                                                        sharded.job["spec"]["template"]["spec"]["containers"][0]["args"]]]
         buckets = {s3_destination(words)[0] for words in every if "--s3-dir" in words}
         for bucket in buckets:
             s3.create_bucket(Bucket=bucket)
@@ -557,6 +682,7 @@ def main(image_name: str, version: str) -> None:
             check_apptainer_recipes(image, host, found, s3, zenodo)
             check_ci_recipes(image, host, found, s3, zenodo)
             check_slurm_script(image, host, found, s3)
+            check_shard_recipes(image, host, sharded, s3, server)
         finally:
             mock.shutdown()
 

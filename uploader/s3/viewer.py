@@ -327,9 +327,11 @@ def published_datasets(ops: list[Operation], s3_dir: S3Destination) -> list[Publ
     """Every dataset whose catalog is on the store after this run (uploaded now, or already there)."""
     found = []
     for op in ops:
-        if not op.is_catalog or op.status not in PUBLISHED or op.file is None:
+        if not op.is_catalog or op.status not in PUBLISHED or op.file is None \
+                or op.dataset.collection_root:  # the viewer opens the samples, each at its own link
             continue
-        archive = next((file for file in op.dataset.files if is_pmtiles_name(file.name)), None)
+        every = (*op.dataset.files, *op.dataset.checked_only)  # with --shard, other workers may have sent it
+        archive = next((file for file in every if is_pmtiles_name(file.name)), None)
         found.append(Published(
             name=op.dataset.subdir, prefix=s3_dir.dataset_prefix(op.dataset).rstrip("/"), catalog_key=op.destination,
             catalog=op.file.path.read_bytes(),
