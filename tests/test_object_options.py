@@ -145,6 +145,7 @@ def test_after_an_update_an_sse_kms_etag_is_not_taken_for_an_md5(aws_env, tmp_pa
     from botocore.stub import Stubber
 
     from uploader.plan import LocalFile
+    from uploader.s3.verify import stored_as_headed
 
     path = tmp_path / "t.tsv"
     path.write_bytes(b"a\tb\n")
@@ -156,8 +157,8 @@ def test_after_an_update_an_sse_kms_etag_is_not_taken_for_an_md5(aws_env, tmp_pa
     with Stubber(backend.client) as stub:
         stub.add_response("head_object", head)
         stub.add_response("head_object", {**head, "ServerSideEncryption": "AES256"})
-        opaque = backend._stored_as_headed("p/t.tsv", file, updated=True)
+        opaque = stored_as_headed(backend.client, "bucket", "p/t.tsv", file, backend.objects, updated=True)
         with pytest.raises(Exception, match="the store did not keep --sse aws:kms \\(it holds AES256\\)"):
-            backend._stored_as_headed("p/t.tsv", file, updated=True)
+            stored_as_headed(backend.client, "bucket", "p/t.tsv", file, backend.objects, updated=True)
 
     assert opaque.digests == {"sha256": "f00d"}  # only what the ETag of an SSE-KMS object is not: an MD5

@@ -11,8 +11,8 @@ from uploader.content_types import content_type
 from uploader.errors import UsageError
 from uploader.hashing import HashCache, digests, multipart_etag_name, part_md5_name
 from uploader.plan import Dataset, LocalFile
-from uploader.s3.backend import _digests_of_etag
 from uploader.s3.destination import S3Destination
+from uploader.s3.verify import digests_of_etag
 from uploader.s3.writer import PART_SIZE, part_size
 
 
@@ -63,11 +63,11 @@ def test_expected_etag_single_and_multipart(tmp_path):
 
 def test_a_listed_etag_vouches_only_for_what_it_can_be():
     md5 = hashlib.md5(b"x").hexdigest()
-    assert _digests_of_etag(md5, 10) == {multipart_etag_name(PART_SIZE): md5}
-    assert _digests_of_etag(md5, 3 * PART_SIZE) == {"md5": md5}  # another tool's single PUT of a big file
-    assert _digests_of_etag(f"{md5}-3", 3 * PART_SIZE) == {multipart_etag_name(PART_SIZE): f"{md5}-3"}
-    assert _digests_of_etag(f"{md5}-2", 3 * PART_SIZE) == {}  # another part size: a HEAD must tell
-    assert _digests_of_etag("opaque-kms-etag", 10) == {}
+    assert digests_of_etag(md5, 10) == {multipart_etag_name(PART_SIZE): md5}
+    assert digests_of_etag(md5, 3 * PART_SIZE) == {"md5": md5}  # another tool's single PUT of a big file
+    assert digests_of_etag(f"{md5}-3", 3 * PART_SIZE) == {multipart_etag_name(PART_SIZE): f"{md5}-3"}
+    assert digests_of_etag(f"{md5}-2", 3 * PART_SIZE) == {}  # another part size: a HEAD must tell
+    assert digests_of_etag("opaque-kms-etag", 10) == {}
 
 
 def test_part_size_grows_to_stay_within_10000_parts():
@@ -125,3 +125,32 @@ def test_an_http_proxy_sends_the_bytes_through_boto3(monkeypatch):
     assert make_transport(client, "bucket", 4).name == "boto3"  # awscrt's S3 client cannot use a proxy
     monkeypatch.setenv("NO_PROXY", "s3.example.org")
     assert make_transport(client, "bucket", 4).name == "crt"
+
+
+def test_bodies_in_flight_stay_within_the_byte_budget():
+    import threading
+
+    from uploader.s3.transport import TransportError
+    from uploader.s3.writer import ByteBudget
+
+    budget, stop = ByteBudget(100), threading.Event()
+    budget.take(60, stop)
+    budget.take(40, stop)
+    waiting_done = threading.Event()
+
+    def take_one_more() -> None:
+        budget.take(30, stop)
+        waiting_done.set()
+
+    waiter = threading.Thread(target=take_one_more)
+    waiter.start()
+    assert not waiting_done.wait(0.3)  # 100 of 100 bytes are out: the third body waits
+    budget.give_back(40)
+    assert waiting_done.wait(5)
+    waiter.join()
+    budget.give_back(60)
+    budget.give_back(30)
+    budget.take(500, stop)  # a body bigger than the whole budget goes alone, not never
+    with pytest.raises(TransportError, match="interrupted"):
+        stop.set()
+        budget.take(1, stop)

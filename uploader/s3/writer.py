@@ -4,8 +4,9 @@ The Content-MD5 of each part comes from the digests the runner hands in
 (computed once, cached), so the server rejects bytes that differ from the
 ones hashed (BadDigest). Parts are 8 MiB, as aws cli's, growing only for a
 file that would need more than 10,000; so objects uploaded by either tool
-have the same multipart ETag. The parts of every file share one budget of
-parts in flight, which bounds memory whatever --n-jobs is.
+have the same multipart ETag. The transport holds each request's body while
+it is sent, so every body in flight, parts and whole small files alike,
+counts against one budget of bytes, which bounds memory whatever --n-jobs is.
 
 An unfinished multipart upload is kept, not aborted, when its file fails or
 the run is interrupted: the next attempt (or run) resumes it. Whose it is
@@ -19,6 +20,7 @@ import base64
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from uploader.plan import LocalFile
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
 PART_SIZE = 8 * 1024 * 1024
-PARTS_IN_FLIGHT = 8  # x 8 MiB: what the store buffers for us at most, whatever --n-jobs is
+BYTES_IN_FLIGHT = 64 * 1024 * 1024  # bodies being sent at once, at most (8 parts of 8 MiB), whatever --n-jobs is
 CREATE_PARAMS = ("ContentType", "CacheControl", "ACL", "StorageClass", "ServerSideEncryption", "SSEKMSKeyId",
                  "RequestPayer", "Metadata")
 
@@ -51,24 +53,27 @@ class ObjectWriter:
     """Puts files into one bucket: single PUTs and multipart uploads through a Transport."""
 
     def __init__(self, client: S3Client, bucket: str, transport: Transport, leases: Leases,
-                 parts_in_flight: int = PARTS_IN_FLIGHT) -> None:
+                 bytes_in_flight: int = BYTES_IN_FLIGHT) -> None:
         self.client = client
         self.bucket = bucket
         self.transport = transport
         self.leases = leases
-        self._part_slots = threading.BoundedSemaphore(parts_in_flight)
+        self._budget = ByteBudget(bytes_in_flight)
 
     def put(self, file: LocalFile, key: str, params: Mapping[str, Any], part_md5s: list[str], sha256: str,
             progress: Callable[[int], None], stop: threading.Event) -> Sent:
         """Upload `file` as `key` and wait; the store's answer to the PutObject or CompleteMultipartUpload."""
         if not is_multipart(file.size):
-            return self.start_single(file, key, params, part_md5s[0], progress).result()
+            return self.start_single(file, key, params, part_md5s[0], progress, stop).result()
         return self._multipart(file, key, params, part_md5s, sha256, progress, stop)
 
     def start_single(self, file: LocalFile, key: str, params: Mapping[str, Any], md5_hex: str,
-                     progress: Callable[[int], None]) -> Future[Sent]:
-        """Start the one PUT of a file under a part: nothing waits for it."""
-        return self.transport.put_object(key, Body(file.path, 0, file.size), _b64(md5_hex), params, progress)
+                     progress: Callable[[int], None], stop: threading.Event) -> Future[Sent]:
+        """Start the one PUT of a file under a part, once its body fits the budget: nothing waits for it."""
+        self._budget.take(file.size, stop)
+        sending = self.transport.put_object(key, Body(file.path, 0, file.size), _b64(md5_hex), params, progress)
+        sending.add_done_callback(lambda _: self._budget.give_back(file.size))
+        return sending
 
     def cancel(self) -> None:
         """Stop every request in flight; the multipart uploads they belong to are kept for the next run."""
@@ -121,8 +126,8 @@ class ObjectWriter:
         sending: dict[int, Future[Sent]] = {}
         failed = threading.Event()
 
-        def part_done(future: Future[Sent]) -> None:
-            self._part_slots.release()
+        def part_done(future: Future[Sent], *, length: int) -> None:
+            self._budget.give_back(length)
             if future.cancelled() or future.exception() is not None:
                 failed.set()
 
@@ -131,23 +136,40 @@ class ObjectWriter:
                 continue
             if failed.is_set():
                 break  # a part failed: send no more of this file
-            self._wait_for_a_slot(stop)
             offset = (number - 1) * size
             body = Body(file.path, offset, min(size, file.size - offset))
+            self._budget.take(body.length, stop)
             future = self.transport.upload_part(key, upload_id, number, body, _b64(md5_hex), params, progress)
-            future.add_done_callback(part_done)
+            future.add_done_callback(partial(part_done, length=body.length))
             sending[number] = future
         # A failure raises here; the parts stored so far stay for the next attempt to resume.
         sent = {number: future.result().etag for number, future in sending.items()}
         return [stored.get(number) or sent[number] for number in range(1, len(part_md5s) + 1)]
 
-    def _wait_for_a_slot(self, stop: threading.Event) -> None:
-        while not self._part_slots.acquire(timeout=0.2):
+
+class ByteBudget:
+    """Bytes of request bodies in flight: taking more than is left waits until enough is given back."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._left = limit
+        self._changed = threading.Condition()
+
+    def take(self, count: int, stop: threading.Event) -> None:
+        count = min(count, self.limit)  # a body bigger than the whole budget goes alone
+        with self._changed:
+            while self._left < count:
+                if stop.is_set():
+                    raise TransportError("", "interrupted")
+                self._changed.wait(timeout=0.2)
             if stop.is_set():
                 raise TransportError("", "interrupted")
-        if stop.is_set():
-            self._part_slots.release()
-            raise TransportError("", "interrupted")
+            self._left -= count
+
+    def give_back(self, count: int) -> None:
+        with self._changed:
+            self._left = min(self.limit, self._left + min(count, self.limit))
+            self._changed.notify_all()
 
 
 def _b64(md5_hex: str) -> str:
