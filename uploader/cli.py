@@ -111,8 +111,8 @@ Options:
                           I/N (the I-th of N, e.g. 2/4), auto (a Slurm array task: from SLURM_ARRAY_TASK_*)
                           or auto/N (a Kubernetes indexed Job of N completions: JOB_COMPLETION_INDEX). Each
                           catalog is published by the worker that finds all its files in place.
-  --n-jobs N              Requests in flight at once, 1 to 256 (default: 64; large files keep 8 parts in
-                          flight whatever this is, so memory stays bounded).
+  --n-jobs N              Requests in flight at once, 1 to 256 (default: 256; the bodies in flight stay
+                          within 64 MiB whatever this is, so memory stays bounded).
   --profile NAME          AWS profile (default: AWS_PROFILE, else the default chain).
   --endpoint-url URL      S3-compatible endpoint (default: AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL).
   --addressing-style STYLE  auto, path or virtual: the bucket in the URL path or as a sub-domain (default

@@ -174,7 +174,7 @@ def positive_int(text: str, option: str, maximum: int) -> int:
 # -- upload_aws -----------------------------------------------------------------------------
 
 
-AWS_DEFAULTS = {"n_jobs": 64}  # many small requests in flight: a WAN round trip each
+AWS_DEFAULTS = {"n_jobs": 256}  # many small requests in flight: a WAN round trip each (as s5cmd)
 VIEWER_TIMEOUT_ENV = "CARTLOAD_UPLOADER_VIEWER_TIMEOUT"
 ADDRESSING_STYLES = ("auto", "path", "virtual")
 GROUP_FLAGS = {"--upload-basics-only": Group.BASICS, "--upload-optional-only": Group.OPTIONAL,
