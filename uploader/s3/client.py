@@ -95,15 +95,24 @@ def _build_client(settings: S3Settings) -> S3Client:
     style = settings.addressing_style
     if style != "auto":
         options["s3"]["addressing_style"] = style
+    configured = (core.get_scoped_config().get("s3") or {}).get("addressing_style")
+
+    def prefer_path_style(host: str) -> bool:
+        # S3-compatible stores on custom endpoints rarely resolve bucket sub-domains (botocore would
+        # choose path-style there too, but say so rather than rely on it).
+        return style == "auto" and not configured and not is_aws_host(host)
+
+    # An endpoint given on the command line or in the environment is known before the client exists:
+    # build it once (a client costs a tenth of a second); one from a config file is only known after.
+    known = _endpoint_known_before(settings)
+    if known and prefer_path_style(urlsplit(known).hostname or ""):
+        options["s3"]["addressing_style"] = "path"
     client = session.client("s3", endpoint_url=settings.endpoint_url, region_name=region, config=Config(**options))
     host = urlsplit(client.meta.endpoint_url).hostname or ""
     if style == "virtual" and _is_ip_address(host):
         raise UsageError(f"--addressing-style virtual: the endpoint {client.meta.endpoint_url} is an IP address, which"
                          " has no bucket sub-domains; use its host name, or --addressing-style path")
-    configured = (core.get_scoped_config().get("s3") or {}).get("addressing_style")
-    if style == "auto" and not configured and not is_aws_host(host):
-        # S3-compatible stores on custom endpoints rarely resolve bucket sub-domains (botocore would
-        # choose path-style there too, but say so rather than rely on it).
+    if "addressing_style" not in options["s3"] and prefer_path_style(host):
         options["s3"]["addressing_style"] = "path"
         client = session.client("s3", endpoint_url=settings.endpoint_url, region_name=region,
                                 config=Config(**options))
@@ -111,6 +120,15 @@ def _build_client(settings: S3Settings) -> S3Client:
         raise AuthError("no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY,"
                         " run 'aws configure', or pass --profile")
     return client
+
+
+def _endpoint_known_before(settings: S3Settings) -> str:
+    """--endpoint-url, else the environment's (botocore's order); "" when only the client will know."""
+    if settings.endpoint_url:
+        return settings.endpoint_url
+    if os.environ.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").lower() == "true":
+        return ""
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or ""
 
 
 def is_aws_host(host: str) -> bool:
