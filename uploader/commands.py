@@ -54,7 +54,7 @@ def upload_zenodo(settings: ZenodoCommandSettings, resume_command: str) -> ExitS
     """Publish a dataset (its catalog's files, a whole directory, or named files) into a Zenodo deposition."""
     from uploader.hashing import default_cache_dir
     from uploader.zenodo.backend import ZenodoBackend, ZenodoSettings, without_empty_files
-    from uploader.zenodo.client import ZenodoToken
+    from uploader.zenodo.records import ZenodoToken
 
     common = settings.common
     if settings.upload_method == "catalog":

@@ -32,8 +32,9 @@ from uploader.errors import FileUploadError, InputError, NotPublished, RemoteErr
 from uploader.operations import Action, Operation
 from uploader.plan import Dataset, LocalFile, UploadPlan
 from uploader.zenodo import drafts, metadata
-from uploader.zenodo.client import DepositionFile, ZenodoClient, ZenodoDeposition, ZenodoToken
+from uploader.zenodo.client import ZenodoClient
 from uploader.zenodo.pacing import ZenodoTiming
+from uploader.zenodo.records import DepositionFile, ZenodoDeposition, ZenodoToken
 from uploader.zenodo.resume import ResumeRecords
 
 PRODUCTION_API = "https://zenodo.org/api"

@@ -13,7 +13,8 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from uploader.errors import RemoteError
-from uploader.zenodo.client import ZenodoClient, ZenodoDeposition
+from uploader.zenodo.client import ZenodoClient
+from uploader.zenodo.records import ZenodoDeposition
 
 CLOCK_SLACK = timedelta(minutes=2)  # between this machine's clock and Zenodo's
 
@@ -60,7 +61,7 @@ def _wait_again(client: ZenodoClient, attempt: int, deadline: float) -> bool:
     left = deadline - time.monotonic()
     if left <= 0:
         return False
-    client.wait(min(client.timing.backoff_delay(attempt), left))
+    client.http.wait(min(client.timing.backoff_delay(attempt), left))
     return True
 
 
