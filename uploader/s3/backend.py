@@ -30,14 +30,14 @@ from uploader.content_types import content_type
 from uploader.hashing import multipart_etag_name, part_md5_name
 from uploader.operations import PUBLISHED, Action, Operation
 from uploader.plan import Dataset, LocalFile, UploadPlan
-from uploader.s3.access import OWN_KEY_MARK, check_bucket, probe_write
+from uploader.s3.access import check_bucket, probe_write
 from uploader.s3.client import S3Settings, as_file_upload_error, make_client, uploader_errors_for
 from uploader.s3.destination import S3Destination
 from uploader.s3.leases import Leases
-from uploader.s3.options import ObjectOptions
+from uploader.s3.options import ObjectOptions, send_request_payer_always
 from uploader.s3.transport import Sent, make_transport
 from uploader.s3.updates import InPlaceUpdates
-from uploader.s3.verify import SHA256_META, digests_of_etag, stored_as_headed
+from uploader.s3.verify import SHA256_META, listed_files, stored_as_headed
 from uploader.s3.writer import ObjectWriter, is_multipart, part_size
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ class S3Backend:
         self.objects = objects or ObjectOptions()
         self.client: S3Client = make_client(settings)
         if self.objects.request_payer:
-            self.client.meta.events.register("before-parameter-build.s3", self._add_request_payer)
+            send_request_payer_always(self.client, self.objects.request_payer)
         transport = make_transport(self.client, destination.bucket, connections=settings.n_jobs)
         self.leases = Leases(self.client, destination.bucket, destination.prefix, take_over=settings.take_over)
         self.writer = ObjectWriter(self.client, destination.bucket, transport, self.leases)
@@ -84,7 +84,7 @@ class S3Backend:
 
     def check_access(self, plan: UploadPlan, *, dry_run: bool) -> None:
         """Checks that go on beside the first listing (round trips on a WAN): the bucket, then writing."""
-        self._bucket_there = self._waiting.submit(self._check_bucket)
+        self._bucket_there = self._waiting.submit(check_bucket, self.client, self.s3_dir.bucket, self.settings)
         if not dry_run:
             self._ready_to_write = self._waiting.submit(self._prepare_to_write)
 
@@ -94,22 +94,10 @@ class S3Backend:
             self._bucket_there.result()  # some stores list a missing bucket as empty
         return listing
 
-    def _check_bucket(self) -> None:
-        check_bucket(self.client, self.s3_dir.bucket, self.settings)
-
     def _list(self, dataset: Dataset) -> dict[str, RemoteFile]:
         prefix = self.s3_dir.dataset_prefix(dataset)
-        found: dict[str, RemoteFile] = {}
         with uploader_errors_for(f"listing {self.s3_dir.uri(prefix)}", self.settings):
-            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.s3_dir.bucket,
-                                                                          Prefix=prefix)
-            for page in pages:
-                for item in page.get("Contents", []):
-                    if item["Key"].rsplit("/", 1)[-1].startswith(OWN_KEY_MARK):
-                        continue  # the tool's own bookkeeping: not compared, never deleted
-                    size, etag = item["Size"], item.get("ETag", "").strip('"')
-                    found[item["Key"]] = RemoteFile(item["Key"], size, digests_of_etag(etag, size))
-        return found
+            return listed_files(self.client, self.s3_dir.bucket, prefix)
 
     def digests_on_request(self, remote: RemoteFile) -> dict[str, str]:
         with uploader_errors_for(f"reading {remote.name}", self.settings):
@@ -251,12 +239,6 @@ class S3Backend:
 
     def _stored_as_headed(self, key: str, file: LocalFile) -> Stored:
         return stored_as_headed(self.client, self.s3_dir.bucket, key, file, self.objects)
-
-    def _add_request_payer(self, params: dict[str, Any], model: Any, **kwargs: Any) -> None:
-        """botocore's before-parameter-build: --request-payer on every request that takes it (list, HEAD, copy...)."""
-        shape = model.input_shape
-        if shape is not None and "RequestPayer" in shape.members:
-            params.setdefault("RequestPayer", self.objects.request_payer)
 
 
 def _forward(source: Future[Stored], target: Future[Stored]) -> None:

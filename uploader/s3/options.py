@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
 
 # The canned ACLs of an object (aws-exec-read, for EC2 AMI bundles, and log-delivery-write, a bucket's, are not).
 CANNED_ACLS = ("private", "public-read", "public-read-write", "authenticated-read", "bucket-owner-read",
@@ -70,6 +73,16 @@ class ObjectOptions:
         values = {"--acl": self.acl, "--cache-control": self.cache_control, "--storage-class": self.storage_class,
                   "--sse": self.sse, "--sse-kms-key-id": self.sse_kms_key_id, "--request-payer": self.request_payer}
         return [f"{name} {value}" for name, value in values.items() if value]
+
+
+def send_request_payer_always(client: S3Client, payer: str) -> None:
+    """--request-payer on every request that takes it (list, HEAD, copy...), not only on writes."""
+    def add(params: dict[str, Any], model: Any, **kwargs: Any) -> None:  # botocore's before-parameter-build
+        shape = model.input_shape
+        if shape is not None and "RequestPayer" in shape.members:
+            params.setdefault("RequestPayer", payer)
+
+    client.meta.events.register("before-parameter-build.s3", add)
 
 
 def is_kms_alias(key_id: str) -> bool:

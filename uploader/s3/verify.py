@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from uploader.backend import Stored
+from uploader.backend import RemoteFile, Stored
 from uploader.content_types import content_type
 from uploader.errors import FileUploadError
 from uploader.hashing import multipart_etag_name
 from uploader.plan import LocalFile
+from uploader.s3.access import OWN_KEY_MARK
 from uploader.s3.client import as_file_upload_error
 from uploader.s3.options import ObjectOptions, canned_acl_of, stored_values
 from uploader.s3.writer import is_multipart, part_size
@@ -23,6 +24,18 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
 SHA256_META = "sha256"
+
+
+def listed_files(client: S3Client, bucket: str, prefix: str) -> dict[str, RemoteFile]:
+    """Every object under `prefix` with what its listed ETag vouches for; the tool's own bookkeeping left out."""
+    found: dict[str, RemoteFile] = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            if item["Key"].rsplit("/", 1)[-1].startswith(OWN_KEY_MARK):
+                continue  # not compared, never deleted
+            size, etag = item["Size"], item.get("ETag", "").strip('"')
+            found[item["Key"]] = RemoteFile(item["Key"], size, digests_of_etag(etag, size))
+    return found
 
 
 def stored_as_headed(client: S3Client, bucket: str, key: str, file: LocalFile, objects: ObjectOptions, *,
