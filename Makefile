@@ -30,7 +30,7 @@ test: $(VENV)/.installed
 
 ## test-fast: every test that needs no server (in-memory backend, plan, catalog, CLI): seconds
 test-fast: $(VENV)/.installed
-	$(PY) -m pytest -m "not e2e"
+	$(PY) -m pytest -n 2 -m "not e2e"
 
 ## bench: time ours against aws cli, s5cmd and curl side by side (local servers; ~7 GiB of data in /tmp)
 bench: $(VENV)/.installed $(TOOLS)/.installed

@@ -144,7 +144,7 @@ def test_bodies_in_flight_stay_within_the_byte_budget():
 
     waiter = threading.Thread(target=take_one_more)
     waiter.start()
-    assert not waiting_done.wait(0.3)  # 100 of 100 bytes are out: the third body waits
+    assert not waiting_done.wait(0.1)  # 100 of 100 bytes are out: the third body waits
     budget.give_back(40)
     assert waiting_done.wait(5)
     waiter.join()
