@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import socket
+import socketserver
 import threading
 import time
 from dataclasses import dataclass, field
@@ -186,6 +188,47 @@ async def _answer_with_error(reader: asyncio.StreamReader, writer: asyncio.Strea
                  f"Connection: close\r\n\r\n".encode() + body)
     with contextlib.suppress(Exception):
         await writer.drain()
+
+
+class RecordingTunnel:
+    """A plain TCP pass-through (threads, no delay) keeping what the client sent, connection by connection."""
+
+    def __init__(self, target_port: int) -> None:
+        self.connections: list[bytearray] = []
+        recorder = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                sent = bytearray()
+                recorder.connections.append(sent)
+                upstream = socket.create_connection(("127.0.0.1", target_port))
+                back = threading.Thread(target=pipe, args=(upstream, self.request, None), daemon=True)
+                back.start()
+                pipe(self.request, upstream, sent)
+                back.join(timeout=30)
+                upstream.close()
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    @property
+    def sent(self) -> bytes:
+        """Everything the client sent, connections one after another."""
+        return b"".join(self.connections)
+
+
+def pipe(source: socket.socket, target: socket.socket, record: bytearray | None) -> None:
+    while data := source.recv(65536):
+        if record is not None:
+            record.extend(data)
+        target.sendall(data)
+    target.shutdown(socket.SHUT_WR)
 
 
 def main() -> None:

@@ -12,9 +12,6 @@ import base64
 import hashlib
 import os
 import re
-import socket
-import socketserver
-import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,6 +20,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 
 from tests.conftest import run_cli
+from tests.proxy import RecordingTunnel
 from tests.servers import VIRTUAL_HOST_DOMAIN
 from uploader.errors import RemoteError, UsageError
 from uploader.operations import Action, Operation
@@ -172,40 +170,6 @@ def start_writing(backend: S3Backend) -> None:
 
 
 # -- end to end, against the real local S3 server --------------------------------------------------
-
-
-class RecordingTunnel:
-    """A TCP pass-through to the S3 server that keeps a copy of every byte the client sent (the tests' proxy)."""
-
-    def __init__(self, target_port: int) -> None:
-        self.sent = bytearray()
-        tunnel = self
-
-        class Handler(socketserver.BaseRequestHandler):
-            def handle(self) -> None:
-                upstream = socket.create_connection(("127.0.0.1", target_port))
-                back = threading.Thread(target=pipe, args=(upstream, self.request, None), daemon=True)
-                back.start()
-                pipe(self.request, upstream, tunnel.sent)
-                back.join(timeout=30)
-                upstream.close()
-
-        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def pipe(source: socket.socket, target: socket.socket, record: bytearray | None) -> None:
-    while data := source.recv(65536):
-        if record is not None:
-            record.extend(data)
-        target.sendall(data)
-    target.shutdown(socket.SHUT_WR)
 
 
 @pytest.mark.e2e

@@ -18,9 +18,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
-import socketserver
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,8 +29,8 @@ import pytest
 
 from tests.conftest import S3Prefix, S3Server, run_cli
 from tests.pmtiles_files import pmtiles_bytes
+from tests.proxy import RecordingTunnel
 from tests.servers import MotoServer
-from tests.test_addressing import pipe
 
 pytestmark = pytest.mark.e2e
 
@@ -304,40 +301,12 @@ def test_delete_with_a_partial_upload_is_refused_before_anything_is_sent(small_d
 # -- recording the wire -----------------------------------------------------------------------------------
 
 
-class ConnectionRecorder:
-    """A TCP pass-through to the S3 server keeping what the client sent, connection by connection."""
-
-    def __init__(self, target_port: int) -> None:
-        self.connections: list[bytearray] = []
-        recorder = self
-
-        class Handler(socketserver.BaseRequestHandler):
-            def handle(self) -> None:
-                sent = bytearray()
-                recorder.connections.append(sent)
-                upstream = socket.create_connection(("127.0.0.1", target_port))
-                back = threading.Thread(target=pipe, args=(upstream, self.request, None), daemon=True)
-                back.start()
-                pipe(self.request, upstream, sent)
-                back.join(timeout=30)
-                upstream.close()
-
-        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @contextmanager
-def through_tunnel(env: dict[str, str]) -> Iterator[tuple[dict[str, str], ConnectionRecorder]]:
+def through_tunnel(env: dict[str, str]) -> Iterator[tuple[dict[str, str], RecordingTunnel]]:
     """The endpoint reached through a recording TCP pass-through (both engines send through it)."""
     port = urlsplit(env["AWS_ENDPOINT_URL_S3"]).port
     assert port is not None
-    tunnel = ConnectionRecorder(port)
+    tunnel = RecordingTunnel(port)
     try:
         yield env | {"AWS_ENDPOINT_URL_S3": tunnel.url}, tunnel
     finally:
@@ -347,7 +316,7 @@ def through_tunnel(env: dict[str, str]) -> Iterator[tuple[dict[str, str], Connec
 REQUEST_LINE = re.compile(rb"(GET|PUT|POST|HEAD|DELETE|OPTIONS) (\S+) HTTP/1\.1\r\n")
 
 
-def parsed_requests(tunnel: ConnectionRecorder) -> list[dict[str, Any]]:
+def parsed_requests(tunnel: RecordingTunnel) -> list[dict[str, Any]]:
     """Every request the client sent: method, path, query, headers (lower-case); bodies skipped."""
     requests = []
     for sent in tunnel.connections:
@@ -365,5 +334,5 @@ def parsed_requests(tunnel: ConnectionRecorder) -> list[dict[str, Any]]:
     return requests
 
 
-def request_lines(tunnel: ConnectionRecorder) -> list[str]:
+def request_lines(tunnel: RecordingTunnel) -> list[str]:
     return [f"{r['method']} {r['path']}" + (f"?{r['query']}" if r["query"] else "") for r in parsed_requests(tunnel)]
