@@ -11,7 +11,7 @@ import csv
 import os
 import re
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -157,27 +157,10 @@ def _collection_root(in_dir: Path, catalog: Catalog, samples: dict[str, Dataset]
     directory belongs to that sample: published with it (checked here, not sent twice); inside a sample
     directory this run does not upload, it is another run's, and the root catalog waits for it.
     """
-    problems: list[str] = []
-    warnings: list[str] = []
-    files: list[LocalFile] = []
-    others: list[LocalFile] = []
-    real_dirs: dict[str, str] = {}
-    for ref in catalog.files:
-        where = f"{catalog.path} ({ref.where})"
-        if ref.mention is not Mention.FILE and not _present(in_dir, ref.name):
-            if ref.mention is Mention.WARN_IF_MISSING:
-                warnings.append(f"{where}: '{_printable(ref.name)}' looks like a file name but is not in {in_dir};"
-                                " it is left as text (fix the catalog if it names a file)")
-            continue
-        local = resolve_local_file(in_dir, ref.name, ref.group, where, problems, real_dirs)
-        if local is None or not _readable_by_the_viewer(local, where, problems):
-            continue
-        if _published_with_a_sample(local.name, samples, in_dir, where, problems):
-            others.append(local)  # checked before this catalog goes, never sent twice
-        else:
-            (files if ref.group in groups else others).append(local)
-    if problems:
-        raise InputError(problems)
+    def sent_elsewhere(local: LocalFile, where: str, problems: list[str]) -> bool:
+        return _published_with_a_sample(local.name, samples, in_dir, where, problems)
+
+    files, others, warnings = _named_files(in_dir, catalog, groups, sent_elsewhere)
     return Dataset(in_dir=in_dir, subdir="", files=tuple(files),
                    catalog=_catalog_file(catalog.path, COLLECTION_CATALOG_NAME), warnings=tuple(warnings),
                    others=tuple(others), collection_root=True)
@@ -210,6 +193,19 @@ def _in_sample_directory(in_dir: Path, name: str) -> bool:
 
 
 def _dataset(in_dir: Path, catalog: Catalog, groups: frozenset[Group], subdir: str) -> Dataset:
+    files, others, warnings = _named_files(in_dir, catalog, groups, lambda *_: False)
+    # Every group mode publishes the catalog, last: a layer added later must appear in the viewer.
+    return Dataset(in_dir=in_dir, subdir=subdir, files=tuple(files), catalog=_catalog_file(catalog.path),
+                   warnings=tuple(warnings), others=tuple(others))
+
+
+def _named_files(in_dir: Path, catalog: Catalog, groups: frozenset[Group],
+                 sent_elsewhere: Callable[[LocalFile, str, list[str]], bool]
+                 ) -> tuple[list[LocalFile], list[LocalFile], list[str]]:
+    """The files a catalog names: those this run sends (its groups), those only checked, and warnings.
+
+    Every problem found is raised together (InputError); `sent_elsewhere` moves a file to the checked ones.
+    """
     problems: list[str] = []
     warnings: list[str] = []
     files: list[LocalFile] = []
@@ -223,13 +219,15 @@ def _dataset(in_dir: Path, catalog: Catalog, groups: frozenset[Group], subdir: s
                                 " it is left as text (fix the catalog if it names a file)")
             continue
         local = resolve_local_file(in_dir, ref.name, ref.group, where, problems, real_dirs)
-        if local and _readable_by_the_viewer(local, where, problems):
+        if local is None or not _readable_by_the_viewer(local, where, problems):
+            continue
+        if sent_elsewhere(local, where, problems):
+            others.append(local)  # checked before this catalog goes, never sent twice
+        else:
             (files if ref.group in groups else others).append(local)
     if problems:
         raise InputError(problems)
-    # Every group mode publishes the catalog, last: a layer added later must appear in the viewer.
-    return Dataset(in_dir=in_dir, subdir=subdir, files=tuple(files), catalog=_catalog_file(catalog.path),
-                   warnings=tuple(warnings), others=tuple(others))
+    return files, others, warnings
 
 
 def _present(in_dir: Path, name: str) -> bool:
