@@ -195,20 +195,22 @@ def test_a_token_file_the_user_cannot_read_says_which_uid_and_the_fix(tmp_path):
     token = shared / "zenodo-token"
     token.write_text("secret-token-value\n")
     token.chmod(0o600)
-    args = ["upload_zenodo", "--in-dir", str(REPO / "examples" / "humanlung-demo"), "--zenodo-token", str(token),
-            "--zenodo-id", "1", "--dry-run"]
+    # The dataset and the working directory too: a fresh clone's directory may be private to its owner.
+    dataset = shutil.copytree(REPO / "examples" / "humanlung-demo", shared / "dataset")
+    args = ["upload_zenodo", "--in-dir", str(dataset), "--zenodo-token", str(token), "--zenodo-id", "1", "--dry-run"]
     uid = os.getuid()
     if os.geteuid() == 0:  # root reads every file: become another uid, as a container run with --user is
         os.chown(token, 4343, 4343)
         uid = 4242
-    # The modules are loaded first: this Python's own files need not be readable by that uid.
-    code = ("import os, sys, runpy, pkgutil, importlib.machinery;"
+    # The modules and the entrypoint are read first: this checkout need not be readable by that uid.
+    code = ("import os, sys, pkgutil, importlib.machinery;"
             "import uploader.cli, uploader.settings, uploader.commands, uploader.zenodo.backend;"
+            "sys.argv = sys.argv[1:]; entrypoint = compile(open(sys.argv[0]).read(), sys.argv[0], 'exec');"
             f"os.geteuid() == 0 and (os.setgroups([]), os.setgid({uid}), os.setuid({uid}));"
-            "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
+            "exec(entrypoint, {'__name__': '__main__', '__file__': sys.argv[0]})")
     try:
         done = subprocess.run([sys.executable, "-c", code, str(ENTRYPOINT), *args], capture_output=True, text=True,
-                              env=base_env(tmp_path), cwd=REPO, timeout=60)
+                              env=base_env(tmp_path), cwd=shared, timeout=60)
     finally:
         shutil.rmtree(shared)
     line = done.stderr.strip()
