@@ -11,8 +11,8 @@ medians: wall seconds, client CPU seconds, peak RSS, and our ratio to each
 anchor (the median of the per-round ratios). Absolute times drift on a shared
 2-core machine; the ratios are the targets.
 
-Reference rows (s5cmd with our hash pass beside it,
-curl with an md5sum beside it) are the floors under the targets ours misses;
+Reference rows (s5cmd with our hash pass beside it, our transfer engine
+alone, curl with an md5sum beside it) are the floors under the targets ours misses;
 they are shown, never judged.
 
     python benchmarks/bench.py [--rounds N] [--only WORKLOAD ...] [--workdir DIR]
@@ -213,10 +213,11 @@ def first_upload(workload: str) -> Callable[[Bench, dict[str, SyntheticDataset]]
     def run(bench: Bench, data: dict[str, SyntheticDataset]) -> None:
         dataset = data[name]
         source = dataset.directory
-        # aws cli only where it finishes in reasonable time; the reference row (s5cmd with our
-        # hash pass beside it) where a first upload's hashing is the floor.
+        # aws cli only where it finishes in reasonable time; the reference rows where they tell the floor:
+        # s5cmd with our hash pass beside it (a first upload's hashing), our engine alone (many small files).
         tools = ["ours", "s5cmd"] + (["aws cli"] if not delay and name != "tiny" else [])
         tools += ["s5cmd + hash pass"] if workload == "large" else []
+        tools += ["engine alone"] if name in ("small", "tiny") else []
         for round_ in range(bench.rounds):
             for tool in _rotated(tools, round_):
                 prefix = f"{workload}/{tool.replace(' ', '-')}/r{round_}"
@@ -227,6 +228,10 @@ def first_upload(workload: str) -> Callable[[Bench, dict[str, SyntheticDataset]]
                     command = ["sh", "-c", f'"$@" & sent=$!; {hash_pass} && wait $sent', "sh",
                                *bench.s5cmd("cp", source, prefix, delay)]
                     env = bench.env
+                elif tool == "engine alone":
+                    command = [sys.executable, str(REPO / "benchmarks" / "engine_alone.py"), str(source), BUCKET,
+                               prefix]
+                    env = bench.env | {"AWS_ENDPOINT_URL_S3": bench.endpoint_for(delay)}
                 elif tool == "s5cmd":
                     command, env = bench.s5cmd("cp", source, prefix, delay), bench.env
                 else:
@@ -481,9 +486,15 @@ TARGETS = [
     Target("large-15ms", "wall, ours / s5cmd", lambda r: r.ratio("large-15ms", "ours", "s5cmd", "wall"), 1.0),
     Target("large-15ms", "CPU, ours / s5cmd", lambda r: r.ratio("large-15ms", "ours", "s5cmd", "cpu"), 1.2),
     Target("small", "wall, ours / s5cmd", lambda r: r.ratio("small", "ours", "s5cmd", "wall"), 1.0),
+    Target("small", "wall, engine alone / s5cmd (reference: our PUTs with nothing else)",
+           lambda r: r.ratio("small", "engine alone", "s5cmd", "wall"), 1.0, reference=True),
     Target("small-15ms", "wall, ours / s5cmd", lambda r: r.ratio("small-15ms", "ours", "s5cmd", "wall"), 1.0),
     Target("small-40ms", "wall, ours / s5cmd", lambda r: r.ratio("small-40ms", "ours", "s5cmd", "wall"), 1.2),
+    Target("small-40ms", "wall, engine alone / s5cmd (reference)",
+           lambda r: r.ratio("small-40ms", "engine alone", "s5cmd", "wall"), 1.2, reference=True),
     Target("tiny", "wall, ours / s5cmd (20,000 files)", lambda r: r.ratio("tiny", "ours", "s5cmd", "wall"), 1.2),
+    Target("tiny", "wall, engine alone / s5cmd (reference)",
+           lambda r: r.ratio("tiny", "engine alone", "s5cmd", "wall"), 1.2, reference=True),
     Target("noop large", "wall, ours / aws s3 sync",
            lambda r: r.ratio("noop large", "ours", "aws cli", "wall"), 1.0),
     Target("noop small", "wall, ours / aws s3 sync",
