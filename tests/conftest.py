@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from tests.pmtiles_files import pmtiles_bytes
 from tests.servers import ADMIN, READER, S3Credentials, SeaweedFS, Write, s3_client
 
 REPO = Path(__file__).resolve().parents[1]
@@ -166,6 +167,19 @@ def base_env(home: Path) -> dict[str, str]:
         "CARTLOAD_UPLOADER_CACHE_DIR": str(home / "cache"),
         "PYTHONPATH": str(REPO),
     }
+
+
+def two_sample_collection(tmp_path: Path, dataset: Path) -> Path:
+    """A collection directory as cartloader's --in-list reads it: Sample_A (the example dataset, catalog id
+    humanlung-demo) and Sample_B (one archive, a catalog without an id)."""
+    parent = tmp_path / "collection"
+    parent.mkdir()
+    dataset.rename(parent / "Sample_A")
+    second = parent / "Sample_B"
+    second.mkdir()
+    (second / "genes_all.pmtiles").write_bytes(pmtiles_bytes(b"second"))
+    (second / "catalog.yaml").write_text("assets:\n  sge:\n    all: genes_all.pmtiles\n")
+    return parent
 
 
 def run_cli(*args: str | Path, env: dict[str, str], timeout: float = 300) -> CliResult:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ENTRYPOINT, REPO, S3Prefix, S3Server, run_cli
+from tests.conftest import ENTRYPOINT, REPO, S3Prefix, S3Server, run_cli, two_sample_collection
 from tests.pmtiles_files import pmtiles_bytes, write_random_pmtiles
 
 pytestmark = pytest.mark.e2e
@@ -202,13 +202,8 @@ def test_endpoint_option_and_custom_catalog_path(dataset, s3, cli_env, s3_server
 
 
 def test_collection_mode(tmp_path, dataset, s3, cli_env):
-    parent = tmp_path / "collection"
-    parent.mkdir()
-    dataset.rename(parent / "Sample_A")
-    second = parent / "Sample_B"
-    second.mkdir()
-    (second / "genes_all.pmtiles").write_bytes(pmtiles_bytes(b"second"))
-    (second / "catalog.yaml").write_text("assets:\n  sge:\n    all: genes_all.pmtiles\n")  # no id
+    parent = two_sample_collection(tmp_path, dataset)
+    second = parent / "Sample_B"  # its catalog has no id
     listing = tmp_path / "samples.tsv"
     listing.write_text("Sample_A\textra column\nSample_B\n\n")
 

@@ -21,7 +21,7 @@ import pytest
 import requests
 from botocore.stub import Stubber
 
-from tests.conftest import S3Prefix, S3Server, run_cli
+from tests.conftest import S3Prefix, S3Server, run_cli, two_sample_collection
 from uploader.s3.viewer import POLICY_SID, ViewerCheck, merged_cors, merged_policy
 from uploader.settings import ViewerSettings
 
@@ -313,15 +313,7 @@ def test_no_viewer_check_prints_the_link_and_sends_no_check(dataset, bucket, cli
 
 @pytest.mark.e2e
 def test_collection_mode_prints_one_link_per_sample(tmp_path, dataset, bucket, cli_env, s3_server):
-    from tests.pmtiles_files import pmtiles_bytes
-
-    parent = tmp_path / "collection"
-    parent.mkdir()
-    dataset.rename(parent / "Sample_A")
-    second = parent / "Sample_B"
-    second.mkdir()
-    (second / "genes_all.pmtiles").write_bytes(pmtiles_bytes(b"second"))
-    (second / "catalog.yaml").write_text("assets:\n  sge:\n    all: genes_all.pmtiles\n")
+    parent = two_sample_collection(tmp_path, dataset)
     (tmp_path / "samples.tsv").write_text("Sample_A\nSample_B\n")
 
     result = run_cli("upload_aws", "--in-dir", parent, "--s3-dir", bucket.uri, "--in-list", tmp_path / "samples.tsv",
