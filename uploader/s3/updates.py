@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
 COPY_LIMIT = 5 * 1024**3  # the largest object one CopyObject copies; beyond, a multipart copy
+# What a copy onto itself (MetadataDirective REPLACE) must give again, or the object loses it.
+HEAD_FIELDS_KEPT = ("CacheControl", "ContentDisposition", "ContentLanguage", "StorageClass", "ServerSideEncryption",
+                    "SSEKMSKeyId")
 
 
 class InPlaceUpdates:
@@ -46,8 +49,11 @@ class InPlaceUpdates:
         """What the object holds for each wanted option, in the options' terms."""
         found: dict[str, str] = {}
         if set(wanted) - {"--acl"}:
-            head = self._heads[key] = self.client.head_object(Bucket=self.bucket, Key=key)
+            head: Mapping[str, Any] = self.client.head_object(Bucket=self.bucket, Key=key)
             found.update(stored_values(head, wanted))
+            # Kept for every compared object, changed or not: only what a copy onto itself reads.
+            self._heads[key] = {name: head[name] for name in (*HEAD_FIELDS_KEPT, "ContentLength", "ETag", "Metadata")
+                                if name in head}
         if "--acl" in wanted:
             acl = self.client.get_object_acl(Bucket=self.bucket, Key=key)
             found["--acl"] = canned_acl_of(acl, wanted["--acl"])
@@ -90,12 +96,11 @@ class InPlaceUpdates:
         private for a moment), with this run's options over it.
         """
         bucket = self.bucket
-        head = self._heads.pop(key, None) or self.client.head_object(Bucket=bucket, Key=key)
+        head: Mapping[str, Any] = self._heads.pop(key, None) or self.client.head_object(Bucket=bucket, Key=key)
         if head["ContentLength"] != file.size:
             raise FileUploadError("it changed on the remote since it was listed; re-run to compare it again")
         grants = {} if self.objects.acl or not self._bucket_has_acls() else self._grants_to_keep(key)
-        kept = {name: head[name] for name in ("CacheControl", "ContentDisposition", "ContentLanguage", "StorageClass",
-                                              "ServerSideEncryption", "SSEKMSKeyId") if head.get(name)}
+        kept = {name: head[name] for name in HEAD_FIELDS_KEPT if head.get(name)}
         if self.objects.sse:
             kept.pop("SSEKMSKeyId", None)  # the key of the encryption it had, not of the one asked for
         extra = {**kept, **grants, "MetadataDirective": "REPLACE", "ContentType": content_type(file.name),
