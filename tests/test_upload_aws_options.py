@@ -109,6 +109,27 @@ def test_an_acl_is_stored_where_the_store_keeps_it_and_a_store_that_drops_it_is_
         assert public_grants(s3, name) == {(ALL_USERS, "READ")}, name
 
 
+def test_files_sent_beside_a_failing_proof_are_each_checked_by_a_head(tmp_path, s3, cli_env):
+    """The first table's HEAD is the proof that the store keeps what was sent; the other tables go out beside it.
+    SeaweedFS drops the ACL, so the proof fails, and none of the others is accepted on its ETag alone."""
+    if s3.server.kind != "seaweedfs":
+        pytest.skip("the store must drop the ACL sent with an upload: SeaweedFS does, moto keeps it")
+    directory = tmp_path / "tables"
+    directory.mkdir()
+    tables = [f"t{n:02d}.tsv" for n in range(12)]
+    for name in tables:
+        (directory / name).write_text(f"{name}\t1\n")
+    (directory / "catalog.yaml").write_text("id: tables\nassets:\n  tables:\n" + "".join(f"  - {n}\n" for n in tables))
+
+    code, output, report = upload(directory, s3, cli_env, "--acl", "public-read")
+
+    assert code == 1, output
+    failed = {entry["name"]: entry["reason"] for entry in report["files"] if entry["status"] == "failed"}
+    assert sorted(failed) == ["catalog.yaml", *tables], failed
+    assert all("did not keep --acl public-read" in failed[name] for name in tables), failed
+    assert "catalog.yaml" not in s3.names()
+
+
 # -- options given on a re-run: unchanged objects updated in place ----------------------------------
 
 

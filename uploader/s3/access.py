@@ -3,14 +3,14 @@ takes the Content-MD5 (and the object options) every upload carries.
 
 A multipart upload that is started, given one tiny part with its Content-MD5,
 and aborted proves all of it without leaving an object behind, before
-gigabytes are sent.
+gigabytes are sent (the abort goes beside the first uploads).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -31,8 +31,13 @@ def check_bucket(client: S3Client, bucket: str, settings: S3Settings) -> None:
         client.head_bucket(Bucket=bucket)
 
 
-def probe_write(client: S3Client, s3_dir: S3Destination, settings: S3Settings, objects: ObjectOptions) -> None:
-    """Start a multipart upload with the run's object options, send one part with its Content-MD5, abort it."""
+def probe_write(client: S3Client, s3_dir: S3Destination, settings: S3Settings,
+                objects: ObjectOptions) -> Callable[[], None]:
+    """Start a multipart upload with the run's object options and send one part with its Content-MD5.
+
+    Returns the abort of that upload, for the caller to send beside its first uploads (a round trip less
+    before them); a refused part is aborted here.
+    """
     key = "/".join(p for p in (s3_dir.prefix, PROBE_KEY) if p)
     what = f"writing under {s3_dir.uri()}"
     with uploader_errors_for(what, settings), _options_refused_as_usage(objects):
@@ -40,11 +45,17 @@ def probe_write(client: S3Client, s3_dir: S3Destination, settings: S3Settings, o
         # ACLs, an unknown storage class or KMS key) says so before any upload.
         upload_id = client.create_multipart_upload(Bucket=s3_dir.bucket, Key=key,
                                                    **objects.put_params(catalog=False))["UploadId"]
+
+    def abort() -> None:
+        with uploader_errors_for(f"removing the write check's upload of {s3_dir.uri(key)}", settings):
+            client.abort_multipart_upload(Bucket=s3_dir.bucket, Key=key, UploadId=upload_id)
+
     try:
         _probe_part_with_md5(client, s3_dir.bucket, key, upload_id, what, settings)
-    finally:
-        with uploader_errors_for(what, settings):
-            client.abort_multipart_upload(Bucket=s3_dir.bucket, Key=key, UploadId=upload_id)
+    except BaseException:
+        abort()
+        raise
+    return abort
 
 
 def _probe_part_with_md5(client: S3Client, bucket: str, key: str, upload_id: str, what: str,

@@ -68,8 +68,9 @@ class S3Backend:
         self._waiting = ThreadPoolExecutor(settings.n_jobs, thread_name_prefix="s3-send")
         self._bucket_there: Future[None] | None = None
         self._ready_to_write: Future[None] | None = None
-        # A HEAD of the first object of each Content-Type proves the store keeps our headers; until it
-        # has, the others of that type wait for it (the proof), then go out verified by their ETags.
+        self._probe_removed: Future[None] | None = None
+        # A HEAD of the first object of each Content-Type proves the store keeps our headers. The others of
+        # that type go out beside it; once it passed, their ETags verify them, else a HEAD each.
         self._proofs: dict[str, Future[Stored]] = {}
         self._proofs_lock = threading.Lock()
         self.updates = InPlaceUpdates(self.client, destination.bucket, self.objects)
@@ -131,7 +132,8 @@ class S3Backend:
         self._bucket_there.result()  # a write to a missing bucket may create it on some stores
         with ThreadPoolExecutor(1, thread_name_prefix="leases") as pool:
             survey = pool.submit(self._survey_uploads)
-            probe_write(self.client, self.s3_dir, self.settings, self.objects)
+            self._probe_removed = self._waiting.submit(probe_write(self.client, self.s3_dir, self.settings,
+                                                                   self.objects))
             survey.result()
 
     def _survey_uploads(self) -> None:
@@ -140,7 +142,7 @@ class S3Backend:
 
     def start_send(self, op: Operation, digests: Mapping[str, str], progress: Callable[[int], None],
                    stop: threading.Event) -> Future[Stored]:
-        """A small file goes out without a thread of ours once its Content-Type is proven; the rest wait in one."""
+        """A small file goes out without a thread of ours; a multipart upload, a HEAD or an update waits in one."""
         file = op.file
         assert file is not None
         parts = part_size(file.size)
@@ -158,16 +160,31 @@ class S3Backend:
                 proof = self._waiting.submit(self._send_and_check, op, params, part_md5s, progress, stop, True)
                 self._proofs[kind] = proof
                 return proof
-        if not proof.done():
-            stored: Future[Stored] = Future()
-            proof.add_done_callback(lambda _: _forward(self.start_send(op, digests, progress, stop), stored))
-            return stored
         if is_multipart(file.size):
-            return self._waiting.submit(self._send_and_check, op, params, part_md5s, progress, stop, False)
-        stored = Future()
-        sending = self.writer.start_single(file, op.destination, params, part_md5s[0], progress, stop)
-        sending.add_done_callback(lambda sent: self._settle(op, sent, stored))
+            sending = self._waiting.submit(self._send_and_check, op, params, part_md5s, progress, stop, False)
+        else:
+            sending = Future()
+            started = self.writer.start_single(file, op.destination, params, part_md5s[0], progress, stop)
+            started.add_done_callback(lambda sent: self._settle(op, sent, sending))
+        if proof.done():
+            return sending
+        # Sent beside the proof (a round trip or two saved on a WAN), and settled once it has its answer.
+        stored: Future[Stored] = Future()
+        proof.add_done_callback(lambda _: sending.add_done_callback(lambda _: self._once_proven(op, proof, sending,
+                                                                                                 stored)))
         return stored
+
+    def _once_proven(self, op: Operation, proof: Future[Stored], sending: Future[Stored],
+                     stored: Future[Stored]) -> None:
+        """A file sent before its Content-Type was proven: its ETag stands if the proof passed, else a HEAD tells."""
+        assert op.file is not None
+        file = op.file
+        if sending.exception() is not None or proof.exception() is None:
+            _copy_outcome(sending, stored)
+            return
+        resumed = sending.result().resumed
+        headed = self._waiting.submit(lambda: replace(self._stored_as_headed(op.destination, file), resumed=resumed))
+        headed.add_done_callback(lambda done: _copy_outcome(done, stored))
 
     def _settle(self, op: Operation, sending: Future[Sent], stored: Future[Stored]) -> None:
         """In the transport's thread: what a single PUT stored, by its ETag (a HEAD where the ETag is no MD5)."""
@@ -209,7 +226,13 @@ class S3Backend:
         self.updates.close()
         self.leases.release()
         published = [op.destination for op in ops if op.is_catalog and op.status in PUBLISHED]
-        return [f"catalog: {self.s3_dir.uri(key)}" for key in published] + self._kept_uploads()
+        return [f"catalog: {self.s3_dir.uri(key)}" for key in published] + self._kept_uploads() \
+            + self._probe_left()
+
+    def _probe_left(self) -> list[str]:
+        """The write check's empty upload, if aborting it failed: said, not a failure of the run."""
+        failed = self._probe_removed.exception() if self._probe_removed is not None else None
+        return [f"warning: {failed}; it holds 30 bytes and no object"] if failed else []
 
     def cancel(self) -> None:
         """Stop what is in flight; keep the unfinished uploads, and hand them to the next run at once."""
@@ -239,11 +262,6 @@ class S3Backend:
 
     def _stored_as_headed(self, key: str, file: LocalFile) -> Stored:
         return stored_as_headed(self.client, self.s3_dir.bucket, key, file, self.objects)
-
-
-def _forward(source: Future[Stored], target: Future[Stored]) -> None:
-    """`target` ends as `source` will (without waiting for it here)."""
-    source.add_done_callback(lambda done: _copy_outcome(done, target))
 
 
 def _copy_outcome(source: Future[Stored], target: Future[Stored]) -> None:
