@@ -98,7 +98,8 @@ class S3Backend:
     def _list(self, dataset: Dataset) -> dict[str, RemoteFile]:
         prefix = self.s3_dir.dataset_prefix(dataset)
         with uploader_errors_for(f"listing {self.s3_dir.uri(prefix)}", self.settings):
-            return listed_files(self.client, self.s3_dir.bucket, prefix)
+            expected = [self.destination(dataset, file.name) for file in (*dataset.all_files, *dataset.checked_only)]
+            return listed_files(self.client, self.s3_dir.bucket, prefix, expected)
 
     def digests_on_request(self, remote: RemoteFile) -> dict[str, str]:
         with uploader_errors_for(f"reading {remote.name}", self.settings):

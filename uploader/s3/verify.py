@@ -8,6 +8,8 @@ Content-Type, no Content-Encoding) and of the object options given.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from uploader.backend import RemoteFile, Stored
@@ -24,17 +26,44 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
 SHA256_META = "sha256"
+LISTING_PAGE = 1000  # keys in a ListObjectsV2 page, at most and by default
+RANGES_AT_ONCE = 8
 
 
-def listed_files(client: S3Client, bucket: str, prefix: str) -> dict[str, RemoteFile]:
-    """Every object under `prefix` with what its listed ETag vouches for; the tool's own bookkeeping left out."""
+def listed_files(client: S3Client, bucket: str, prefix: str, expected: Iterable[str] = ()) -> dict[str, RemoteFile]:
+    """Every object under `prefix` with what its listed ETag vouches for; the tool's own bookkeeping left out.
+
+    More than a page of `expected` keys is listed in key ranges side by side, split at every 1,000th of them:
+    on a WAN, the listing that comes before a catalog of 8,000 files is one round trip instead of eight.
+    """
+    bounds: list[str | None] = list(sorted(expected)[LISTING_PAGE - 1::LISTING_PAGE])
+    ranges = list(zip([None, *bounds], [*bounds, None], strict=True))
+    if len(ranges) == 1:
+        return _listed_range(client, bucket, prefix, None, None)
     found: dict[str, RemoteFile] = {}
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+    with ThreadPoolExecutor(min(RANGES_AT_ONCE, len(ranges)), thread_name_prefix="list-range") as pool:
+        for part in pool.map(lambda bounds: _listed_range(client, bucket, prefix, *bounds), ranges):
+            found.update(part)
+    return found
+
+
+def _listed_range(client: S3Client, bucket: str, prefix: str, after: str | None,
+                  upto: str | None) -> dict[str, RemoteFile]:
+    """The objects under `prefix` whose keys sort after `after` and up to `upto` (None: no bound)."""
+    found: dict[str, RemoteFile] = {}
+    start: dict[str, Any] = {"StartAfter": after} if after is not None else {}
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, **start,
+                                                             PaginationConfig={"PageSize": LISTING_PAGE})
+    for page in pages:
         for item in page.get("Contents", []):
-            if item["Key"].rsplit("/", 1)[-1].startswith(OWN_KEY_MARK):
-                continue  # not compared, never deleted
-            size, etag = item["Size"], item.get("ETag", "").strip('"')
-            found[item["Key"]] = RemoteFile(item["Key"], size, digests_of_etag(etag, size))
+            key = item["Key"]
+            if upto is not None and key > upto:
+                return found  # the next range's
+            if not key.rsplit("/", 1)[-1].startswith(OWN_KEY_MARK):  # the tool's own: not compared, never deleted
+                size, etag = item["Size"], item.get("ETag", "").strip('"')
+                found[key] = RemoteFile(key, size, digests_of_etag(etag, size))
+            if key == upto:
+                return found  # no page more to ask for
     return found
 
 
