@@ -306,21 +306,24 @@ def resolve_local_file(in_dir: Path, name: str, group: Group, where: str, proble
         problems.append(f"{where}: '{_printable(name)}' {problem}")
         return None
     real_dirs = {} if real_dirs is None else real_dirs
-    path = in_dir / name
+    # Strings, not Paths, until the end: a catalog names thousands of files, and pathlib parsed each name
+    # three times (two thirds of planning 20,000 files).
+    path = os.path.join(in_dir, name)
+    parent, base = os.path.split(path)
     try:
-        resolved = Path(_real_dir(path.parent, real_dirs), path.name)
-        info = resolved.lstat()
+        resolved = os.path.join(_real_dir(parent, real_dirs), base)
+        info = os.lstat(resolved)
         if stat.S_ISLNK(info.st_mode):
-            resolved = resolved.resolve(strict=True)
-            info = resolved.stat()
+            resolved = os.path.realpath(resolved, strict=True)
+            info = os.stat(resolved)
     except FileNotFoundError:
-        broken = " (a broken symlink)" if path.is_symlink() else ""
+        broken = " (a broken symlink)" if os.path.islink(path) else ""
         problems.append(f"{where}: '{name}' is missing from {in_dir}{broken}; re-run the pipeline or fix the catalog")
         return None
     except OSError as exc:
         problems.append(f"{where}: '{name}' cannot be read ({_reason(exc)})")
         return None
-    if not resolved.is_relative_to(_real_dir(in_dir, real_dirs)):
+    if not _is_inside(resolved, _real_dir(str(in_dir), real_dirs)):
         problems.append(f"{where}: '{name}' is a symlink to {resolved}, outside {in_dir}; copy the file in instead")
         return None
     if not stat.S_ISREG(info.st_mode):
@@ -329,15 +332,18 @@ def resolve_local_file(in_dir: Path, name: str, group: Group, where: str, proble
     if not os.access(resolved, os.R_OK):
         problems.append(f"{where}: '{name}' is not readable (check its permissions)")
         return None
-    return LocalFile(name=name, path=resolved, size=info.st_size, mtime_ns=info.st_mtime_ns,
+    return LocalFile(name=name, path=Path(resolved), size=info.st_size, mtime_ns=info.st_mtime_ns,
                      ctime_ns=info.st_ctime_ns, inode=info.st_ino, group=group)
 
 
-def _real_dir(directory: Path, known: dict[str, str]) -> str:
-    key = str(directory)
-    if key not in known:
-        known[key] = os.path.realpath(directory)
-    return known[key]
+def _is_inside(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
+def _real_dir(directory: str, known: dict[str, str]) -> str:
+    if directory not in known:
+        known[directory] = os.path.realpath(directory)
+    return known[directory]
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
