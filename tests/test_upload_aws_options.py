@@ -186,6 +186,21 @@ def test_an_acl_given_later_is_set_in_place_and_kept_by_later_updates(small_data
     assert code == 0 and set(statuses(report).values()) == {"skipped"}
 
 
+def test_no_request_waits_for_a_100_continue(small_dataset, s3, cli_env):
+    """Every body is held whole and carries its Content-MD5: an 'Expect: 100-continue' would only cost a round
+    trip on a WAN (the write probe's part, the single PUT, the parts, the catalog)."""
+    with through_tunnel(cli_env) as (env, tunnel):
+        code, output, _ = upload(small_dataset, s3, env)
+    assert code == 0, output
+    bodies = [r for r in parsed_requests(tunnel) if r["method"] == "PUT" and int(r["headers"]["content-length"])]
+    sent = sorted(r["path"].rsplit("/", 1)[-1] + (" part" if "partNumber" in r["query"] else "") for r in bodies
+                  if "/.cartload-uploader/" not in r["path"])  # the lease of the multipart upload aside
+    assert sent == [
+        ".cartload-uploader-write-check part", "catalog.yaml", "genes_all.pmtiles part", "genes_all.pmtiles part",
+        "info.tsv"], sent
+    assert [r["path"] for r in bodies if "expect" in r["headers"]] == []
+
+
 def test_a_plain_re_run_asks_nothing_per_object(small_dataset, s3, cli_env):
     assert upload(small_dataset, s3, cli_env, "--cache-control", "max-age=60")[0] == 0
     with through_tunnel(cli_env) as (env, tunnel):

@@ -116,10 +116,18 @@ def _build_client(settings: S3Settings) -> S3Client:
         options["s3"]["addressing_style"] = "path"
         client = session.client("s3", endpoint_url=settings.endpoint_url, region_name=region,
                                 config=Config(**options))
+    # On 'before-call.s3', after botocore's own handler there that adds it: a body we hold whole needs no
+    # '100-continue' round trip (the write probe's part, and every send when boto3 carries the bytes).
+    client.meta.events.register_last("before-call.s3", _no_expect_header)
     if session.get_credentials() is None:
         raise AuthError("no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY,"
                         " run 'aws configure', or pass --profile")
     return client
+
+
+def _no_expect_header(params: dict[str, Any], model: Any = None, **kwargs: Any) -> None:
+    if model is not None and model.name in ("PutObject", "UploadPart"):
+        params.get("headers", {}).pop("Expect", None)
 
 
 def _endpoint_known_before(settings: S3Settings) -> str:

@@ -285,9 +285,6 @@ class Boto3Transport:
         self._client = client
         self._bucket = bucket
         self._pool = ThreadPoolExecutor(max_workers=max(1, connections), thread_name_prefix="s3-request")
-        # On 'before-call.s3', after botocore's own handler there that adds it: a body we hold whole needs
-        # no '100-continue' round trip.
-        client.meta.events.register_last("before-call.s3", _no_expect_header)
 
     def put_object(self, key: str, body: Body, md5_b64: str, params: Mapping[str, Any],
                    progress: Callable[[int], None]) -> Future[Sent]:
@@ -323,8 +320,3 @@ class Boto3Transport:
             raise TransportError("", str(exc)) from None
         progress(body.length)
         return Sent(str(response.get("ETag", "")).strip('"'), str(response.get("ServerSideEncryption", "")))
-
-
-def _no_expect_header(params: dict[str, Any], model: Any = None, **kwargs: Any) -> None:
-    if model is not None and model.name in ("PutObject", "UploadPart"):
-        params.get("headers", {}).pop("Expect", None)
