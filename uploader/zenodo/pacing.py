@@ -74,11 +74,15 @@ class ZenodoTiming:
         return replace(defaults, **values)
 
     def backoff_delay(self, attempt: int, retry_after: str | None = None) -> float:
-        """Jittered exponential backoff, or longer when the server says so (Retry-After, at most max_wait)."""
+        """Jittered exponential backoff, or longer when the server says so (Retry-After, at most max_wait).
+
+        A Retry-After gets a jitter of up to one backoff too: requests told the same Retry-After came back all
+        at once, in the same order each time, and one of them kept meeting the next 429.
+        """
         delay = min(MAX_BACKOFF_SECONDS, self.backoff * 2.0 ** (attempt - 1)) * (0.5 + random.random())
         if retry_after:
             with contextlib.suppress(ValueError):  # an HTTP date instead of seconds: keep the backoff
-                delay = max(delay, min(self.max_wait, float(retry_after)))
+                delay = max(delay, min(self.max_wait, float(retry_after)) + self.backoff * random.random())
         return delay
 
 
