@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+import uploader.hashing
 from uploader.catalog import Group
-from uploader.hashing import Cancelled, HashCache, digests, part_md5_name
+from uploader.hashing import Cancelled, HashCache, digest_files, digests, multipart_etag_name, part_md5_name
 from uploader.plan import LocalFile, resolve_local_file
 
 
@@ -57,6 +58,28 @@ def test_cache_hit_skips_reading_and_any_stat_change_misses(tmp_path):
     path.write_bytes(b"other")  # same size
     os.utime(path, ns=(old.st_atime_ns, old.st_mtime_ns))  # mtime restored; ctime cannot be
     assert digests(local(path), ["sha256"], cache)["sha256"] == hashlib.sha256(b"other").hexdigest()
+
+
+def test_many_files_the_cache_knows_are_answered_without_a_read_the_others_hashed(tmp_path, monkeypatch):
+    files = []
+    for number in range(5):
+        (tmp_path / f"f{number}").write_bytes(f"content {number}".encode())
+        files.append(local(tmp_path / f"f{number}"))
+    cache = HashCache(None)
+    cache.store(files[1], {"sha256": "cached one", part_md5_name(8): "aa,bb"})
+    cache.store(files[3], {"sha256": "cached three", part_md5_name(8): "cc"})
+    read = []
+    compute = uploader.hashing._compute
+    monkeypatch.setattr(uploader.hashing, "_compute", lambda file, names, stop: read.append(file) or compute(
+        file, names, stop))
+    found = digest_files([(file, ["sha256", multipart_etag_name(8)]) for file in files], cache, workers=3)
+    assert sorted(file.name for file in read) == ["f0", "f2", "f4"]
+    assert [sums["sha256"] for sums in found] == [
+        hashlib.sha256(b"content 0").hexdigest(), "cached one", hashlib.sha256(b"content 2").hexdigest(),
+        "cached three", hashlib.sha256(b"content 4").hexdigest()]
+    assert found[1][multipart_etag_name(8)] == hashlib.md5(bytes.fromhex("aa") + bytes.fromhex("bb")).hexdigest() \
+        + "-2"
+    assert found[3][multipart_etag_name(8)] == hashlib.md5(bytes.fromhex("cc")).hexdigest() + "-1"
 
 
 def test_cache_survives_reopening(tmp_path):
