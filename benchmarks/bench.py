@@ -268,6 +268,7 @@ def _rerun_rounds(bench: Bench, dataset: SyntheticDataset, kind: str, delay: int
     filled = f"{name}-{delay}ms" if delay else name  # the first-upload workload whose prefixes are re-run
     label = f"{kind}-{delay}ms {name}" if delay else f"{kind} {name}"
     tools = ["ours", "s5cmd"] + ([] if delay else ["aws cli"])
+    tools += ["listing alone"] if kind == "noop" and delay else []  # the floor of a no-op run on boto3
     for round_ in range(bench.rounds):
         if kind == "one-changed":
             # A different table each round: new content, same size, an older mtime.
@@ -282,6 +283,10 @@ def _rerun_rounds(bench: Bench, dataset: SyntheticDataset, kind: str, delay: int
                 command, env = bench.ours(dataset.directory, prefix, cache=f"{filled}-r{last}", delay_ms=delay)
             elif tool == "s5cmd":
                 command, env = bench.s5cmd("sync", dataset.directory, prefix, delay), bench.env
+            elif tool == "listing alone":
+                command = [sys.executable, str(REPO / "benchmarks" / "listing_alone.py"), str(dataset.directory),
+                           BUCKET, prefix]
+                env = bench.env | {"AWS_ENDPOINT_URL_S3": bench.endpoint_for(delay)}
             else:
                 command, env = bench.aws("sync", dataset.directory, prefix, delay), bench.env
             m = measure(command, env)
@@ -505,6 +510,8 @@ TARGETS = [
            lambda r: r.ratio("noop small", "ours", "aws cli", "wall"), 1.0),
     Target("noop-15ms small", "wall, ours / s5cmd sync",
            lambda r: r.ratio("noop-15ms small", "ours", "s5cmd", "wall"), 1.0),
+    Target("noop-15ms small", "wall, listing alone / s5cmd sync (reference: start-up, boto3 client, one listing)",
+           lambda r: r.ratio("noop-15ms small", "listing alone", "s5cmd", "wall"), 1.0, reference=True),
     Target("noop", "objects written by ours (max of rounds)",
            lambda r: max(_written(r, ("noop large", "noop small", "noop-15ms small"))), 0),
     # The changed file, and the catalog that names it, withdrawn meanwhile and published again: 2.
