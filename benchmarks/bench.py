@@ -83,6 +83,12 @@ class Results:
     def median(self, workload: str, tool: str, attr: str) -> float:
         return statistics.median(getattr(m, attr) for m in self.runs[(workload, tool)])
 
+    def per_file_ratio(self, workload: str) -> float:
+        """The median over rounds of ours/s5cmd for what the files beyond the first cost (the fixed cost left out)."""
+        runs = [self.runs[(workload, tool)] for tool in ("ours", "ours, one file", "s5cmd", "s5cmd, one file")]
+        return statistics.median((ours.wall - ours_one.wall) / max(s5cmd.wall - s5cmd_one.wall, 1e-9)
+                                 for ours, ours_one, s5cmd, s5cmd_one in zip(*runs, strict=False))
+
     def ratio(self, workload: str, tool: str, anchor: str, attr: str) -> float:
         """The median over rounds of ours/anchor (rounds paired in order)."""
         pairs = zip(self.runs[(workload, tool)], self.runs[(workload, anchor)], strict=False)
@@ -219,11 +225,19 @@ def first_upload(workload: str) -> Callable[[Bench, dict[str, SyntheticDataset]]
         tools = ["ours", "s5cmd"] + (["aws cli"] if not delay and name != "tiny" else [])
         tools += ["s5cmd + hash pass"] if workload == "large" else []
         tools += ["engine alone", "bookkeeping alone"] if name in ("small", "tiny") else []
+        # The same tools on one file and its catalog: a run's fixed cost (start-up, the checks and round trips
+        # before the first send and after the last), apart from what each further file costs.
+        tools += ["ours, one file", "s5cmd, one file"] if name == "small" else []
         for round_ in range(bench.rounds):
             for tool in _rotated(tools, round_):
-                prefix = f"{workload}/{tool.replace(' ', '-')}/r{round_}"
+                prefix = f"{workload}/{tool.replace(' ', '-').replace(',', '')}/r{round_}"
                 if tool == "ours":
                     command, env = bench.ours(source, prefix, cache=f"{workload}-r{round_}", delay_ms=delay)
+                elif tool == "ours, one file":
+                    command, env = bench.ours(data["single"].directory, prefix, cache=f"{workload}-single-r{round_}",
+                                              delay_ms=delay)
+                elif tool == "s5cmd, one file":
+                    command, env = bench.s5cmd("cp", data["single"].directory, prefix, delay), bench.env
                 elif tool == "s5cmd + hash pass":
                     hash_pass = shlex.join([sys.executable, str(REPO / "benchmarks" / "hash_pass.py"), str(source)])
                     command = ["sh", "-c", f'"$@" & sent=$!; {hash_pass} && wait $sent', "sh",
@@ -241,7 +255,9 @@ def first_upload(workload: str) -> Callable[[Bench, dict[str, SyntheticDataset]]
                     command, env = bench.aws("cp", source, prefix, delay), bench.env
                 # The anchors upload the whole directory; it holds exactly the catalog's files.
                 bench.results.add(workload, tool, measure(command, env))
-                if tool != "bookkeeping alone":  # it sends no bytes
+                if tool.endswith("one file"):
+                    bench.check_intact(data["single"], prefix)
+                elif tool != "bookkeeping alone":  # it sends no bytes
                     bench.check_intact(dataset, prefix)
     return run
 
@@ -276,7 +292,8 @@ def _rerun_rounds(bench: Bench, dataset: SyntheticDataset, kind: str, delay: int
             changed.append(table)
             dataset = rewrite_same_size(dataset, table, f"changed-{round_}")
         for tool in _rotated(tools, round_):
-            prefix = f"{filled}/{tool.replace(' ', '-')}/r{last}"
+            # Each tool re-runs the prefix it filled; the listing alone lists the one ours filled.
+            prefix = f"{filled}/{'ours' if tool == 'listing alone' else tool.replace(' ', '-')}/r{last}"
             before = bench.listing(prefix)
             time.sleep(1.1)  # LastModified has 1 s resolution: a rewrite must show
             if tool == "ours":
@@ -487,6 +504,8 @@ def _written(results: Results, workloads: tuple[str, ...]) -> list[int]:
     return [m.written or 0 for k in workloads if (k, "ours") in results.runs for m in results.runs[(k, "ours")]]
 
 
+PER_FILE = ("wall of the files beyond the first, ours / s5cmd (reference: each tool's run of one file and its"
+            " catalog subtracted, i.e. the fixed cost left out)")
 TARGETS = [
     Target("large", "wall, ours / s5cmd", lambda r: r.ratio("large", "ours", "s5cmd", "wall"), 1.0),
     Target("large", "CPU, ours / s5cmd", lambda r: r.ratio("large", "ours", "s5cmd", "cpu"), 1.2),
@@ -497,8 +516,11 @@ TARGETS = [
     Target("small", "wall, ours / s5cmd", lambda r: r.ratio("small", "ours", "s5cmd", "wall"), 1.0),
     Target("small", "wall, engine alone / s5cmd (reference: our PUTs with nothing else)",
            lambda r: r.ratio("small", "engine alone", "s5cmd", "wall"), 1.0, reference=True),
+    Target("small", PER_FILE, lambda r: r.per_file_ratio("small"), 1.0, reference=True),
     Target("small-15ms", "wall, ours / s5cmd", lambda r: r.ratio("small-15ms", "ours", "s5cmd", "wall"), 1.0),
+    Target("small-15ms", PER_FILE, lambda r: r.per_file_ratio("small-15ms"), 1.0, reference=True),
     Target("small-40ms", "wall, ours / s5cmd", lambda r: r.ratio("small-40ms", "ours", "s5cmd", "wall"), 1.2),
+    Target("small-40ms", PER_FILE, lambda r: r.per_file_ratio("small-40ms"), 1.2, reference=True),
     Target("small-40ms", "wall, engine alone / s5cmd (reference)",
            lambda r: r.ratio("small-40ms", "engine alone", "s5cmd", "wall"), 1.2, reference=True),
     Target("tiny", "wall, ours / s5cmd (20,000 files)", lambda r: r.ratio("tiny", "ours", "s5cmd", "wall"), 1.2),

@@ -99,6 +99,7 @@ def prepare(root: Path) -> dict[str, SyntheticDataset]:
         "tiny": tiny_layout(),
         "huge": one_file_layout(5 * GiB),
         "zenodo": one_file_layout(1 * GiB),
+        "single": {"factor-000-table-0.tsv": 8 * 1024},  # a run's fixed cost: one small table and its catalog
     }
     catalogs = {
         "large": large_catalog(sorted(layouts["large"])),
@@ -106,6 +107,7 @@ def prepare(root: Path) -> dict[str, SyntheticDataset]:
         "tiny": simple_catalog("bench-tiny", list(layouts["tiny"])),
         "huge": simple_catalog("bench-huge", list(layouts["huge"])),
         "zenodo": simple_catalog("bench-zenodo", list(layouts["zenodo"])),
+        "single": simple_catalog("bench-single", list(layouts["single"])),
     }
     return {name: _materialise(root / name, name, layouts[name], catalogs[name]) for name in layouts}
 
