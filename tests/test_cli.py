@@ -111,10 +111,10 @@ def test_docopt_alone_would_take_an_abbreviated_option_silently():
     assert parsed["--n-jobs"] == "4"
 
 
-def test_help_is_fast_because_boto3_is_not_imported(tmp_path):
+def test_help_is_fast_because_botocore_is_not_imported(tmp_path):
     code = ("import sys, runpy; sys.argv = ['entrypoint.py', '--help'];"
             "\ntry:\n runpy.run_path(sys.argv[0], run_name='__main__')\nexcept SystemExit: pass\n"
-            "print('boto3' in sys.modules, 'yaml' in sys.modules)")
+            "print('botocore' in sys.modules, 'yaml' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                          env=base_env(tmp_path)).stdout
     assert out.strip().splitlines()[-1] == "False False"

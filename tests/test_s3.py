@@ -108,7 +108,40 @@ def test_requests_name_the_tool_and_use_path_style_on_custom_endpoints(monkeypat
     client.put_object(Bucket="bucket", Key="a/b.tsv", Body=b"x")
     client.put_object(Bucket="bucket", Key="c.tsv", Body=b"y")
     assert [r.url for r in sent] == ["http://127.0.0.1:9/bucket/a/b.tsv", "http://127.0.0.1:9/bucket/c.tsv"]
-    assert all(r.headers["User-Agent"].startswith(f"cartload-uploader/{__version__} Boto3/".encode()) for r in sent)
+    assert all(r.headers["User-Agent"].startswith(f"cartload-uploader/{__version__} Botocore/".encode())
+               for r in sent)
+
+
+@pytest.mark.parametrize(("option", "variable", "named"), [("nosuch", None, "--profile nosuch"),
+                                                            (None, "nosuch", "AWS_PROFILE nosuch")])
+def test_a_profile_that_does_not_exist_is_named_as_it_was_given(monkeypatch, tmp_path, option, variable, named):
+    from uploader.s3.client import S3Settings, make_client
+
+    (tmp_path / "config").write_text("[profile lab]\nregion = eu-west-1\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_PROFILE", raising=False)
+    if variable:
+        monkeypatch.setenv("AWS_PROFILE", variable)
+    with pytest.raises(UsageError) as refused:
+        make_client(S3Settings(profile=option, endpoint_url="http://127.0.0.1:9"))
+    assert refused.value.message.startswith(f"{named}: no such profile in the AWS config files")
+
+
+def test_a_profile_gives_its_region_and_credentials(monkeypatch, tmp_path):
+    from uploader.s3.client import S3Settings, make_client
+
+    (tmp_path / "config").write_text("[profile lab]\nregion = eu-west-1\n")
+    (tmp_path / "credentials").write_text("[lab]\naws_access_key_id = LABKEY\naws_secret_access_key = labsecret\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID",
+                 "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    client = make_client(S3Settings(profile="lab", endpoint_url="http://127.0.0.1:9"))
+    assert client.meta.region_name == "eu-west-1"
+    assert client._request_signer._credentials.get_frozen_credentials().access_key == "LABKEY"
 
 
 def test_an_http_proxy_sends_the_bytes_through_boto3(monkeypatch):

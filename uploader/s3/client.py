@@ -1,4 +1,4 @@
-"""The boto3 client for a run, and botocore's failures turned into the uploader's errors.
+"""The S3 client for a run (botocore's, as boto3 builds it), and botocore's failures turned into the uploader's errors.
 
 Integrity does not depend on the store supporting botocore's newer default
 checksums: those are turned off (`when_required`) unless AWS_* says
@@ -16,7 +16,7 @@ import platform
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from uploader import __version__
@@ -54,28 +54,32 @@ def make_client(settings: S3Settings) -> S3Client:
 
     try:
         return _build_client(settings)
-    except botocore.exceptions.ProfileNotFound:
-        raise UsageError(f"--profile {settings.profile}: no such profile in the AWS config files;"
+    except botocore.exceptions.ProfileNotFound as missing:
+        given = f"--profile {settings.profile}" if settings.profile \
+            else f"AWS_PROFILE {missing.kwargs.get('profile', '')}"
+        raise UsageError(f"{given}: no such profile in the AWS config files;"
                          " check ~/.aws/config or run 'aws configure --profile NAME'") from None
     except botocore.exceptions.BotoCoreError as exc:  # e.g. a config file that does not parse
         raise UsageError(f"AWS configuration problem: {exc}; fix the file (or AWS_CONFIG_FILE)") from None
 
 
 def _build_client(settings: S3Settings) -> S3Client:
-    import boto3
+    # botocore's own session, as boto3's Session wraps it: importing boto3 (and the s3transfer it loads for
+    # transfer methods never used here) cost ~40 ms before every run's first request.
     import botocore
     import botocore.session
     from botocore.config import Config
 
-    core = botocore.session.get_session()
+    session = botocore.session.get_session()
+    if settings.profile:
+        session.set_config_variable("profile", settings.profile)
     # Timestamps (LastModified) are never used: parsing them with dateutil was a third of a listing's cost.
-    core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=str)
-    session = boto3.session.Session(profile_name=settings.profile, botocore_session=core)
+    session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=str)
     options: dict[str, Any] = {
         "max_pool_connections": 2 * settings.n_jobs + 4,
         # Given whole, the User-Agent is built once; botocore's own is rebuilt twice per request
         # (a tenth of a small PUT's CPU).
-        "user_agent": f"cartload-uploader/{__version__} Boto3/{boto3.__version__} Botocore/{botocore.__version__}"
+        "user_agent": f"cartload-uploader/{__version__} Botocore/{botocore.__version__}"
                       f" Python/{platform.python_version()}",
         # Every request that carries data carries a Content-MD5 the server checks (see above).
         "s3": {"payload_signing_enabled": False},
@@ -91,11 +95,11 @@ def _build_client(settings: S3Settings) -> S3Client:
         options["response_checksum_validation"] = "when_required"
     if not os.environ.get("AWS_RETRY_MODE") and not os.environ.get("AWS_MAX_ATTEMPTS"):
         options["retries"] = {"mode": "standard", "max_attempts": 5}
-    region = session.region_name or "us-east-1"
+    region = session.get_config_variable("region") or "us-east-1"
     style = settings.addressing_style
     if style != "auto":
         options["s3"]["addressing_style"] = style
-    configured = (core.get_scoped_config().get("s3") or {}).get("addressing_style")
+    configured = (session.get_scoped_config().get("s3") or {}).get("addressing_style")
 
     def prefer_path_style(host: str) -> bool:
         # S3-compatible stores on custom endpoints rarely resolve bucket sub-domains (botocore would
@@ -107,15 +111,17 @@ def _build_client(settings: S3Settings) -> S3Client:
     known = _endpoint_known_before(settings)
     if known and prefer_path_style(urlsplit(known).hostname or ""):
         options["s3"]["addressing_style"] = "path"
-    client = session.client("s3", endpoint_url=settings.endpoint_url, region_name=region, config=Config(**options))
+    # botocore types every client as a BaseClient; this one is S3's.
+    client = cast("S3Client", session.create_client("s3", endpoint_url=settings.endpoint_url, region_name=region,
+                                                    config=Config(**options)))
     host = urlsplit(client.meta.endpoint_url).hostname or ""
     if style == "virtual" and _is_ip_address(host):
         raise UsageError(f"--addressing-style virtual: the endpoint {client.meta.endpoint_url} is an IP address, which"
                          " has no bucket sub-domains; use its host name, or --addressing-style path")
     if "addressing_style" not in options["s3"] and prefer_path_style(host):
         options["s3"]["addressing_style"] = "path"
-        client = session.client("s3", endpoint_url=settings.endpoint_url, region_name=region,
-                                config=Config(**options))
+        client = cast("S3Client", session.create_client("s3", endpoint_url=settings.endpoint_url,
+                                                        region_name=region, config=Config(**options)))
     # On 'before-call.s3', after botocore's own handler there that adds it: a body we hold whole needs no
     # '100-continue' round trip (the write probe's part, and every send when boto3 carries the bytes).
     client.meta.events.register_last("before-call.s3", _no_expect_header)
