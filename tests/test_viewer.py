@@ -338,3 +338,60 @@ def test_bad_viewer_options_exit_2(dataset, bucket, cli_env, args, phrase):
     result = run_cli("upload_aws", "--in-dir", dataset, "--s3-dir", bucket.uri, *args, env=cli_env)
     assert result.code == 2 and phrase in result.stderr
     assert bucket.names() == set()
+
+
+def test_a_browser_request_that_gets_no_answer_says_so_in_one_line():
+    import socket
+
+    from uploader.s3.viewer import _send
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # nothing listens once it is closed
+    refused = _send("GET", f"http://127.0.0.1:{port}/b/catalog.yaml", {}, timeout=2)
+    assert refused.status == 0 and refused.error == f"no answer from 127.0.0.1:{port}: EndpointConnectionError"
+
+    with socket.socket() as silent:  # accepts the connection, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        stalled = _send("GET", f"http://127.0.0.1:{port}/b/catalog.yaml", {}, timeout=0.3)
+    assert stalled.status == 0 and stalled.error == f"no answer from 127.0.0.1:{port}: ReadTimeoutError"
+
+
+def test_a_browser_request_reads_a_bounded_body_and_follows_no_redirect():
+    import http.server
+    import threading
+
+    from uploader.catalog import MAX_CATALOG_BYTES
+    from uploader.s3.viewer import _send
+
+    class Store(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/moved":
+                self.send_response(301)
+                self.send_header("Location", "/b/catalog.yaml")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            body = b"x" * (3 * MAX_CATALOG_BYTES)  # a store that ignores Range sends everything
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("X-Seen-Authorization", self.headers.get("Authorization", "none"))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Store)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        whole = _send("GET", f"{base}/b/catalog.yaml", {"Range": "bytes=0-126"}, timeout=5)
+        moved = _send("GET", f"{base}/moved", {}, timeout=5)
+    finally:
+        server.shutdown()
+    assert whole.status == 200 and len(whole.body) == MAX_CATALOG_BYTES + 1
+    assert whole.header("x-seen-authorization") == "none"  # anonymous, as a browser
+    assert moved.status == 301 and moved.header("location") == "/b/catalog.yaml"
