@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from tests.fake_backend import Faults, InMemoryBackend
 from tests.pmtiles_files import pmtiles_bytes
 from uploader.errors import ExitStatus
 from uploader.hashing import HashCache
-from uploader.operations import Action, Operation, Status
+from uploader.operations import Action, Status
 from uploader.plan import UploadPlan, plan_from_catalog
 from uploader.progress import Progress
 from uploader.runner import RunOptions, RunResult, run
@@ -524,44 +523,3 @@ def test_a_deletion_that_fails_fails_the_run_but_leaves_the_catalog_published(da
     assert statuses(result)["catalog.yaml"] is Status.UPLOADED and statuses(result)["old.pmtiles"] is Status.FAILED
     assert result.exit_status is ExitStatus.FILES_FAILED and result.catalogs_published
     assert report_document(result, "cmd", "dest")["error"] == "1 file(s) failed; the catalog is published"
-
-
-class SlowToGetReady(InMemoryBackend):
-    """A remote whose write check takes a while: what the cache holds by the time it is ready is recorded."""
-
-    def __init__(self, cache: HashCache, data_dir: Path) -> None:
-        super().__init__()
-        self.cache = cache
-        self.data_dir = data_dir
-        self.hashed_when_ready: set[str] = set()
-
-    def begin(self, ops: list[Operation]) -> bool:
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and len(self._hashed()) < 3:
-            time.sleep(0.01)
-        self.hashed_when_ready = self._hashed()
-        return super().begin(ops)
-
-    def _hashed(self) -> set[str]:
-        plan = plan_from_catalog(self.data_dir, self.data_dir / "catalog.yaml")
-        return {file.name for file in plan.all_files if self.cache.lookup(file, "sha256") is not None}
-
-
-def test_small_files_are_hashed_while_the_remote_gets_ready_big_ones_beside_their_send(data_dir):
-    (data_dir / "a.pmtiles").write_bytes(pmtiles_bytes(b"a" * (2 * 1024 * 1024)))  # above the hash-ahead size
-    cache = HashCache(None)
-    backend = SlowToGetReady(cache, data_dir)
-    plan = UploadPlan((plan_from_catalog(data_dir, data_dir / "catalog.yaml"),))
-    result = run(plan, backend, RunOptions(n_jobs=4), cache, lambda total_bytes, total_files: Progress())
-
-    assert result.exit_status is ExitStatus.OK
-    assert backend.hashed_when_ready == {"t.tsv", "u.tsv", "catalog.yaml"}
-    assert backend.objects == local_bytes(data_dir)
-
-
-def test_a_dry_run_hashes_nothing_ahead(data_dir):
-    cache = HashCache(None)
-    plan = UploadPlan((plan_from_catalog(data_dir, data_dir / "catalog.yaml"),))
-    run(plan, InMemoryBackend(), RunOptions(n_jobs=4, dry_run=True), cache,
-        lambda total_bytes, total_files: Progress())
-    assert not [file for file in plan.datasets[0].all_files if cache.lookup(file, "sha256") is not None]

@@ -15,24 +15,21 @@ reports what its remote holds and carries out one operation at a time.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
-from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 
 from uploader.backend import Backend, RemoteFile
 from uploader.compare import CompareOptions, decide
 from uploader.errors import ExitStatus, NotPublished, RemoteError, first_applicable
 from uploader.executor import POLL_SECONDS, Executor, Liveness, RunStalled
-from uploader.hashing import Cancelled, HashCache, digests
+from uploader.hashing import HashCache
 from uploader.operations import PUBLISHED, Action, Operation, Status
-from uploader.plan import LocalFile, UploadPlan
+from uploader.plan import UploadPlan
 from uploader.progress import Progress
 
 LISTINGS_AT_ONCE = 8
-HASH_AHEAD_BELOW = 1024 * 1024  # hashed in a few milliseconds at most: stopping for the first send is prompt
 
 
 @dataclass(frozen=True)
@@ -123,14 +120,13 @@ def run(plan: UploadPlan, backend: Backend, options: RunOptions, cache: HashCach
     started = time.monotonic()
     liveness = Liveness()
     backend.check_access(plan, dry_run=options.dry_run)
-    with _hashing_small_files_meanwhile(plan, backend, cache, dry_run=options.dry_run):
+    ops = _decide(plan, backend, options, cache, liveness)
+    if options.dry_run:
+        for op in ops:
+            op.status = Status.PLANNED
+        return RunResult(ops, time.monotonic() - started, dry_run=True)
+    if backend.begin(ops):
         ops = _decide(plan, backend, options, cache, liveness)
-        if options.dry_run:
-            for op in ops:
-                op.status = Status.PLANNED
-            return RunResult(ops, time.monotonic() - started, dry_run=True)
-        if backend.begin(ops):
-            ops = _decide(plan, backend, options, cache, liveness)
 
     result = RunResult(ops, 0.0)
     work = [op for op in ops if op.action is not Action.SKIP or op.recheck]
@@ -165,39 +161,6 @@ def run(plan: UploadPlan, backend: Backend, options: RunOptions, cache: HashCach
     except NotPublished as refused:
         result.not_published = refused.message
     return result
-
-
-@contextmanager
-def _hashing_small_files_meanwhile(plan: UploadPlan, backend: Backend, cache: HashCache, *,
-                                   dry_run: bool) -> Iterator[None]:
-    """The small files' digests, computed while the run waits for the remote: its listing, its write check.
-
-    Every file's digests are needed (to compare it, or to send it), and before the first send the CPU is
-    idle for round trips on a WAN: 2,000 small files at 40 ms one-way waited ~0.25 s, then were hashed one by
-    one as they were handed out. What is computed here is in the cache when they are; a file that cannot be
-    read is reported by whoever needs it next. A big file is hashed beside its send, as before.
-    """
-    files = [file for dataset in plan.datasets for file in dataset.all_files if file.size < HASH_AHEAD_BELOW]
-    stop = threading.Event()
-    hashing = threading.Thread(target=_hash_until_stopped, args=(files, backend, cache, stop), daemon=True,
-                               name="hash-ahead")
-    if not dry_run:
-        hashing.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        if hashing.is_alive():
-            hashing.join()
-
-
-def _hash_until_stopped(files: list[LocalFile], backend: Backend, cache: HashCache, stop: threading.Event) -> None:
-    for file in files:
-        if stop.is_set():
-            return
-        if file.unchanged_on_disk():  # as the executor checks before it hashes: a digest is of the planned file
-            with suppress(OSError, Cancelled):
-                digests(file, backend.digests_to_send(file), cache, stop)
 
 
 def _decide(plan: UploadPlan, backend: Backend, options: RunOptions, cache: HashCache,
