@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""The least a no-op re-run must do, in our stack: start, build the boto3 client, and list the prefix once.
+"""The least a no-op re-run must do, in our stack: start, build the botocore client, and list the prefix once.
 
 The no-op workloads run it as the 'listing alone' reference row: the same
-Python, boto3 client set-up and listing (key ranges side by side) as
+Python, client set-up and listing (key ranges side by side) as
 `upload_aws`, without the plan, the hash cache, the comparison, the write
 check or the viewer check. What ours takes beyond it is that work; what it
-takes beyond s5cmd's sync is the floor of a Python tool on boto3.
+takes beyond s5cmd's sync is the floor of a Python tool on botocore.
 
     python benchmarks/listing_alone.py DIRECTORY BUCKET PREFIX   (AWS_ENDPOINT_URL_S3 and keys in the environment)
 """
