@@ -34,6 +34,6 @@ if __name__ == "__main__":
     if home is not None:
         os.environ["HOME"] = home
 
-    from uploader.cli import console_main
+    from uploader.cli.main import console_main
 
     sys.exit(console_main())

@@ -25,19 +25,18 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import uploader.runner
-from uploader.backend import Stored
-from uploader.hashing import HashCache, digests, multipart_etag_name
-from uploader.operations import Status
-from uploader.plan import LocalFile, UploadPlan, plan_from_catalog
-from uploader.progress import progress_factory
-from uploader.runner import RunOptions, run
+import uploader.engine.runner
+from uploader.cli.settings import AWS_DEFAULTS
+from uploader.engine.operations import Status, Stored
+from uploader.engine.progress import progress_factory
+from uploader.engine.runner import RunOptions, run
+from uploader.local.hashing import HashCache, digests, multipart_etag_name
+from uploader.local.plan import LocalFile, UploadPlan, plan_from_catalog
 from uploader.s3.backend import S3Backend
 from uploader.s3.client import S3Settings
 from uploader.s3.destination import S3Destination
 from uploader.s3.transport import Body, CrtTransport, Sent
 from uploader.s3.writer import part_size
-from uploader.settings import AWS_DEFAULTS
 
 
 def answered_at_once(self: CrtTransport, key: str, body: Body, md5_b64: str, params: Mapping[str, Any],
@@ -59,7 +58,7 @@ def main() -> int:
 
     CrtTransport.put_object = answered_at_once  # type: ignore[method-assign]
     S3Backend._stored_as_headed = headed_locally  # type: ignore[method-assign]
-    uploader.runner._catalogs_ready_to_publish = lambda ops, roots: []  # type: ignore[assignment, misc]
+    uploader.engine.runner._catalogs_ready_to_publish = lambda ops, roots: []  # type: ignore[assignment, misc]
     n_jobs = AWS_DEFAULTS["n_jobs"]
     plan = UploadPlan((plan_from_catalog(source, source / "catalog.yaml"),))
     cache.preload(file for dataset in plan.datasets for file in dataset.all_files)

@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from uploader.content_types import content_type
+from uploader.cli.settings import AWS_DEFAULTS
+from uploader.local.content_types import content_type
 from uploader.s3.client import S3Settings, make_client
 from uploader.s3.transport import Body, CrtTransport, Sent
-from uploader.settings import AWS_DEFAULTS
 
 
 def main() -> int:

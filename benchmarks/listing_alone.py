@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from uploader.cli.settings import AWS_DEFAULTS
 from uploader.s3.client import S3Settings, make_client
 from uploader.s3.verify import listed_files
-from uploader.settings import AWS_DEFAULTS
 
 
 def main() -> int:

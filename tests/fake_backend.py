@@ -1,6 +1,6 @@
 """An in-memory backend for the runner's tests: a dict of remote objects, with faults on demand.
 
-It keeps the contract of uploader.backend.Backend as the real ones do: it
+It keeps the contract of uploader.engine.backend.Backend as the real ones do: it
 reports what it holds (size and MD5, and on request the options an object was
 stored with) and carries out one operation at a time; it decides nothing.
 Every write is recorded in `events`, in order, so tests can check the order
@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from uploader.backend import RemoteFile, SendsInThreads, Stored
+from uploader.engine.backend import SendsInThreads
+from uploader.engine.operations import Action, Operation, RemoteFile, Stored
 from uploader.errors import FileUploadError
-from uploader.operations import Action, Operation
-from uploader.plan import Dataset, LocalFile, UploadPlan
+from uploader.local.plan import Dataset, LocalFile, UploadPlan
 
 
 @dataclass

@@ -22,11 +22,12 @@ from botocore.awsrequest import AWSResponse
 from tests.conftest import run_cli
 from tests.proxy import RecordingTunnel
 from tests.servers import VIRTUAL_HOST_DOMAIN
+from uploader.engine.operations import Action, Operation
 from uploader.errors import RemoteError, UsageError
-from uploader.operations import Action, Operation
-from uploader.plan import Dataset, UploadPlan
+from uploader.local.plan import Dataset, UploadPlan
+from uploader.s3.addressing import uses_virtual_hosts
 from uploader.s3.backend import S3Backend
-from uploader.s3.client import S3Settings, _build_client, uses_virtual_hosts
+from uploader.s3.client import S3Settings, _build_client
 from uploader.s3.destination import S3Destination
 from uploader.s3.transport import CrtTransport
 

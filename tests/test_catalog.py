@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from uploader.catalog import MAX_CATALOG_BYTES, Group, Mention, load_catalog
 from uploader.errors import InputError
+from uploader.local.catalog import MAX_CATALOG_BYTES, Group, Mention, load_catalog
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "humanlung-demo" / "catalog.yaml"
 

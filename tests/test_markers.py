@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 
 from tests.conftest import EXAMPLE
-from uploader.catalog import Group
-from uploader.markers import marker_paths, write_markers
-from uploader.plan import UploadPlan, plan_from_catalog
+from uploader.local.catalog import Group
+from uploader.local.markers import marker_paths, write_markers
+from uploader.local.plan import UploadPlan, plan_from_catalog
 
 OPTIONAL = {"t18-f24-umap.tsv.gz", "t18-f24.umap.png", "t18-f24.umap.single.prob.png", "t18-f24-umap.pmtiles",
             "t18-f24-alias.tsv"}
@@ -51,7 +51,8 @@ def test_markers_that_cannot_be_written_are_one_notice(tmp_path):
 
 
 def test_a_sharded_dataset_is_marked_by_the_worker_that_found_its_catalog_published():
-    from uploader.shards import Shard, take_share
+    from uploader.local.plan import Shard
+    from uploader.local.shards import take_share
 
     plan = take_share(UploadPlan((plan_from_catalog(EXAMPLE, EXAMPLE / "catalog.yaml"),)), Shard(1, 2))
     mine = {f"{file.name}.aws.done" for file in plan.datasets[0].files if file.group is not Group.BASICS}
@@ -63,7 +64,7 @@ def test_a_sharded_dataset_is_marked_by_the_worker_that_found_its_catalog_publis
 
 def test_a_collection_root_gets_no_marker(tmp_path):
     from tests.cartloader_collection import make_collection
-    from uploader.plan import plan_collection
+    from uploader.local.plan import plan_collection
 
     collection = make_collection(tmp_path / "mydataset")
     paths = marker_paths(plan_collection(collection.root, collection.in_list), "aws")

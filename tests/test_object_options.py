@@ -144,7 +144,7 @@ def test_without_a_request_payer_none_is_sent(aws_env):  # noqa: F811
 def test_after_an_update_an_sse_kms_etag_is_not_taken_for_an_md5(aws_env, tmp_path):  # noqa: F811
     from botocore.stub import Stubber
 
-    from uploader.plan import LocalFile
+    from uploader.local.plan import LocalFile
     from uploader.s3.verify import stored_as_headed
 
     path = tmp_path / "t.tsv"

@@ -9,9 +9,9 @@ import pytest
 
 from tests.cartloader_collection import make_collection
 from tests.pmtiles_files import pmtiles_bytes
-from uploader.catalog import Group
 from uploader.errors import InputError, UsageError
-from uploader.plan import collection_subdir, plan_collection, plan_from_catalog, plan_from_names
+from uploader.local.catalog import Group
+from uploader.local.plan import collection_subdir, plan_collection, plan_from_catalog, plan_from_names
 
 CATALOG = "id: ds\nassets:\n  sge: {all: a.pmtiles}\n  t: t.tsv\n  factors:\n    - {umap: {png: u.png}}\n"
 

@@ -9,8 +9,8 @@ import pytest
 
 from tests.pmtiles_files import pmtiles_bytes
 from uploader.errors import InputError
-from uploader.plan import plan_from_catalog
-from uploader.pmtiles import HEADER_SIZE, archive_problem
+from uploader.local.plan import plan_from_catalog
+from uploader.local.pmtiles import HEADER_SIZE, archive_problem
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "humanlung-demo"
 VALID = pmtiles_bytes(b"tile data " * 50)

@@ -11,12 +11,12 @@ import pytest
 
 from tests.fake_backend import Faults, InMemoryBackend
 from tests.pmtiles_files import pmtiles_bytes
+from uploader.engine.operations import Action, Status
+from uploader.engine.progress import Progress
+from uploader.engine.runner import RunOptions, RunResult, run
 from uploader.errors import ExitStatus
-from uploader.hashing import HashCache
-from uploader.operations import Action, Status
-from uploader.plan import UploadPlan, plan_from_catalog
-from uploader.progress import Progress
-from uploader.runner import RunOptions, RunResult, run
+from uploader.local.hashing import HashCache
+from uploader.local.plan import UploadPlan, plan_from_catalog
 
 CATALOG = "id: ds\nassets:\n  sge: {all: a.pmtiles}\n  t: t.tsv\n  u: u.tsv\n"
 
@@ -225,7 +225,7 @@ def test_a_cached_digest_never_skips_a_file_that_changed_since_it_was_planned(da
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl-C", "SIGTERM"])
 def test_an_interrupt_stops_at_once_keeps_finished_files_and_withholds_the_catalog(data_dir, sig):
-    from uploader.cli import _raise_keyboard_interrupt
+    from uploader.cli.main import _raise_keyboard_interrupt
 
     previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
@@ -244,7 +244,7 @@ def test_an_interrupt_stops_at_once_keeps_finished_files_and_withholds_the_catal
 
 
 def test_collection_datasets_go_under_their_subdirs(tmp_path, data_dir):
-    from uploader.plan import plan_collection
+    from uploader.local.plan import plan_collection
 
     (tmp_path / "samples.tsv").write_text("data\n")
     plan = plan_collection(tmp_path, tmp_path / "samples.tsv")
@@ -270,7 +270,7 @@ class LiveCatalogWatch:
         self.published = dict(self.backend.objects)
 
     def check(self) -> None:
-        from uploader.catalog import file_names_in
+        from uploader.local.catalog import file_names_in
 
         objects = self.backend.objects
         if "catalog.yaml" not in objects:
@@ -427,7 +427,7 @@ def test_a_changed_file_is_sent_with_its_options_not_updated(data_dir):
 def test_dry_run_shows_updates_and_changes_nothing(data_dir):
     import io
 
-    from uploader.report import print_plan
+    from uploader.engine.report import print_plan
 
     backend = InMemoryBackend()
     upload(data_dir, backend)
@@ -501,7 +501,7 @@ def test_delete_in_a_collection_never_reaches_another_samples_prefix(tmp_path):
     samples.write_text("A\nB\n")
     backend = InMemoryBackend()
     backend.objects.update({"lung/old.tsv": b"x", "lung/part2/old.tsv": b"y", "other/x.tsv": b"z"})
-    from uploader.plan import plan_collection
+    from uploader.local.plan import plan_collection
 
     plan = plan_collection(parent, samples)
     result = run(plan, backend, RunOptions(n_jobs=2, delete=True), HashCache(None), lambda b, f: Progress())
@@ -513,7 +513,7 @@ def test_delete_in_a_collection_never_reaches_another_samples_prefix(tmp_path):
 
 
 def test_a_deletion_that_fails_fails_the_run_but_leaves_the_catalog_published(data_dir):
-    from uploader.report import report_document
+    from uploader.engine.report import report_document
 
     backend = InMemoryBackend(faults=Faults(refuse={"old.pmtiles"}))
     stray_objects(backend)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from uploader.content_types import content_type
 from uploader.errors import UsageError
-from uploader.hashing import HashCache, digests, multipart_etag_name, part_md5_name
-from uploader.plan import Dataset, LocalFile
+from uploader.local.content_types import content_type
+from uploader.local.hashing import HashCache, digests, multipart_etag_name, part_md5_name
+from uploader.local.plan import Dataset, LocalFile
 from uploader.s3.destination import S3Destination
 from uploader.s3.verify import digests_of_etag
 from uploader.s3.writer import PART_SIZE, part_size

@@ -7,10 +7,10 @@ import re
 
 import pytest
 
-from uploader.cli import SPECS
-from uploader.command_line import read_command_line, spread_multi_values
+from uploader.cli.command_line import read_command_line, spread_multi_values
+from uploader.cli.main import SPECS
+from uploader.cli.settings import AwsSettings, ZenodoCommandSettings, aws_settings, read_zenodo_token, zenodo_settings
 from uploader.errors import InputError, UsageError
-from uploader.settings import AwsSettings, ZenodoCommandSettings, aws_settings, read_zenodo_token, zenodo_settings
 
 TOKEN = "Zq3kR8vWm2NbT5xY7cJ9hLpA4sD6fG1e"
 

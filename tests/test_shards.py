@@ -11,13 +11,13 @@ import pytest
 from tests.cartloader_collection import make_collection
 from tests.fake_backend import InMemoryBackend
 from tests.pmtiles_files import pmtiles_bytes
+from uploader.engine.operations import Action, Status
+from uploader.engine.progress import Progress
+from uploader.engine.runner import RunOptions, RunResult, run
 from uploader.errors import ExitStatus, UsageError
-from uploader.hashing import HashCache
-from uploader.operations import Action, Status
-from uploader.plan import Dataset, LocalFile, UploadPlan, plan_collection, plan_from_catalog
-from uploader.progress import Progress
-from uploader.runner import RunOptions, RunResult, run
-from uploader.shards import PER_FILE_BYTES, SLACK, Shard, parse_shard, split, take_share
+from uploader.local.hashing import HashCache
+from uploader.local.plan import Dataset, LocalFile, Shard, UploadPlan, plan_collection, plan_from_catalog
+from uploader.local.shards import PER_FILE_BYTES, SLACK, parse_shard, split, take_share
 
 # -- which share: --shard I/N, auto (Slurm), auto/N (Kubernetes) -----------------------------------
 
@@ -283,8 +283,8 @@ def test_a_worker_that_withdrew_the_catalog_and_waits_for_the_others_has_not_fai
 
 
 def test_a_worker_says_which_catalogs_wait_a_few_lines_at_most(tmp_path, capsys):
-    from uploader.commands import WAITING_SHOWN, tell_outcome
-    from uploader.operations import Operation
+    from uploader.cli.commands import WAITING_SHOWN, tell_outcome
+    from uploader.engine.operations import Operation
 
     collection = make_collection(tmp_path / "mydataset", tuple(f"s{n}" for n in range(WAITING_SHOWN + 3)))
     plan = plan_collection(collection.root, collection.in_list)

@@ -264,8 +264,8 @@ def test_bytes_that_differ_from_the_hashed_ones_are_rejected_and_catalog_withhel
 def poison_hash_cache(env: dict[str, str], path: Path) -> None:
     """Store wrong part digests for `path` in the uploader's own cache, as a disk or RAM fault would."""
     code = (
-        "import sys; from pathlib import Path; from uploader.hashing import HashCache, part_md5_name;"
-        "from uploader.plan import resolve_local_file; from uploader.catalog import Group;"
+        "import sys; from pathlib import Path; from uploader.local.hashing import HashCache, part_md5_name;"
+        "from uploader.local.plan import resolve_local_file; from uploader.local.catalog import Group;"
         "p = Path(sys.argv[1]); f = resolve_local_file(p.parent, p.name, Group.BASICS, 'x', []);"
         "c = HashCache(Path(sys.argv[2])); n = part_md5_name(8 * 1024 * 1024);"
         "c.store(f, {'sha256': '0' * 64, n: ','.join(['0' * 32] * 2)}); c.close()"
@@ -559,11 +559,11 @@ def test_unreachable_endpoint(dataset, s3, cli_env):
 
 def test_catalog_withheld_when_a_file_changed_in_the_bucket_during_the_run(dataset, s3, cli_env, monkeypatch):
     """Another writer replaces an uploaded file before the catalog goes up: the final listing catches it."""
-    from uploader.hashing import HashCache
-    from uploader.operations import Status
-    from uploader.plan import UploadPlan, plan_from_catalog
-    from uploader.progress import progress_factory
-    from uploader.runner import RunOptions, run
+    from uploader.engine.operations import Status
+    from uploader.engine.progress import progress_factory
+    from uploader.engine.runner import RunOptions, run
+    from uploader.local.hashing import HashCache
+    from uploader.local.plan import UploadPlan, plan_from_catalog
     from uploader.s3.backend import S3Backend
     from uploader.s3.client import S3Settings
     from uploader.s3.destination import S3Destination
@@ -596,10 +596,10 @@ def test_a_write_check_upload_that_cannot_be_aborted_is_told_and_the_run_goes_on
     """The probe's abort goes beside the first uploads: when it is refused, the run still publishes, and says so."""
     import botocore.exceptions
 
-    from uploader.hashing import HashCache
-    from uploader.plan import UploadPlan, plan_from_catalog
-    from uploader.progress import progress_factory
-    from uploader.runner import RunOptions, run
+    from uploader.engine.progress import progress_factory
+    from uploader.engine.runner import RunOptions, run
+    from uploader.local.hashing import HashCache
+    from uploader.local.plan import UploadPlan, plan_from_catalog
     from uploader.s3.backend import S3Backend
     from uploader.s3.client import S3Settings
     from uploader.s3.destination import S3Destination

@@ -22,8 +22,7 @@ import requests
 from botocore.stub import Stubber
 
 from tests.conftest import S3Prefix, S3Server, run_cli, two_sample_collection
-from uploader.s3.viewer import POLICY_SID, ViewerCheck, merged_cors, merged_policy
-from uploader.settings import ViewerSettings
+from uploader.s3.viewer import POLICY_SID, ViewerCheck, ViewerSettings, merged_cors, merged_policy
 
 ORIGIN = "https://v3o-main.carto-scope.org"
 LAB_RULE = {"ID": "lab", "AllowedOrigins": ["https://lab.example.org"], "AllowedMethods": ["GET"],
@@ -163,11 +162,11 @@ def test_setup_reports_a_policy_refused_by_the_account_wide_block(no_aws_env):
 
 def test_the_viewer_opens_the_samples_not_the_collection_root_each_with_its_archive(tmp_path):
     from tests.cartloader_collection import make_collection
-    from uploader.operations import Action, Operation, Status
-    from uploader.plan import plan_collection
+    from uploader.engine.operations import Action, Operation, Status
+    from uploader.local.plan import Shard, plan_collection
+    from uploader.local.shards import take_share
     from uploader.s3.destination import S3Destination
     from uploader.s3.viewer import published_datasets
-    from uploader.shards import Shard, take_share
 
     collection = make_collection(tmp_path / "mydataset")
     # One worker of two: each sample is sent whole by one of them, so one of the samples is all another's.
@@ -363,7 +362,7 @@ def test_a_browser_request_reads_a_bounded_body_and_follows_no_redirect():
     import http.server
     import threading
 
-    from uploader.catalog import MAX_CATALOG_BYTES
+    from uploader.local.catalog import MAX_CATALOG_BYTES
     from uploader.s3.viewer import _send
 
     class Store(http.server.BaseHTTPRequestHandler):

@@ -8,7 +8,7 @@ from dataclasses import fields
 
 import pytest
 
-from uploader.cli import MAIN_USAGE
+from uploader.cli.main import MAIN_USAGE
 from uploader.errors import UsageError
 from uploader.zenodo.pacing import ENV_PREFIX, Interrupted, Pacer, RetryBudget, Window, ZenodoTiming
 

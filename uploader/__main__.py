@@ -2,6 +2,6 @@
 
 import sys
 
-from uploader.cli import console_main
+from uploader.cli.main import console_main
 
 sys.exit(console_main())

@@ -25,11 +25,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from uploader.backend import RemoteFile, Stored
-from uploader.content_types import content_type
-from uploader.hashing import multipart_etag_name, part_md5_name
-from uploader.operations import PUBLISHED, Action, Operation
-from uploader.plan import Dataset, LocalFile, UploadPlan
+from uploader.engine.operations import PUBLISHED, Action, Operation, RemoteFile, Stored
+from uploader.local.content_types import content_type
+from uploader.local.hashing import multipart_etag_name, part_md5_name
+from uploader.local.plan import Dataset, LocalFile, UploadPlan
 from uploader.s3.access import check_bucket, probe_write
 from uploader.s3.client import S3Settings, as_file_upload_error, make_client, uploader_errors_for
 from uploader.s3.destination import S3Destination

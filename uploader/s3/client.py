@@ -10,7 +10,6 @@ present: a second hash of every byte would prove nothing more.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import platform
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from urllib.parse import urlsplit
 from uploader import __version__
 from uploader.errors import AuthError, FileUploadError, RemoteError, UsageError
 from uploader.redact import redact
+from uploader.s3.addressing import is_aws_host, is_ip_address
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -115,7 +115,7 @@ def _build_client(settings: S3Settings) -> S3Client:
     client = cast("S3Client", session.create_client("s3", endpoint_url=settings.endpoint_url, region_name=region,
                                                     config=Config(**options)))
     host = urlsplit(client.meta.endpoint_url).hostname or ""
-    if style == "virtual" and _is_ip_address(host):
+    if style == "virtual" and is_ip_address(host):
         raise UsageError(f"--addressing-style virtual: the endpoint {client.meta.endpoint_url} is an IP address, which"
                          " has no bucket sub-domains; use its host name, or --addressing-style path")
     if "addressing_style" not in options["s3"] and prefer_path_style(host):
@@ -143,27 +143,6 @@ def _endpoint_known_before(settings: S3Settings) -> str:
     if os.environ.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").lower() == "true":
         return ""
     return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or ""
-
-
-def is_aws_host(host: str) -> bool:
-    return host.endswith((".amazonaws.com", ".amazonaws.com.cn"))
-
-
-def _is_ip_address(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
-def uses_virtual_hosts(client: S3Client, bucket: str) -> bool:
-    """Whether the client addresses `bucket` as a sub-domain (virtual-hosted style) rather than a path."""
-    style = (getattr(client.meta.config, "s3", None) or {}).get("addressing_style", "auto")
-    host = urlsplit(client.meta.endpoint_url).hostname or ""
-    if style == "auto":  # botocore: sub-domains on AWS for names that are valid host labels (no dots: TLS)
-        return is_aws_host(host) and "." not in bucket and bucket.lower() == bucket
-    return bool(style == "virtual" and not _is_ip_address(host))
 
 
 @contextmanager
@@ -212,7 +191,7 @@ def as_file_upload_error(exc: BaseException) -> FileUploadError:
     """A failed transfer of one file, as the runner's FileUploadError (integrity failures are retryable)."""
     import botocore.exceptions as bx
 
-    from uploader.s3.transport import TransportError
+    from uploader.s3.transport import TransportError  # the data path's, loaded only when it is used
 
     if isinstance(exc, FileUploadError):
         return exc

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from uploader.errors import UsageError
-from uploader.plan import Dataset
+from uploader.local.plan import Dataset
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlsplit
 
+from uploader.s3.addressing import uses_virtual_hosts
+
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
@@ -109,8 +111,6 @@ class CrtTransport:
         import awscrt.http
         import awscrt.io
         import awscrt.s3
-
-        from uploader.s3.client import uses_virtual_hosts
 
         self._s3 = awscrt.s3
         self._http = awscrt.http

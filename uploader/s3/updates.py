@@ -12,11 +12,10 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from uploader.backend import Stored
-from uploader.content_types import content_type
+from uploader.engine.operations import Operation, Stored
 from uploader.errors import FileUploadError
-from uploader.operations import Operation
-from uploader.plan import LocalFile
+from uploader.local.content_types import content_type
+from uploader.local.plan import LocalFile
 from uploader.s3.client import as_file_upload_error
 from uploader.s3.options import ObjectOptions, canned_acl_of, grants_as_params, stored_values
 from uploader.s3.verify import SHA256_META, digests_of_etag, etag_is_opaque, stored_as_headed

@@ -12,11 +12,11 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from uploader.backend import RemoteFile, Stored
-from uploader.content_types import content_type
+from uploader.engine.operations import RemoteFile, Stored
 from uploader.errors import FileUploadError
-from uploader.hashing import multipart_etag_name
-from uploader.plan import LocalFile
+from uploader.local.content_types import content_type
+from uploader.local.hashing import multipart_etag_name
+from uploader.local.plan import LocalFile
 from uploader.s3.access import OWN_KEY_MARK
 from uploader.s3.client import as_file_upload_error
 from uploader.s3.options import ObjectOptions, canned_acl_of, stored_values

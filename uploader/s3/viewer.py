@@ -30,18 +30,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
-from uploader.catalog import MAX_CATALOG_BYTES
-from uploader.operations import PUBLISHED, Operation
-from uploader.pmtiles import HEADER_SIZE, MAGIC, is_pmtiles_name
-from uploader.readiness import Readiness
-from uploader.runner import RunResult
-from uploader.s3.client import error_message, is_aws_host, uses_virtual_hosts
+from uploader.engine.operations import PUBLISHED, Operation
+from uploader.engine.readiness import Readiness
+from uploader.local.catalog import MAX_CATALOG_BYTES
+from uploader.local.pmtiles import HEADER_SIZE, MAGIC, is_pmtiles_name
+from uploader.s3.addressing import is_aws_host, uses_virtual_hosts
+from uploader.s3.client import error_message
 from uploader.s3.destination import S3Destination
-from uploader.settings import ViewerSettings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
+VIEWER_URL = "https://v3o-main.carto-scope.org/dataset?uri="
 POLICY_SID = "CartloadUploaderViewerRead"
 CORS_RULE_ID = "cartload-uploader-viewer"
 CORS_RULE = {"AllowedMethods": ["GET", "HEAD"], "AllowedHeaders": ["Range", "If-Match"], "ExposeHeaders": ["ETag"],
@@ -49,6 +49,23 @@ CORS_RULE = {"AllowedMethods": ["GET", "HEAD"], "AllowedHeaders": ["Range", "If-
 CHECK_REQUESTS_IN_FLIGHT = 12
 PUBLIC_ACCESS_BLOCK_FIX = ("BlockPublicAcls=true,IgnorePublicAcls=true,BlockPublicPolicy=false,"
                            "RestrictPublicBuckets=false")
+
+
+@dataclass(frozen=True)
+class ViewerSettings:
+    """The viewer link and check after an upload_aws run (--viewer-url and the viewer flags)."""
+
+    url: str = VIEWER_URL
+    check: bool = True
+    require_ready: bool = False
+    setup: bool = False
+    timeout: float = 10.0  # per anonymous request (CARTLOAD_UPLOADER_VIEWER_TIMEOUT)
+
+    @property
+    def origin(self) -> str:
+        """The viewer page's origin, as a browser sends it in `Origin`."""
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc}"
 
 
 @dataclass(frozen=True)
@@ -95,8 +112,8 @@ class ViewerCheck:
         self.profile = profile
         self._region = ""
 
-    def __call__(self, result: RunResult) -> Readiness | None:
-        datasets = published_datasets(result.ops, self.s3_dir)
+    def __call__(self, ops: list[Operation]) -> Readiness | None:
+        datasets = published_datasets(ops, self.s3_dir)
         if not datasets:  # e.g. an --upload-*-only run that does not publish the catalog
             if self.options.check or self.options.setup:
                 return Readiness(None, ["viewer check and setup skipped: this run published no catalog"])

@@ -23,7 +23,7 @@ from concurrent.futures import Future
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from uploader.plan import LocalFile
+from uploader.local.plan import LocalFile
 from uploader.s3.leases import Leases, UploadRecord
 from uploader.s3.transport import Body, Sent, Transport, TransportError
 

@@ -27,10 +27,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from uploader.backend import RemoteFile, SendsInThreads, Stored
+from uploader.engine.backend import SendsInThreads
+from uploader.engine.operations import Action, Operation, RemoteFile, Stored
 from uploader.errors import FileUploadError, InputError, NotPublished, RemoteError, UploaderError, UsageError
-from uploader.operations import Action, Operation
-from uploader.plan import Dataset, LocalFile, UploadPlan
+from uploader.local.plan import Dataset, LocalFile, UploadPlan
 from uploader.zenodo import drafts, metadata
 from uploader.zenodo.client import ZenodoClient
 from uploader.zenodo.pacing import ZenodoTiming

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from uploader.errors import FileUploadError, RemoteError, UploaderError, UsageError
-from uploader.plan import LocalFile
+from uploader.local.plan import LocalFile
 from uploader.zenodo.body import HashingBody
 from uploader.zenodo.pacing import Interrupted, ZenodoTiming
 from uploader.zenodo.records import DepositionFile, ZenodoDeposition, ZenodoToken

@@ -12,8 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from uploader.errors import ExitStatus, first_applicable
-from uploader.runner import RunResult
+from uploader.engine.operations import Operation
 
 
 @dataclass
@@ -28,12 +27,6 @@ class Readiness:
     fixes: list[str] = field(default_factory=list)  # what makes it ready: shown even with --quiet
 
 
-# A check runs once after a successful, non-dry run; None when it has nothing to say (e.g. no catalog published).
-ReaderCheck = Callable[[RunResult], "Readiness | None"]
-
-
-def exit_status(result: RunResult, readiness: Readiness | None) -> ExitStatus:
-    """The run's exit status: the upload's own, or 5 when readiness is enforced and readers cannot use it."""
-    if readiness is not None and readiness.ready is False and readiness.required:
-        return first_applicable({result.exit_status, ExitStatus.NOT_USABLE})
-    return result.exit_status
+# A check runs once after a successful, non-dry run, on its finished operations; None when it has nothing to
+# say (e.g. no catalog published).
+ReaderCheck = Callable[[list[Operation]], "Readiness | None"]

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from uploader import __version__
-from uploader.command_line import CommandSpec, asks_for_help, is_option_word, read_command_line
+from uploader.cli.command_line import CommandSpec, asks_for_help, is_option_word, read_command_line
 from uploader.errors import ExitStatus, UploaderError, UsageError
 from uploader.redact import redact
 
@@ -193,15 +193,15 @@ Options:
 
 
 def _upload_aws(args: dict[str, Any], resume: str) -> int:
-    from uploader.commands import upload_aws
-    from uploader.settings import aws_settings
+    from uploader.cli.commands import upload_aws
+    from uploader.cli.settings import aws_settings
 
     return upload_aws(aws_settings(args), resume)
 
 
 def _upload_zenodo(args: dict[str, Any], resume: str) -> int:
-    from uploader.commands import upload_zenodo
-    from uploader.settings import zenodo_settings
+    from uploader.cli.commands import upload_zenodo
+    from uploader.cli.settings import zenodo_settings
 
     return upload_zenodo(zenodo_settings(args), resume)
 
@@ -267,7 +267,7 @@ def _report_failure(args: dict[str, Any], resume: str, status: int, message: str
         return
     from pathlib import Path
 
-    from uploader.report import failure_document, write_report
+    from uploader.engine.report import failure_document, write_report
 
     document = failure_document(resume, status, message, dry_run=bool(args.get("--dry-run")),
                                 interrupted=interrupted, problems=problems)

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from uploader.catalog import Group
 from uploader.errors import InputError, UsageError
-from uploader.plan import ALL_GROUPS, CATALOG_NAME
+from uploader.local.catalog import Group
+from uploader.local.plan import ALL_GROUPS, CATALOG_NAME, Shard
+from uploader.local.shards import parse_shard
 from uploader.s3.options import (
     ARCHIVE_STORAGE_CLASSES,
     CANNED_ACLS,
@@ -31,13 +32,12 @@ from uploader.s3.options import (
     ObjectOptions,
     is_kms_alias,
 )
-from uploader.shards import Shard, parse_shard
+from uploader.s3.viewer import VIEWER_URL, ViewerSettings
 from uploader.zenodo.pacing import ZenodoTiming
 
 log = logging.getLogger("uploader")
 
 MAX_JOBS = 256  # cartloader sets no limit; its users pass up to a few hundred on HPC nodes
-VIEWER_URL = "https://v3o-main.carto-scope.org/dataset?uri="
 
 
 @dataclass(frozen=True)
@@ -60,23 +60,6 @@ class CommonSettings:
 
 
 @dataclass(frozen=True)
-class ViewerSettings:
-    """The viewer link and check after an upload_aws run (--viewer-url and the viewer flags)."""
-
-    url: str = VIEWER_URL
-    check: bool = True
-    require_ready: bool = False
-    setup: bool = False
-    timeout: float = 10.0  # per anonymous request (CARTLOAD_UPLOADER_VIEWER_TIMEOUT)
-
-    @property
-    def origin(self) -> str:
-        """The viewer page's origin, as a browser sends it in `Origin`."""
-        parts = urlsplit(self.url)
-        return f"{parts.scheme}://{parts.netloc}"
-
-
-@dataclass(frozen=True)
 class AwsSettings:
     """upload_aws: where to, which groups, and how to reach the store."""
 
@@ -88,7 +71,7 @@ class AwsSettings:
     endpoint_url: str | None
     notes: tuple[str, ...] = ()  # about cartloader's options accepted here, told with the summary
     addressing_style: str = "auto"
-    viewer: ViewerSettings = ViewerSettings()
+    viewer: ViewerSettings = field(default_factory=ViewerSettings)
     stall_seconds: float = 120.0  # stop after this long without progress
     take_over: bool = False
     abort_incomplete: bool = False

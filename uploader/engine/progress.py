@@ -13,10 +13,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
-from uploader.operations import Status
+from uploader.engine.operations import Status
 
 if TYPE_CHECKING:
-    from uploader.operations import Operation
+    from uploader.engine.operations import Operation
 
 LOG_INTERVAL = float(os.environ.get("CARTLOAD_UPLOADER_LOG_INTERVAL", "30"))
 

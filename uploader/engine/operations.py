@@ -9,13 +9,30 @@ records each one's Status, and the report and progress display read them.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from uploader.plan import Dataset, LocalFile
+from uploader.local.plan import Dataset, LocalFile
 
-if TYPE_CHECKING:
-    from uploader.backend import RemoteFile
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file on the remote, as its listing shows it."""
+
+    name: str  # the destination name (S3 key, Zenodo file name)
+    size: int
+    digests: Mapping[str, str] = field(default_factory=dict)  # what the remote vouches for, by digest name
+    handle: str = ""  # the backend's own reference to it (e.g. a Zenodo file id)
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What the remote says it now holds after a send, and what the backend learnt while sending."""
+
+    size: int
+    digests: Mapping[str, str]  # vouched by the remote, to compare with the local digests
+    sent_digests: Mapping[str, str] = field(default_factory=dict)  # of the bytes sent, computed while sending
+    resumed: int = 0  # bytes an earlier attempt or run had already stored, checked and kept
 
 
 class Action(enum.Enum):

@@ -13,15 +13,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from uploader import __version__
+from uploader.engine.operations import Action, Operation, Status
+from uploader.engine.progress import human_bytes
+from uploader.engine.readiness import Readiness
+from uploader.engine.runner import RunResult, exit_status
 from uploader.errors import UsageError
-from uploader.operations import Action, Operation, Status
-from uploader.progress import human_bytes
-from uploader.readiness import Readiness, exit_status
 from uploader.redact import redact
-from uploader.runner import RunResult
 
 if TYPE_CHECKING:
-    from uploader.shards import Share
+    from uploader.local.plan import Share
 
 
 def print_plan(ops: list[Operation], stream: TextIO = sys.stdout, share: Share | None = None) -> None:

@@ -21,10 +21,10 @@ import hashlib
 import heapq
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from uploader.errors import UsageError
-from uploader.plan import Dataset, LocalFile, UploadPlan
+from uploader.local.plan import Dataset, LocalFile, Shard, Share, UploadPlan
 
 MAX_SHARES = 100_000  # Kubernetes caps an indexed Job's completions at 10^5; Slurm arrays are smaller
 # What one request costs, counted in bytes when balancing: a share of many tiny files is not taken for empty.
@@ -38,18 +38,6 @@ KUBERNETES_INDEX = "JOB_COMPLETION_INDEX"  # set in each pod of an indexed Job: 
 
 SHARD_FORMS = ("I/N (the I-th of N workers, e.g. 2/4), auto (a Slurm array task) or auto/N"
                " (a Kubernetes indexed Job of N completions)")
-
-
-@dataclass(frozen=True)
-class Shard:
-    """Which share a worker takes: `index` of `count`, from 1."""
-
-    index: int
-    count: int
-    origin: str = ""  # where the index came from, for the report (e.g. "Slurm array task 7 of 4-10:2")
-
-    def __str__(self) -> str:
-        return f"{self.index}/{self.count}"
 
 
 def parse_shard(spec: str, environ: Mapping[str, str]) -> Shard:
@@ -122,27 +110,6 @@ def _from_kubernetes(text: str, count: int, spec: str) -> Shard:
 
 
 # -- the split ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Share:
-    """What one worker sends, told in its report and by --dry-run."""
-
-    shard: Shard
-    files: int
-    bytes: int
-    plan_files: int  # what every worker's share adds up to: the whole plan
-    plan_bytes: int
-    whole: tuple[str, ...]  # datasets this share holds whole (their sub-directories, or "(root)", "(dataset)")
-    partial: tuple[str, ...]  # datasets this share holds some files of, other shares the rest
-    fingerprint: str  # of the plan the split was made from: the same on every worker, or they split differently
-
-    def as_report(self) -> dict[str, object]:
-        return {"shard": str(self.shard), "index": self.shard.index, "count": self.shard.count,
-                "from": self.shard.origin, "files": self.files, "bytes": self.bytes,
-                "plan_files": self.plan_files, "plan_bytes": self.plan_bytes,
-                "datasets_whole": list(self.whole), "datasets_in_part": list(self.partial),
-                "plan_fingerprint": self.fingerprint}
 
 
 def take_share(plan: UploadPlan, shard: Shard) -> UploadPlan:

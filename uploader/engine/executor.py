@@ -34,12 +34,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from uploader.backend import Backend, RemoteFile, Stored
+from uploader.engine.backend import Backend
+from uploader.engine.operations import Action, Operation, RemoteFile, Status, Stored
+from uploader.engine.progress import Progress
 from uploader.errors import CatalogInPlace, CatalogWaits, FileUploadError, RemoteError
-from uploader.hashing import Cancelled, HashCache, digests, is_digest_name
-from uploader.operations import Action, Operation, Status
-from uploader.plan import Dataset, LocalFile
-from uploader.progress import Progress
+from uploader.local.hashing import Cancelled, HashCache, digests, is_digest_name
+from uploader.local.plan import Dataset, LocalFile
 
 INTEGRITY_ATTEMPTS = 3  # a file whose bytes arrived wrong is sent again; HTTP-level retries are the backend's
 CANCEL_GRACE_SECONDS = 60

@@ -15,14 +15,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from uploader.catalog import Catalog, Group, Mention, load_catalog, load_collection_catalog
 from uploader.errors import InputError, UsageError
-from uploader.pmtiles import archive_problem, is_pmtiles_name
-
-if TYPE_CHECKING:
-    from uploader.shards import Share
+from uploader.local.catalog import Catalog, Group, Mention, load_catalog, load_collection_catalog
+from uploader.local.pmtiles import archive_problem, is_pmtiles_name
 
 CATALOG_NAME = "catalog.yaml"
 COLLECTION_CATALOG_NAME = "multi-catalog.yaml"  # at a collection's root, next to the sample directories
@@ -391,3 +387,39 @@ def _printable(name: str) -> str:
 
 def _reason(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or exc.__class__.__name__
+
+
+# -- a worker's share (--shard; split in shards.py) --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Which share a worker takes: `index` of `count`, from 1."""
+
+    index: int
+    count: int
+    origin: str = ""  # where the index came from, for the report (e.g. "Slurm array task 7 of 4-10:2")
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+@dataclass(frozen=True)
+class Share:
+    """What one worker sends, told in its report and by --dry-run."""
+
+    shard: Shard
+    files: int
+    bytes: int
+    plan_files: int  # what every worker's share adds up to: the whole plan
+    plan_bytes: int
+    whole: tuple[str, ...]  # datasets this share holds whole (their sub-directories, or "(root)", "(dataset)")
+    partial: tuple[str, ...]  # datasets this share holds some files of, other shares the rest
+    fingerprint: str  # of the plan the split was made from: the same on every worker, or they split differently
+
+    def as_report(self) -> dict[str, object]:
+        return {"shard": str(self.shard), "index": self.shard.index, "count": self.shard.count,
+                "from": self.shard.origin, "files": self.files, "bytes": self.bytes,
+                "plan_files": self.plan_files, "plan_bytes": self.plan_bytes,
+                "datasets_whole": list(self.whole), "datasets_in_part": list(self.partial),
+                "plan_fingerprint": self.fingerprint}

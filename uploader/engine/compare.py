@@ -34,12 +34,12 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from uploader.backend import Backend, RemoteFile
-from uploader.catalog import file_names_in
+from uploader.engine.backend import Backend
+from uploader.engine.operations import Action, Operation, RemoteFile
 from uploader.errors import InputError
-from uploader.hashing import HashCache, digest_files, digests, is_digest_name
-from uploader.operations import Action, Operation
-from uploader.plan import CATALOG_NAME, Dataset, UploadPlan
+from uploader.local.catalog import file_names_in
+from uploader.local.hashing import HashCache, digest_files, digests, is_digest_name
+from uploader.local.plan import CATALOG_NAME, Dataset, UploadPlan
 
 DIGEST_LABELS = {"md5": "MD5", "sha256": "SHA-256", "multipart-etag": "MD5"}
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from uploader.catalog import Group
-from uploader.plan import UploadPlan
+from uploader.local.catalog import Group
+from uploader.local.plan import UploadPlan
 
 
 def marker_paths(plan: UploadPlan, kind: str, published: frozenset[str] = frozenset()) -> list[Path]:

@@ -23,8 +23,8 @@ REAL_ENV = "CARTLOADER_REAL"
 def main() -> int:
     arguments = sys.argv[1:]
     if arguments and arguments[0] in OURS:
-        from uploader.cli import exit_promptly
-        from uploader.cli import main as uploader_main
+        from uploader.cli.main import exit_promptly
+        from uploader.cli.main import main as uploader_main
 
         return exit_promptly(uploader_main(arguments, invoked_as=f"cartloader {arguments[0]}"))
     real = find_real_cartloader(sys.argv[0])

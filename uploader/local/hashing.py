@@ -39,7 +39,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from uploader.plan import LocalFile
+from uploader.local.plan import LocalFile
 
 logger = logging.getLogger(__name__)
 

@@ -9,19 +9,19 @@ from __future__ import annotations
 import shlex
 import sys
 
-from uploader.backend import Backend
+from uploader.cli.settings import AwsSettings, CommonSettings, ZenodoCommandSettings
+from uploader.engine.backend import Backend
+from uploader.engine.operations import Status
+from uploader.engine.progress import progress_factory
+from uploader.engine.readiness import ReaderCheck, Readiness
+from uploader.engine.report import failure_lines, print_plan, report_document, share_line, summary, write_report
+from uploader.engine.runner import RunOptions, RunResult, exit_status, run
 from uploader.errors import ExitStatus
-from uploader.hashing import HashCache
-from uploader.markers import marker_paths, write_markers
-from uploader.operations import Status
-from uploader.plan import UploadPlan, plan_collection, plan_from_catalog, plan_from_names, regular_files_in
-from uploader.progress import progress_factory
-from uploader.readiness import ReaderCheck, Readiness, exit_status
+from uploader.local.hashing import HashCache
+from uploader.local.markers import marker_paths, write_markers
+from uploader.local.plan import UploadPlan, plan_collection, plan_from_catalog, plan_from_names, regular_files_in
+from uploader.local.shards import take_share
 from uploader.redact import redact
-from uploader.report import failure_lines, print_plan, report_document, share_line, summary, write_report
-from uploader.runner import RunOptions, RunResult, run
-from uploader.settings import AwsSettings, CommonSettings, ZenodoCommandSettings
-from uploader.shards import take_share
 
 
 def upload_aws(settings: AwsSettings, resume_command: str) -> ExitStatus:
@@ -52,7 +52,7 @@ def upload_aws(settings: AwsSettings, resume_command: str) -> ExitStatus:
 
 def upload_zenodo(settings: ZenodoCommandSettings, resume_command: str) -> ExitStatus:
     """Publish a dataset (its catalog's files, a whole directory, or named files) into a Zenodo deposition."""
-    from uploader.hashing import default_cache_dir
+    from uploader.local.hashing import default_cache_dir
     from uploader.zenodo.backend import ZenodoBackend, ZenodoSettings, without_empty_files
     from uploader.zenodo.records import ZenodoToken
 
@@ -131,7 +131,7 @@ def check_readers(readers: ReaderCheck | None, result: RunResult) -> Readiness |
     if readers is None or result.dry_run or not result.ok:
         return None
     try:
-        return readers(result)
+        return readers(result.ops)
     except KeyboardInterrupt:  # the upload is complete: only the check was cut short
         return Readiness(None, ["interrupted during the check of what readers can use; the upload is complete"])
 

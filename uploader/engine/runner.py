@@ -20,14 +20,15 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from uploader.backend import Backend, RemoteFile
-from uploader.compare import CompareOptions, decide
+from uploader.engine.backend import Backend
+from uploader.engine.compare import CompareOptions, decide
+from uploader.engine.executor import POLL_SECONDS, Executor, Liveness, RunStalled
+from uploader.engine.operations import PUBLISHED, Action, Operation, RemoteFile, Status
+from uploader.engine.progress import Progress
+from uploader.engine.readiness import Readiness
 from uploader.errors import ExitStatus, NotPublished, RemoteError, first_applicable
-from uploader.executor import POLL_SECONDS, Executor, Liveness, RunStalled
-from uploader.hashing import HashCache
-from uploader.operations import PUBLISHED, Action, Operation, Status
-from uploader.plan import UploadPlan
-from uploader.progress import Progress
+from uploader.local.hashing import HashCache
+from uploader.local.plan import UploadPlan
 
 LISTINGS_AT_ONCE = 8
 
@@ -240,3 +241,10 @@ def _removals_once_published(ops: list[Operation]) -> list[Operation]:
         else:
             op.status, op.error = Status.NOT_RUN, "not deleted: the catalog was not published"
     return ready
+
+
+def exit_status(result: RunResult, readiness: Readiness | None) -> ExitStatus:
+    """The run's exit status: the upload's own, or 5 when readiness is enforced and readers cannot use it."""
+    if readiness is not None and readiness.ready is False and readiness.required:
+        return first_applicable({result.exit_status, ExitStatus.NOT_USABLE})
+    return result.exit_status

@@ -1,0 +1,1 @@
+"""The local dataset: the catalog, the plan (and its shards), digests and their cache, cartloader's markers."""
