@@ -26,7 +26,7 @@ test: $(VENV)/.installed
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 	$(PY) -m pytest
-	$(PY) -m tests.servers moto -- $(PY) -m pytest -m "e2e and not identities" tests/test_upload_aws.py
+	$(PY) -m tests.servers moto -- $(PY) -m pytest -m "e2e and not identities" tests/s3/test_upload_aws.py
 
 ## test-fast: every test that needs no server (in-memory backend, plan, catalog, CLI): seconds
 test-fast: $(VENV)/.installed

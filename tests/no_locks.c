@@ -1,6 +1,6 @@
 /* Simulates a network file system whose locks do not work (NFS without a lock daemon, Lustre
  * mounted without flock): every fcntl() lock request on a file under $NO_LOCKS_UNDER fails with
- * ENOLCK, as such a mount answers. Built and loaded with LD_PRELOAD by tests/test_hashing.py and tests/test_upload_aws.py. */
+ * ENOLCK, as such a mount answers. Built and loaded with LD_PRELOAD by tests/local/test_hashing.py and tests/s3/test_upload_aws.py. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>

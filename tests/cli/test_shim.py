@@ -119,7 +119,7 @@ def test_the_commands_under_cartloaders_names(command, tmp_path):
 
 
 def test_the_readme_recipe_sets_up_the_stand_in(tmp_path):
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     section = readme.split("## Inside cartloader's pipeline", 1)[1]
     recipe = section.split("```", 2)[1].strip().splitlines()
     setup = [line.split("  #")[0] for line in recipe if not line.startswith("cartloader ") and not line.startswith(" ")]

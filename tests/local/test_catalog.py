@@ -12,7 +12,7 @@ import yaml
 from uploader.errors import InputError
 from uploader.local.catalog import MAX_CATALOG_BYTES, Group, Mention, load_catalog
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "humanlung-demo" / "catalog.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "humanlung-demo" / "catalog.yaml"
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -222,14 +222,14 @@ def test_a_cache_where_file_locks_fail_is_off_with_one_notice_at_once(tmp_path, 
 
     (tmp_path / "f").write_bytes(b"x")
     code = (
-        "import sys, time; from pathlib import Path; from tests.test_hashing import local;"
+        "import sys, time; from pathlib import Path; from tests.local.test_hashing import local;"
         "from uploader.local.hashing import HashCache, digests;"
         "started = time.monotonic(); c = HashCache(Path(sys.argv[1])); took = time.monotonic() - started;"
         "d = digests(local(Path(sys.argv[2])), ['md5'], c); c.close();"
         "print(repr(c.notice)); print(d['md5']); print(took)"
     )
     env = {"LD_PRELOAD": str(no_locks_library), "NO_LOCKS_UNDER": str(tmp_path / "nfs"),
-           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "nfs" / "cache"), str(tmp_path / "f")],
                           env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr

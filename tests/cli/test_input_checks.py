@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tests.conftest import CliResult, MockZenodo, S3Prefix, run_cli
-from tests.test_pmtiles import HTML_PAGE, V2_ARCHIVE, VALID
+from tests.local.test_pmtiles import HTML_PAGE, V2_ARCHIVE, VALID
 
 pytestmark = pytest.mark.e2e
 
@@ -167,7 +167,7 @@ def test_upload_zenodo_applies_the_same_rule(dataset, zenodo, zenodo_env, token_
 
 
 def test_an_alias_bomb_exits_2_at_once(dataset, s3, cli_env):
-    from tests.test_catalog import billion_laughs
+    from tests.local.test_catalog import billion_laughs
 
     (dataset / "catalog.yaml").write_text(billion_laughs())
     started = time.monotonic()

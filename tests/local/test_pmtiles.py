@@ -12,7 +12,7 @@ from uploader.errors import InputError
 from uploader.local.plan import plan_from_catalog
 from uploader.local.pmtiles import HEADER_SIZE, archive_problem
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "humanlung-demo"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "humanlung-demo"
 VALID = pmtiles_bytes(b"tile data " * 50)
 HTML_PAGE = b"<!DOCTYPE html>\n<html><head><title>404 Not Found</title></head><body>Not Found</body></html>\n"
 # A PMTiles v2 archive starts with "PM", then the version as a little-endian uint16, then its own layout.

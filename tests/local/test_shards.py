@@ -1,5 +1,5 @@
 """--shard: reading the worker's share from the command line and the scheduler, the split, and several workers
-publishing one plan through the runner (in-memory backend; tests/test_upload_aws_shards.py runs real processes)."""
+publishing one plan through the runner (in-memory backend; tests/s3/test_upload_aws_shards.py runs real processes)."""
 
 from __future__ import annotations
 

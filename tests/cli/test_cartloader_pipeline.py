@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import EXAMPLE, MockZenodo, S3Prefix
-from tests.test_upload_aws import catalog_files
-from tests.test_upload_zenodo import catalog_names, md5s, only_deposition
+from tests.s3.test_upload_aws import catalog_files
+from tests.zenodo.test_upload_zenodo import catalog_names, md5s, only_deposition
 
 pytestmark = pytest.mark.e2e
 
-FIXTURE = json.loads((Path(__file__).parent / "cartloader_commands.json").read_text())
+FIXTURE = json.loads((Path(__file__).parents[1] / "cartloader_commands.json").read_text())
 LINES = {command["id"]: command["line"] for command in FIXTURE["commands"]}
 OPTIONAL_AND_BASEMAP = {"t18-f24-umap.tsv.gz", "t18-f24.umap.png", "t18-f24.umap.single.prob.png",
                         "t18-f24-umap.pmtiles", "t18-f24-alias.tsv", "histology.pmtiles"}

@@ -1,15 +1,15 @@
 """The object options on the S3 side, no server needed: what a stored object's answers amount to, and the requests.
 
-Requests are caught by botocore's before-send event (tests/test_addressing.py's
+Requests are caught by botocore's before-send event (tests/s3/test_addressing.py's
 answer_locally) and answered locally; what awscrt puts on the wire is in
-tests/test_s3_transport.py; the stored objects are in tests/test_upload_aws_options.py.
+tests/s3/test_s3_transport.py; the stored objects are in tests/s3/test_upload_aws_options.py.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from tests.test_addressing import answer_locally, aws_env, start_writing  # noqa: F401 - aws_env is a fixture
+from tests.s3.test_addressing import answer_locally, aws_env, start_writing  # noqa: F401 - aws_env is a fixture
 from uploader.errors import UsageError
 from uploader.s3.backend import S3Backend
 from uploader.s3.client import S3Settings

@@ -14,7 +14,7 @@ import pytest
 
 from tests.cartloader_collection import Collection, make_collection
 from tests.conftest import S3Prefix, run_cli
-from tests.test_upload_aws import poison_hash_cache
+from tests.s3.test_upload_aws import poison_hash_cache
 
 pytestmark = pytest.mark.e2e
 
