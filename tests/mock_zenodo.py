@@ -42,6 +42,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+QUOTE_SAFE = "/!$&'()*+,;=:@"  # zenodojson.py dump_files: how a file's key is quoted in its link
 UPLOAD_TYPES = {"dataset", "software", "publication", "poster", "presentation", "image", "video", "lesson",
                 "physicalobject", "other"}
 # The legacy metadata keys the deserializer reads (zenodo-rdm site/zenodo_rdm/legacy/deserializers/metadata.py,
@@ -189,7 +190,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _reply(self, status: int, body: Any, headers: dict[str, str] | None = None, close: bool = False) -> None:
         self._entry["status"] = status
-        data = b"" if body is None else json.dumps(body).encode()
+        raw = isinstance(body, bytes)  # a file's content
+        data = body if isinstance(body, bytes) else b"" if body is None else json.dumps(body).encode()
         self.send_response(status)
         for name, value in (headers or {}).items():
             self.send_header(name, value)
@@ -197,7 +199,7 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("X-RateLimit-Limit", "100")
             self.send_header("X-RateLimit-Remaining", "99")
         if data:
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", "application/octet-stream" if raw else "application/json")
         self.send_header("Content-Length", str(len(data)))
         if close:
             self.send_header("Connection", "close")
@@ -406,8 +408,9 @@ class Handler(BaseHTTPRequestHandler):
         raise ApiError(405 if path.startswith("/api/") else 404, "The method is not allowed for the requested URL.")
 
     def _records_api(self, path: str) -> tuple[int, Any, dict[str, str]]:
-        """The two RDM record endpoints a legacy answer links to: a record, and its `latest` redirect."""
-        parts = path.strip("/").split("/")  # api, records, <id>[, versions, latest]
+        """The public records API (no token needed for a published, open record): a record, its `latest`
+        redirect, and a file's content."""
+        parts = path.strip("/").split("/")  # api, records, <id>[, versions, latest | files, <key>, content]
         with STATE.lock:
             record = self._existing(parts[2])
             if record["published_at"] is None:
@@ -419,9 +422,35 @@ class Handler(BaseHTTPRequestHandler):
                 assert latest is not None
                 return 302, None, {"Location": f"{self._base()}/api/records/{latest['id']}"}
             if len(parts) == 3:
-                return 200, {"id": str(record["id"]), "parent": {"id": record["conceptrecid"]},
-                             "links": {"self": f"{self._base()}/api/records/{record['id']}"}}, {}
+                return 200, self._record_view(record), {}
+            if len(parts) >= 6 and parts[3] == "files" and parts[-1] == "content":
+                # invenio-rdm-records resources/config.py RDMRecordFilesResourceConfig: /records/<id>/files/<key>/
+                # content, the bytes as stored (invenio-records-resources resources/files/resource.py read_content).
+                stored = STATE.buckets[record["bucket"]]["files"].get("/".join(parts[4:-1]))
+                if stored is None or stored.get("pending"):
+                    raise ApiError(404, "File not found.")
+                return 200, bytes(stored["data"]), {}
         raise ApiError(404, "Not found.")
+
+    def _record_view(self, record: dict[str, Any]) -> dict[str, Any]:
+        """GET /api/records/<id> as application/json: zenodo-rdm site/zenodo_rdm/resources.py answers it with
+        ZenodoJSONSerializer, legacy/serializers/schemas/zenodojson.py ZenodoSchema (over common.LegacySchema):
+        `files` a list of {id, key, size, checksum ("md5:<hex>", prefix kept), links.self: <files>/<key>/content},
+        and metadata.relations.version[0].is_last."""
+        base, record_id = self._base(), record["id"]
+        files_url = f"{base}/api/records/{record_id}/files"
+        latest = STATE.latest(record["conceptrecid"])
+        files = [{"id": f["id"], "key": f["key"], "size": f["size"], "checksum": f"md5:{f['md5']}",
+                  "links": {"self": f"{files_url}/{quote(f['key'], safe=QUOTE_SAFE)}/content"}}
+                 for f in STATE.buckets[record["bucket"]]["files"].values() if not f.get("pending")]
+        metadata = copy.deepcopy(record.get("published_metadata") or record["metadata"])
+        metadata["relations"] = {"version": [{"is_last": latest is record,
+                                              "parent": {"pid_type": "recid", "pid_value": record["conceptrecid"]}}]}
+        return {"id": record_id, "recid": str(record_id), "conceptrecid": record["conceptrecid"],
+                "doi": record["doi"], "title": metadata.get("title", ""), "metadata": metadata, "files": files,
+                "status": "published", "state": "done", "submitted": True,
+                "links": {"self": f"{base}/api/records/{record_id}", "html": f"{base}/records/{record_id}",
+                          "files": files_url, "latest": f"{base}/api/records/{record_id}/versions/latest"}}
 
     def _existing(self, raw_id: str) -> dict[str, Any]:
         try:
@@ -623,12 +652,13 @@ class Handler(BaseHTTPRequestHandler):
             pending = {"id": str(uuid.uuid4()), "key": name, "size": length, "md5": "", "pending": True}
             if previous is None:
                 files[name] = pending
-        digest, received = hashlib.md5(), 0
+        digest, received, data = hashlib.md5(), 0, bytearray()
         while received < length:
             chunk = self._read(min(length - received, 1 << 20))
             if not chunk:
                 break
             digest.update(chunk)
+            data += chunk
             received += len(chunk)
         if received != length:
             # The upload never finished: the file stays pending (hidden, and it blocks publishing).
@@ -643,7 +673,8 @@ class Handler(BaseHTTPRequestHandler):
                 raise ApiError(400, "Empty files are not accepted.")
             # _create_or_update_file deletes an existing key first, then adds the new content: a replaced file gets
             # a new file id (its FileInstance), an unchanged inherited one keeps the id it had.
-            stored = {"id": str(uuid.uuid4()), "key": name, "size": length, "md5": digest.hexdigest()}
+            stored = {"id": str(uuid.uuid4()), "key": name, "size": length, "md5": digest.hexdigest(),
+                      "data": bytes(data)}
             files[name] = stored
             deposition = STATE.depositions[bucket["deposition"]]
         base = self._base()

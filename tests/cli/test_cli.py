@@ -89,9 +89,9 @@ def test_a_usage_mistake_is_one_line_naming_it_then_the_help_exit_2(argv, messag
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    ([], "no command given: use upload_aws or upload_zenodo"),
+    ([], "no command given: use upload_aws, upload_zenodo, verify_aws, verify_zenodo"),
     (["upload_aw"], "unknown command 'upload_aw' (did you mean upload_aws?)"),
-    (["frobnicate"], "unknown command 'frobnicate': use upload_aws or upload_zenodo"),
+    (["frobnicate"], "unknown command 'frobnicate': use upload_aws, upload_zenodo, verify_aws, verify_zenodo"),
     (["--in-dir", "data", "upload_aws"], "unknown option --in-dir before the command: options go after the command"),
     (["--version", "upload_aws"], "--version takes nothing after it"),
 ])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from pathlib import Path
 
 from uploader.cli.settings import AwsSettings, CommonSettings, ZenodoCommandSettings
 from uploader.engine.backend import Backend
@@ -17,9 +18,17 @@ from uploader.engine.readiness import ReaderCheck, Readiness
 from uploader.engine.report import failure_lines, print_plan, report_document, share_line, summary, write_report
 from uploader.engine.runner import RunOptions, RunResult, exit_status, run
 from uploader.errors import ExitStatus
+from uploader.local.catalog import Group
 from uploader.local.hashing import HashCache
 from uploader.local.markers import marker_paths, write_markers
-from uploader.local.plan import UploadPlan, plan_collection, plan_from_catalog, plan_from_names, regular_files_in
+from uploader.local.plan import (
+    Dataset,
+    UploadPlan,
+    plan_collection,
+    plan_from_catalog,
+    plan_from_names,
+    regular_files_in,
+)
 from uploader.local.shards import take_share
 from uploader.redact import redact
 
@@ -33,10 +42,7 @@ def upload_aws(settings: AwsSettings, resume_command: str) -> ExitStatus:
 
     common = settings.common
     destination = S3Destination.parse(settings.s3_dir)
-    if settings.in_list:
-        plan = plan_collection(common.in_dir, settings.in_list, settings.groups)
-    else:
-        plan = UploadPlan((plan_from_catalog(common.in_dir, common.catalog_path, settings.groups),))
+    plan = aws_plan(common, settings.in_list, settings.groups)
     if settings.shard is not None:
         plan = take_share(plan, settings.shard)
     backend = S3Backend(destination, S3Settings(settings.profile, settings.endpoint_url, common.n_jobs,
@@ -53,20 +59,11 @@ def upload_aws(settings: AwsSettings, resume_command: str) -> ExitStatus:
 def upload_zenodo(settings: ZenodoCommandSettings, resume_command: str) -> ExitStatus:
     """Publish a dataset (its catalog's files, a whole directory, or named files) into a Zenodo deposition."""
     from uploader.local.hashing import default_cache_dir
-    from uploader.zenodo.backend import ZenodoBackend, ZenodoSettings, without_empty_files
+    from uploader.zenodo.backend import ZenodoBackend, ZenodoSettings
     from uploader.zenodo.records import ZenodoToken
 
     common = settings.common
-    if settings.upload_method == "catalog":
-        dataset = plan_from_catalog(common.in_dir, common.catalog_path)
-    elif settings.upload_method == "all":
-        dataset = plan_from_names(common.in_dir, regular_files_in(common.in_dir), f"--in-dir {common.in_dir}")
-        dataset, empty = without_empty_files(dataset)
-        if empty and not common.quiet:
-            say(f"note: leaving out {len(empty)} empty file(s), which Zenodo refuses: {', '.join(empty[:5])}"
-                + (", ..." if len(empty) > 5 else ""))
-    else:
-        dataset = plan_from_names(common.in_dir, settings.files, "--files")
+    dataset = zenodo_dataset(common, settings.upload_method, settings.files)
     backend = ZenodoBackend(ZenodoSettings(
         api_url=settings.api_url, token=ZenodoToken(settings.token), deposition_id=settings.deposition_id,
         metadata=settings.metadata, publish=settings.publish, n_jobs=common.n_jobs,
@@ -78,6 +75,29 @@ def upload_zenodo(settings: ZenodoCommandSettings, resume_command: str) -> ExitS
     markers = "zenodo" if settings.upload_method == "catalog" else ""
     return execute(UploadPlan((dataset,)), backend, common, options, resume_command, where, notes=settings.notes,
                    markers=markers)
+
+
+def aws_plan(common: CommonSettings, in_list: Path | None, groups: frozenset[Group]) -> UploadPlan:
+    """The datasets upload_aws publishes (and verify_aws checks): one catalog's, or a collection's."""
+    if in_list:
+        return plan_collection(common.in_dir, in_list, groups)
+    return UploadPlan((plan_from_catalog(common.in_dir, common.catalog_path, groups),))
+
+
+def zenodo_dataset(common: CommonSettings, upload_method: str, files: tuple[str, ...]) -> Dataset:
+    """The files upload_zenodo publishes (and verify_zenodo checks), by --upload-method."""
+    from uploader.zenodo.backend import without_empty_files
+
+    if upload_method == "catalog":
+        return plan_from_catalog(common.in_dir, common.catalog_path)
+    if upload_method == "files":
+        return plan_from_names(common.in_dir, files, "--files")
+    dataset = plan_from_names(common.in_dir, regular_files_in(common.in_dir), f"--in-dir {common.in_dir}")
+    dataset, empty = without_empty_files(dataset)
+    if empty and not common.quiet:
+        say(f"note: leaving out {len(empty)} empty file(s), which Zenodo refuses: {', '.join(empty[:5])}"
+            + (", ..." if len(empty) > 5 else ""))
+    return dataset
 
 
 def execute(plan: UploadPlan, backend: Backend, common: CommonSettings, options: RunOptions, resume_command: str,

@@ -477,3 +477,81 @@ def unreadable_token_file(path: str) -> str:
         owner = ""
     return (f"--zenodo-token {path}: not readable by uid {os.getuid()}{owner}; run as the file's owner"
             f" (docker run --user \"$(id -u):$(id -g)\"), or pass the token in {ZENODO_TOKEN_ENV} instead")
+
+
+# -- verify_aws and verify_zenodo -------------------------------------------------------------
+
+
+VERIFY_DEFAULTS = {"n_jobs": 8, "dry_run": False, "restart": False, "quiet": False, "no_progress": True,
+                   "no_markers": True}
+
+
+@dataclass(frozen=True)
+class VerifyAwsSettings:
+    """verify_aws: the local dataset, where it was published, and how to read it there."""
+
+    common: CommonSettings
+    s3_dir: str
+    in_list: Path | None
+    deep: bool
+    sign_requests: bool  # False: --no-sign-request
+    profile: str | None
+    endpoint_url: str | None
+    addressing_style: str
+    viewer: ViewerSettings
+
+
+@dataclass(frozen=True)
+class VerifyZenodoSettings:
+    """verify_zenodo: the local dataset, the published record, and how to read it."""
+
+    common: CommonSettings
+    upload_method: str
+    files: tuple[str, ...]
+    api_url: str
+    record_id: int
+    token: str = field(repr=False)  # "" for none: a public record needs none
+    deep: bool
+    timing: ZenodoTiming
+
+
+def verify_aws_settings(args: dict[str, Any]) -> VerifyAwsSettings:
+    """verify_aws settings from its parsed usage."""
+    common = common_settings(args, VERIFY_DEFAULTS)
+    if args["--in-list"] and common.catalog_yaml:
+        raise UsageError("--catalog-yaml cannot be used with --in-list: each sample's catalog.yaml"
+                         " is read from its own directory")
+    if args["--no-sign-request"] and args["--profile"]:
+        raise UsageError("--no-sign-request and --profile exclude each other: anonymous requests use no profile")
+    endpoint = args["--endpoint-url"]
+    if endpoint and not endpoint.startswith(("http://", "https://")):
+        raise UsageError(f"--endpoint-url {endpoint}: must start with http:// or https://")
+    style = args["--addressing-style"] or "auto"
+    if style not in ADDRESSING_STYLES:
+        raise UsageError(f"--addressing-style {style}: choose one of {', '.join(ADDRESSING_STYLES)}")
+    return VerifyAwsSettings(common=common, s3_dir=args["--s3-dir"], in_list=_optional_path(args["--in-list"], ""),
+                             deep=bool(args["--deep"]), sign_requests=not args["--no-sign-request"],
+                             profile=args["--profile"], endpoint_url=endpoint, addressing_style=style,
+                             viewer=_viewer({**args, "--setup-viewer-access": False}))
+
+
+def verify_zenodo_settings(args: dict[str, Any]) -> VerifyZenodoSettings:
+    """verify_zenodo settings from its parsed usage."""
+    common = common_settings(args, ZENODO_DEFAULTS | {key: value for key, value in VERIFY_DEFAULTS.items()
+                                                       if key != "n_jobs"})
+    method = args["--upload-method"] or "catalog"
+    if method not in UPLOAD_METHODS:
+        raise UsageError(f"--upload-method {method}: choose one of {', '.join(UPLOAD_METHODS)}")
+    names = [_name_in_dir(name, common.in_dir) for name in args["--files"]]
+    if method != "files" and names:
+        raise UsageError(f"--files names the files of --upload-method files, not of --upload-method {method}")
+    if method == "files" and not names:
+        raise UsageError("--upload-method files needs the files: --files NAME...")
+    if common.catalog_yaml and method != "catalog":
+        raise UsageError("--catalog-yaml only applies to --upload-method catalog")
+    token_path = args["--zenodo-token"]
+    token = read_zenodo_token(token_path) if token_path or os.environ.get(ZENODO_TOKEN_ENV, "").strip() else ""
+    return VerifyZenodoSettings(common=common, upload_method=method, files=tuple(names), api_url=_api_url(args),
+                                record_id=positive_int(args["--zenodo-id"], "--zenodo-id", maximum=10**12),
+                                token=token, deep=bool(args["--deep"]),
+                                timing=ZenodoTiming.from_environment(os.environ))

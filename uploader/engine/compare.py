@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from uploader.engine.backend import Backend
+from uploader.engine.backend import Backend, Destinations
 from uploader.engine.operations import Action, Operation, RemoteFile
 from uploader.errors import InputError
 from uploader.local.catalog import file_names_in
@@ -119,12 +119,12 @@ def _settle_by_content(ops: list[Operation], backend: Backend, cache: HashCache,
     for op, local in zip(ops, digest_files(jobs, cache, workers), strict=True):
         op.digests.update(local)
         assert op.remote is not None and op.file is not None
-        proof = _equal_digest(op.remote.digests, local)
+        proof = content_proof(op.remote.digests, local)
         if proof is None:
             more = backend.digests_on_request(op.remote)
             if more:
                 local = op.digests | _local_digests(op, more, cache)
-                proof = _equal_digest(more, local)
+                proof = content_proof(more, local)
         if proof is None:
             op.reason = "content differs (same size)"
         elif not op.file.unchanged_on_disk():
@@ -158,7 +158,13 @@ def _remote_of(op: Operation) -> RemoteFile:
 REMOVED = "not named by the catalog (--delete): deleted once the catalog is published"
 
 
-def _removals(dataset: Dataset, remote: Mapping[str, RemoteFile], backend: Backend,
+def extra_remote_files(dataset: Dataset, remote: Mapping[str, RemoteFile], backend: Destinations,
+                       plan: UploadPlan) -> list[RemoteFile]:
+    """The remote files under the dataset's own prefix that its catalog does not name (what --delete removes)."""
+    return [op.remote for op in _removals(dataset, remote, backend, plan) if op.remote is not None]
+
+
+def _removals(dataset: Dataset, remote: Mapping[str, RemoteFile], backend: Destinations,
               plan: UploadPlan) -> list[Operation]:
     """A DELETE, run after the catalog is published, for each remote file of the dataset its catalog does not name.
 
@@ -175,7 +181,7 @@ def _removals(dataset: Dataset, remote: Mapping[str, RemoteFile], backend: Backe
             if key not in named and key.startswith(root) and not any(key.startswith(kept) for kept in kept_below)]
 
 
-def _key_prefix(dataset: Dataset, backend: Backend) -> str:
+def _key_prefix(dataset: Dataset, backend: Destinations) -> str:
     """What every destination name of the dataset starts with: where a file '-' would go, less that name."""
     return backend.destination(dataset, "-")[:-1]
 
@@ -200,9 +206,13 @@ def _local_digests(op: Operation, remote_digests: Mapping[str, str], cache: Hash
     return found
 
 
-def _equal_digest(remote: Mapping[str, str], local: Mapping[str, str]) -> str | None:
-    """The name of a digest both sides have with the same value, if any."""
-    return next((name for name, value in remote.items() if local.get(name) == value), None)
+def content_proof(remote: Mapping[str, str], local: Mapping[str, str]) -> str | None:
+    """The rule of equal content: the name of a digest both sides have, when every digest the remote vouches
+    for that is known here agrees with the local one; None when none is shared, or one disagrees."""
+    shared = [name for name in remote if name in local]
+    if not shared or any(remote[name] != local[name] for name in shared):
+        return None
+    return shared[0]
 
 
 WITHDRAWN = "withdrawn first: files it names are replaced; published again last"

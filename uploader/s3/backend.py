@@ -34,9 +34,10 @@ from uploader.s3.client import S3Settings, as_file_upload_error, make_client, up
 from uploader.s3.destination import S3Destination
 from uploader.s3.leases import Leases
 from uploader.s3.options import ObjectOptions, send_request_payer_always
+from uploader.s3.reader import S3Reader
 from uploader.s3.transport import Sent, make_transport
 from uploader.s3.updates import InPlaceUpdates
-from uploader.s3.verify import SHA256_META, listed_files, stored_as_headed
+from uploader.s3.verify import SHA256_META, stored_as_headed
 from uploader.s3.writer import ObjectWriter, is_multipart, part_size
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ class S3Backend:
         self.settings = settings
         self.objects = objects or ObjectOptions()
         self.client: S3Client = make_client(settings)
+        self.reader = S3Reader(self.client, destination, settings)  # the read side, shared with verify_aws
         if self.objects.request_payer:
             send_request_payer_always(self.client, self.objects.request_payer)
         transport = make_transport(self.client, destination.bucket, connections=settings.n_jobs)
@@ -77,7 +79,7 @@ class S3Backend:
     # -- what is there --------------------------------------------------------------------
 
     def destination(self, dataset: Dataset, name: str) -> str:
-        return self.s3_dir.key(dataset, name)
+        return self.reader.destination(dataset, name)
 
     def digests_to_send(self, file: LocalFile) -> tuple[str, ...]:
         return "sha256", part_md5_name(part_size(file.size))
@@ -95,16 +97,10 @@ class S3Backend:
         return listing
 
     def _list(self, dataset: Dataset) -> dict[str, RemoteFile]:
-        prefix = self.s3_dir.dataset_prefix(dataset)
-        with uploader_errors_for(f"listing {self.s3_dir.uri(prefix)}", self.settings):
-            expected = [self.destination(dataset, file.name) for file in (*dataset.all_files, *dataset.checked_only)]
-            return listed_files(self.client, self.s3_dir.bucket, prefix, expected)
+        return self.reader.remote_files(dataset)
 
     def digests_on_request(self, remote: RemoteFile) -> dict[str, str]:
-        with uploader_errors_for(f"reading {remote.name}", self.settings):
-            head = self.client.head_object(Bucket=self.s3_dir.bucket, Key=remote.name)
-        stored = head.get("Metadata", {}).get(SHA256_META)
-        return {"sha256": stored} if stored else {}
+        return self.reader.digests_on_request(remote)
 
     def stored_options(self, remote: RemoteFile, wanted: Mapping[str, str]) -> dict[str, str]:
         """What the object holds for each wanted option (a HEAD; GetObjectAcl for --acl), in the options' terms."""
@@ -112,8 +108,7 @@ class S3Backend:
             return self.updates.stored_values(remote.name, wanted)
 
     def read(self, remote: RemoteFile) -> bytes:
-        with uploader_errors_for(f"reading {self.s3_dir.uri(remote.name)}", self.settings):
-            return bytes(self.client.get_object(Bucket=self.s3_dir.bucket, Key=remote.name)["Body"].read())
+        return self.reader.read(remote)
 
     def check_plan(self, ops: list[Operation]) -> None:
         """Any plan fits in a bucket."""

@@ -46,6 +46,7 @@ class S3Settings:
     addressing_style: str = "auto"  # auto, path or virtual (--addressing-style)
     take_over: bool = False  # resume unfinished uploads even under another run's fresh lease
     abort_incomplete: bool = False  # abort every unfinished upload under the prefix no live run holds
+    sign_requests: bool = True  # False: anonymous requests, as `aws --no-sign-request` (a public bucket)
 
 
 def make_client(settings: S3Settings) -> S3Client:
@@ -95,6 +96,8 @@ def _build_client(settings: S3Settings) -> S3Client:
         options["response_checksum_validation"] = "when_required"
     if not os.environ.get("AWS_RETRY_MODE") and not os.environ.get("AWS_MAX_ATTEMPTS"):
         options["retries"] = {"mode": "standard", "max_attempts": 5}
+    if not settings.sign_requests:
+        options["signature_version"] = botocore.UNSIGNED
     region = session.get_config_variable("region") or "us-east-1"
     style = settings.addressing_style
     if style != "auto":
@@ -125,7 +128,7 @@ def _build_client(settings: S3Settings) -> S3Client:
     # On 'before-call.s3', after botocore's own handler there that adds it: a body we hold whole needs no
     # '100-continue' round trip (the write probe's part, and every send when boto3 carries the bytes).
     client.meta.events.register_last("before-call.s3", _no_expect_header)
-    if session.get_credentials() is None:
+    if settings.sign_requests and session.get_credentials() is None:
         raise AuthError("no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY,"
                         " run 'aws configure', or pass --profile")
     return client
@@ -171,8 +174,8 @@ def uploader_errors_for(what: str, settings: S3Settings) -> Iterator[None]:
             raise UsageError(f"{endpoint} does not speak S3: {what} got a plain HTTP {code} without an S3 error;"
                              " check --endpoint-url (or AWS_ENDPOINT_URL_S3)") from None
         if code in AUTH_CODES or status == 403:
-            raise AuthError(f"access denied for {what}: these credentials may not do this; ask the"
-                            " bucket owner for s3:ListBucket and s3:PutObject on it") from None
+            raise AuthError(f"access denied for {what}: these credentials may not do this; ask the bucket owner"
+                            " for s3:ListBucket and s3:GetObject on it (and s3:PutObject to upload)") from None
         raise RemoteError(f"{what} failed: {code} {error_message(exc)}") from None
     except (bx.NoCredentialsError, bx.PartialCredentialsError):
         raise AuthError("no usable AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY,"
