@@ -127,9 +127,13 @@ def test_an_older_version_is_verified_as_it_is_and_the_newer_one_named(zenodo, z
     assert code == 1
     assert differences(stderr) == ["different: genes_bin_counts.json: size differs (remote 27 bytes, local 11)"]
     assert (f"note: record {record['id']} is not the latest version of its concept"
-            f" ({zenodo.api_url}/records/{record['id']}/versions/latest)") in stderr
+            f" ({zenodo.api_url}/records/{record['id']}/versions/latest); --latest verifies that one") in stderr
     code, stderr, _ = verify(zenodo, zenodo_env, dataset, newer["id"])
     assert code == 0, stderr
+    code, stderr, report = verify(zenodo, zenodo_env, dataset, record["id"], "--latest")  # as a CI step would
+    assert code == 0, stderr
+    assert f"record: {zenodo.base_url}/records/{newer['id']} (DOI {newer['doi']})" in stderr
+    assert report["destination"] == f"{zenodo.base_url}/records/{newer['id']}"
 
 
 def only_new_version(zenodo: MockZenodo, record: dict[str, Any]) -> dict[str, Any]:

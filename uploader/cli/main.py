@@ -249,6 +249,8 @@ Usage:
 Options:
   --in-dir DIR            The cartload output directory.
   --zenodo-id ID          The published record (the version whose DOI is to be checked).
+  --latest                Check the latest version of that record's concept instead (e.g. the version
+                          upload_zenodo --zenodo-id ID --publish just made).
   --zenodo-token FILE     A file holding a token, for a record whose files are restricted
                           (default: $ZENODO_TOKEN when set; a public record needs none).
   --catalog-yaml FILE     The catalog (default: <in-dir>/catalog.yaml).

@@ -513,6 +513,7 @@ class VerifyZenodoSettings:
     token: str = field(repr=False)  # "" for none: a public record needs none
     deep: bool
     timing: ZenodoTiming
+    latest: bool = False  # --latest: the latest version of the record's concept
 
 
 def verify_aws_settings(args: dict[str, Any]) -> VerifyAwsSettings:
@@ -554,4 +555,4 @@ def verify_zenodo_settings(args: dict[str, Any]) -> VerifyZenodoSettings:
     return VerifyZenodoSettings(common=common, upload_method=method, files=tuple(names), api_url=_api_url(args),
                                 record_id=positive_int(args["--zenodo-id"], "--zenodo-id", maximum=10**12),
                                 token=token, deep=bool(args["--deep"]),
-                                timing=ZenodoTiming.from_environment(os.environ))
+                                timing=ZenodoTiming.from_environment(os.environ), latest=bool(args["--latest"]))

@@ -58,11 +58,12 @@ def verify_zenodo(settings: VerifyZenodoSettings) -> ExitStatus:
     plan = UploadPlan((zenodo_dataset(common, settings.upload_method, settings.files),))
     record = PublishedRecord(settings.api_url, settings.record_id, ZenodoToken(settings.token), settings.timing,
                              common.n_jobs)
-    record.load()
+    record.load(latest=settings.latest)
     entries = run_audit(plan, record, common, deep=settings.deep, deep_digest="md5")
     notes = [f"record: {record.page}" + (f" (DOI {record.doi})" if record.doi else "")]
     if newer := record.newer_version():
-        notes.append(f"note: record {settings.record_id} is not the latest version of its concept ({newer})")
+        notes.append(f"note: record {record.id} is not the latest version of its concept ({newer});"
+                     " --latest verifies that one")
     return conclude(entries, common, "verify_zenodo", record.page, None, notes)
 
 

@@ -20,6 +20,7 @@ from uploader.zenodo.records import ZenodoToken
 from uploader.zenodo.transport import ZenodoTransport
 
 READ_BLOCK = 1024 * 1024
+ANY = {"Accept": "*/*"}  # a file's content, whatever its type (the session asks for JSON)
 
 
 class PublishedRecord:
@@ -31,16 +32,26 @@ class PublishedRecord:
         self.record_id = record_id
         self.record: dict[str, Any] = {}
 
-    def load(self) -> None:
-        """Read the record: an id that is no published record is bad input (exit 2), said with what to check."""
+    def load(self, *, latest: bool = False) -> None:
+        """Read the record (`latest`: its concept's latest version instead); an id that is no published record
+        is bad input (exit 2), said with what to check."""
+        self.record = self._get(f"/records/{self.record_id}")
+        if latest and (link := self.newer_version()):
+            self.record = self._get(link)  # Zenodo answers with a redirect to the latest version
+
+    def _get(self, path: str) -> dict[str, Any]:
         what = f"record {self.record_id}"
         try:
-            self.record = dict(self.http.call("GET", f"/records/{self.record_id}", what=what).json())
+            return dict(self.http.call("GET", path, what=what).json())
         except UsageError as exc:
             raise UsageError(f"--zenodo-id {self.record_id}: {exc}; a draft has no public record until it is"
                              " published") from None
         except ValueError:
             raise RemoteError(f"{what}: Zenodo's answer is not JSON; check --zenodo-url") from None
+
+    @property
+    def id(self) -> str:
+        return str(self.record.get("id", self.record_id))
 
     @property
     def page(self) -> str:
@@ -73,12 +84,12 @@ class PublishedRecord:
         return {}  # the record's MD5 is all Zenodo keeps
 
     def read(self, remote: RemoteFile) -> bytes:
-        return bytes(self.http.call("GET", remote.handle, what=f"reading {remote.name}").content)
+        return bytes(self.http.call("GET", remote.handle, what=f"reading {remote.name}", headers=ANY).content)
 
     def downloaded_digests(self, remote: RemoteFile, names: Sequence[str]) -> dict[str, str]:
         """The file's content streamed (one block at a time in memory) and hashed."""
         hashers = {name: hashlib.new(name) for name in names}
-        response = self.http.call("GET", remote.handle, what=f"reading {remote.name}", stream=True)
+        response = self.http.call("GET", remote.handle, what=f"reading {remote.name}", stream=True, headers=ANY)
         read = 0
         try:
             for block in response.iter_content(READ_BLOCK):
