@@ -91,12 +91,14 @@ def test_a_listing_that_vouches_for_nothing_costs_a_request_and_else_stays_unpro
 
     backend.sha256_on_request = False  # now nothing is vouched for at all
     reason = "same size, but the remote vouches for no digest this tool can compute; --deep reads it"
-    listing_without_digests = {name: (Verdict.UNPROVEN, reason) for name in ("a.pmtiles", "t.tsv", "u.tsv",
-                                                                             "catalog.yaml")}
+    listing_without_digests = {name: (Verdict.UNPROVEN, reason) for name in ("a.pmtiles", "t.tsv", "u.tsv")}
+    # The live catalog is not left unknown: it is small, so it is read.
+    listing_without_digests["catalog.yaml"] = (Verdict.SAME, "same size and sha256 (downloaded and hashed)")
     backend.remote_files = lambda dataset: {  # type: ignore[method-assign]
         name: type(remote)(remote.name, remote.size, {}) for name, remote in
         InMemoryBackend.remote_files(backend, dataset).items()}
     assert verdicts(data_dir, backend) == listing_without_digests
+    assert [name for event, name in backend.events if event == "download"] == ["catalog.yaml"]
 
 
 def test_deep_trusts_only_the_downloaded_bytes(data_dir, published):

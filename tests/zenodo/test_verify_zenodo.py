@@ -112,6 +112,17 @@ def test_a_wrong_zenodo_id_or_a_draft_is_bad_input(zenodo, zenodo_env, token_fil
 
     code, stderr, _ = verify(zenodo, zenodo_env, dataset, "12x")
     assert code == 2 and stderr.startswith("error: --zenodo-id 12x: must be a whole number"), stderr
+    code, stderr, _ = verify(zenodo, zenodo_env, dataset, record["id"], "--upload-method", "every")
+    assert code == 2 and stderr.startswith("error: --upload-method every: choose one of catalog, all, files"), stderr
+    code, stderr, _ = verify(zenodo, zenodo_env, dataset, record["id"], "--publish")
+    assert code == 2 and stderr.startswith("error: --publish is an option of upload_zenodo, not of verify_zenodo")
+
+
+def test_an_unreachable_zenodo_exits_4(zenodo_env, dataset):
+    result = run_cli("verify_zenodo", "--in-dir", dataset, "--zenodo-id", "1", "--zenodo-url",
+                     "http://127.0.0.1:9/api", env=zenodo_env)
+    assert result.code == 4 and result.stderr.startswith("error: cannot reach Zenodo at http://127.0.0.1:9"), \
+        result.output
 
 
 def test_an_older_version_is_verified_as_it_is_and_the_newer_one_named(zenodo, zenodo_env, token_file, dataset,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from uploader import __version__
 from uploader.cli.commands import aws_plan, say, zenodo_dataset
@@ -23,6 +23,11 @@ from uploader.engine.report import write_report
 from uploader.errors import ExitStatus
 from uploader.local.hashing import HashCache
 from uploader.local.plan import ALL_GROUPS, UploadPlan
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
+
+    from uploader.s3.destination import S3Destination
 
 
 def verify_aws(settings: VerifyAwsSettings) -> ExitStatus:
@@ -80,7 +85,7 @@ def run_audit(plan: UploadPlan, remote: PublishedRemote, common: CommonSettings,
         cache.close()
 
 
-def _viewer_readiness(settings: VerifyAwsSettings, client: Any, destination: Any,
+def _viewer_readiness(settings: VerifyAwsSettings, client: S3Client, destination: S3Destination,
                       entries: list[FileAudit]) -> Readiness | None:
     """upload_aws's viewer check, on every dataset whose catalog is on the store."""
     from uploader.s3.viewer import ViewerCheck

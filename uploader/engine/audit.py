@@ -7,8 +7,9 @@ planned file gets a verdict:
   (compare.content_proof: every digest the remote vouches for that can be
   computed here agrees with the local file's). The listing's digests come
   first (S3's ETag, Zenodo's MD5); when they tell nothing, one request more
-  (S3's stored SHA-256). With `deep`, every remote file is downloaded and
-  hashed instead, and only those bytes are trusted.
+  (S3's stored SHA-256); a catalog they leave unproven is read. With `deep`,
+  every remote file is downloaded and hashed instead, and only those bytes
+  are trusted.
 - missing, different (size or content), or unproven (the same size, but the
   remote vouches for no digest this tool can compute: --deep settles it);
 - and every remote file under a dataset's prefix its catalog does not name
@@ -87,6 +88,9 @@ def audit(plan: UploadPlan, remote: PublishedRemote, cache: HashCache, *, deep: 
         _settle_by_download(same_size, remote, cache, workers, deep_digest)
     else:
         _settle_by_digests(same_size, remote, cache, workers)
+        # A catalog is small, and whether the live one is this one matters most: read it rather than not know.
+        unproven = [entry for entry in same_size if entry.is_catalog and entry.verdict is Verdict.UNPROVEN]
+        _settle_by_download(unproven, remote, cache, workers, deep_digest)
     return planned + _extras(plan, remote, listings, {entry.destination for entry in planned})
 
 
@@ -135,8 +139,12 @@ def _settle_by_digests(entries: list[FileAudit], remote: PublishedRemote, cache:
 def _settle_by_download(entries: list[FileAudit], remote: PublishedRemote, cache: HashCache, workers: int,
                         digest: str) -> None:
     """--deep: every remote file read whole and hashed; its bytes alone are trusted."""
+    if not entries:
+        return
+    for entry in entries:
+        entry.verdict = Verdict.SAME  # judged again, by the bytes
     locals_ = digest_files([(_local(entry), [digest]) for entry in entries], cache, workers)
-    with ThreadPoolExecutor(max(1, min(workers, len(entries) or 1)), thread_name_prefix="download") as pool:
+    with ThreadPoolExecutor(max(1, min(workers, len(entries))), thread_name_prefix="download") as pool:
         read = list(pool.map(lambda entry: remote.downloaded_digests(_remote(entry), [digest]), entries))
     for entry, local, vouched in zip(entries, locals_, read, strict=True):
         _judge(entry, vouched, local, downloaded=True)
