@@ -217,3 +217,14 @@ def test_unreachable_endpoint_exits_4(dataset, cli_env):
                      "CARTLOAD_UPLOADER_CONNECT_TIMEOUT": "1"}
     result = run_cli("verify_aws", "--in-dir", dataset, "--s3-dir", "s3://bucket/x", "--no-viewer-check", env=env)
     assert result.code == 4 and "cannot reach the S3 endpoint" in result.stderr, result.output
+
+
+def test_the_viewer_check_runs_by_default_and_require_viewer_ready_exits_5(published, s3, cli_env):
+    code, stderr, report = verify(published, s3, cli_env)  # the test bucket is private: the viewer cannot read it
+
+    assert code == 0, stderr  # the files match: that is what verify proves
+    assert report["viewer_ready"] is False and report["same"] is True
+    assert stderr.strip().splitlines()[-1].startswith("verified, but the viewer cannot read it")
+
+    code, stderr, report = verify(published, s3, cli_env, "--require-viewer-ready")
+    assert code == 5 and report["exit_status"] == 5 and report["ok"] is False, stderr
