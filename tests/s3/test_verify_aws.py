@@ -228,3 +228,50 @@ def test_the_viewer_check_runs_by_default_and_require_viewer_ready_exits_5(publi
 
     code, stderr, report = verify(published, s3, cli_env, "--require-viewer-ready")
     assert code == 5 and report["exit_status"] == 5 and report["ok"] is False, stderr
+
+
+def test_deep_reads_objects_in_ordered_ranges_within_the_shared_bound(s3, monkeypatch):
+    """Many ranges per object, several objects at once, fewer slots than they would like: every digest is the
+    digest of the object's bytes, in order, and never more ranges are held than the bound."""
+    import hashlib
+    import os
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from uploader.engine.operations import RemoteFile
+    from uploader.s3 import reader as reader_module
+    from uploader.s3.client import S3Settings, make_client
+    from uploader.s3.destination import S3Destination
+
+    monkeypatch.setattr(reader_module, "RANGE_SIZE", 64 * 1024)
+    monkeypatch.setattr(reader_module, "RANGES_IN_FLIGHT", 3)
+    monkeypatch.setattr(reader_module, "RANGES_PER_OBJECT", 2)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.server.admin.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.server.admin.secret_key)
+    objects = {f"{s3.prefix}/blob-{i}": os.urandom(64 * 1024 * 5 + 17 * i) for i in range(6)}
+    for key, data in objects.items():
+        s3.client.put_object(Bucket=s3.bucket, Key=key, Body=data)
+    settings = S3Settings(endpoint_url=s3.server.endpoint_url)
+    reader = reader_module.S3Reader(make_client(settings), S3Destination(s3.bucket, s3.prefix), settings)
+    held, most = [0], [0]
+    lock = threading.Lock()
+    original = reader._range
+
+    def counted(remote: RemoteFile, start: int) -> bytes:
+        with lock:
+            held[0] += 1
+            most[0] = max(most[0], held[0])
+        try:
+            return original(remote, start)
+        finally:
+            with lock:
+                held[0] -= 1
+
+    monkeypatch.setattr(reader, "_range", counted)
+    with ThreadPoolExecutor(6) as pool:
+        found = list(pool.map(lambda item: reader.downloaded_digests(RemoteFile(item[0], len(item[1])),
+                                                                      ["sha256", "md5"]), objects.items()))
+
+    assert found == [{"sha256": hashlib.sha256(data).hexdigest(), "md5": hashlib.md5(data).hexdigest()}
+                     for data in objects.values()]
+    assert 1 <= most[0] <= 3
