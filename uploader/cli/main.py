@@ -17,12 +17,18 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from uploader import __version__
 from uploader.cli.command_line import CommandSpec, asks_for_help, is_option_word, read_command_line
 from uploader.errors import ExitStatus, UploaderError, UsageError
 from uploader.redact import redact
+
+if TYPE_CHECKING:
+    from uploader.engine.audit import AuditSettings
+    from uploader.engine.settings import RunSettings
+    from uploader.s3.settings import S3ReadSettings, S3Settings
+    from uploader.zenodo.settings import PublishedRecordSettings, ZenodoSettings
 
 PROGRAM = "cartload-uploader"
 
@@ -74,7 +80,7 @@ Also installed as the commands upload_aws, upload_zenodo, verify_aws and verify_
 (the same as 'cartload-uploader upload_aws' and so on).
 """
 
-# The options both commands share: one line here and one field in settings.CommonSettings.
+# The options both commands share: one line here and one field in engine.settings.RunSettings.
 COMMON_OPTIONS = """Common options:
   --in-dir DIR            The cartload output directory (upload_aws --in-list: the parent of the samples).
   --catalog-yaml FILE     The catalog (default: <in-dir>/catalog.yaml).
@@ -268,32 +274,71 @@ Options:
 """ + VERIFY_EXIT
 
 
+def aws_settings(args: dict[str, Any]) -> tuple[RunSettings, S3Settings]:
+    """upload_aws's parsed usage as the run's settings and the S3 backend's."""
+    from uploader.engine.settings import Given, RunSettings, read_settings
+    from uploader.s3.settings import DEFAULT_JOBS, S3Settings
+
+    given = Given(args, defaults={"--n-jobs": DEFAULT_JOBS})
+    return read_settings(RunSettings, given), read_settings(S3Settings, given)
+
+
+def zenodo_settings(args: dict[str, Any]) -> tuple[RunSettings, ZenodoSettings]:
+    """upload_zenodo's parsed usage as the run's settings and the Zenodo backend's."""
+    from uploader.engine.settings import Given, RunSettings, read_settings
+    from uploader.zenodo.settings import DEFAULT_JOBS, ZenodoSettings
+
+    given = Given(args, defaults={"--n-jobs": DEFAULT_JOBS})
+    return read_settings(RunSettings, given), read_settings(ZenodoSettings, given)
+
+
 def _upload_aws(args: dict[str, Any], resume: str) -> int:
     from uploader.cli.commands import upload_aws
-    from uploader.cli.settings import aws_settings
 
-    return upload_aws(aws_settings(args), resume)
+    return upload_aws(*aws_settings(args), resume)
 
 
 def _upload_zenodo(args: dict[str, Any], resume: str) -> int:
     from uploader.cli.commands import upload_zenodo
-    from uploader.cli.settings import zenodo_settings
 
-    return upload_zenodo(zenodo_settings(args), resume)
+    return upload_zenodo(*zenodo_settings(args), resume)
+
+
+def verify_aws_settings(args: dict[str, Any]) -> tuple[RunSettings, AuditSettings, S3Settings, S3ReadSettings]:
+    """verify_aws's parsed usage: the shared options, the audit's, and upload_aws's S3 ones with its own."""
+    from uploader.engine.audit import AuditSettings
+    from uploader.engine.settings import Given, RunSettings, read_settings
+    from uploader.s3.settings import S3ReadSettings, S3Settings
+
+    given = Given(args, defaults={"--n-jobs": VERIFY_JOBS})
+    return (read_settings(RunSettings, given), read_settings(AuditSettings, given), read_settings(S3Settings, given),
+            read_settings(S3ReadSettings, given))
+
+
+def verify_zenodo_settings(args: dict[str, Any]) -> tuple[RunSettings, AuditSettings, PublishedRecordSettings]:
+    """verify_zenodo's parsed usage: the shared options, the audit's, and the published record's."""
+    from uploader.engine.audit import AuditSettings
+    from uploader.engine.settings import Given, RunSettings, read_settings
+    from uploader.zenodo.settings import DEFAULT_JOBS, PublishedRecordSettings
+
+    given = Given(args, defaults={"--n-jobs": DEFAULT_JOBS})
+    return read_settings(RunSettings, given), read_settings(AuditSettings, given), \
+        read_settings(PublishedRecordSettings, given)
+
+
+VERIFY_JOBS = 8
 
 
 def _verify_aws(args: dict[str, Any], resume: str) -> int:
-    from uploader.cli.settings import verify_aws_settings
     from uploader.cli.verify import verify_aws
 
-    return verify_aws(verify_aws_settings(args))
+    return verify_aws(*verify_aws_settings(args))
 
 
 def _verify_zenodo(args: dict[str, Any], resume: str) -> int:
-    from uploader.cli.settings import verify_zenodo_settings
     from uploader.cli.verify import verify_zenodo
 
-    return verify_zenodo(verify_zenodo_settings(args))
+    return verify_zenodo(*verify_zenodo_settings(args))
 
 
 SPECS: dict[str, CommandSpec] = {

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from uploader import __version__
 from uploader.cli.commands import aws_plan, say, zenodo_dataset
-from uploader.cli.settings import CommonSettings, VerifyAwsSettings, VerifyZenodoSettings
-from uploader.engine.audit import FileAudit, PublishedRemote, Verdict, audit
+from uploader.engine.audit import AuditSettings, FileAudit, PublishedRemote, Verdict, audit
 from uploader.engine.operations import Action, Operation, Status
 from uploader.engine.readiness import Readiness
 from uploader.engine.report import write_report
+from uploader.engine.settings import RunSettings
 from uploader.errors import ExitStatus
 from uploader.local.hashing import HashCache
 from uploader.local.plan import ALL_GROUPS, UploadPlan
@@ -27,52 +27,45 @@ from uploader.local.plan import ALL_GROUPS, UploadPlan
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
-    from uploader.s3.destination import S3Destination
+    from uploader.s3.settings import S3ReadSettings, S3Settings
+    from uploader.zenodo.settings import PublishedRecordSettings
 
 
-def verify_aws(settings: VerifyAwsSettings) -> ExitStatus:
+def verify_aws(run: RunSettings, audited: AuditSettings, settings: S3Settings, reads: S3ReadSettings) -> ExitStatus:
     """Audit a dataset (or collection) under an S3 prefix, then check what the viewer can read."""
     from uploader.s3.access import check_bucket
-    from uploader.s3.client import S3Settings, make_client
-    from uploader.s3.destination import S3Destination
+    from uploader.s3.client import make_client
     from uploader.s3.reader import S3Reader
 
-    common = settings.common
-    destination = S3Destination.parse(settings.s3_dir)
-    plan = aws_plan(common, settings.in_list, ALL_GROUPS)
-    connection = S3Settings(settings.profile, settings.endpoint_url, common.n_jobs, settings.addressing_style,
-                            sign_requests=settings.sign_requests)
-    client = make_client(connection)
+    plan = aws_plan(run, settings.in_list, ALL_GROUPS)
+    client = make_client(settings, run.n_jobs, sign_requests=not reads.no_sign_request)
     with ThreadPoolExecutor(1, thread_name_prefix="bucket") as pool:
         # Some stores list a missing bucket as empty; anonymous requests may not look at the bucket itself.
-        bucket = pool.submit(check_bucket, client, destination.bucket, connection) if settings.sign_requests else None
-        entries = run_audit(plan, S3Reader(client, destination, connection), common, deep=settings.deep)
+        bucket = None if reads.no_sign_request else pool.submit(check_bucket, client, settings.s3_dir.bucket, settings)
+        entries = run_audit(plan, S3Reader(client, settings.s3_dir, settings), run, deep=audited.deep)
         if bucket is not None:
             bucket.result()
-    readiness = _viewer_readiness(settings, client, destination, entries)
-    return conclude(entries, common, "verify_aws", destination.uri(), readiness,
-                    ["deep: every object was downloaded and hashed" if settings.deep else ""])
+    readiness = _viewer_readiness(settings, client, entries)
+    return conclude(entries, run, "verify_aws", settings.s3_dir.uri(), readiness,
+                    ["deep: every object was downloaded and hashed" if audited.deep else ""])
 
 
-def verify_zenodo(settings: VerifyZenodoSettings) -> ExitStatus:
+def verify_zenodo(run: RunSettings, audited: AuditSettings, settings: PublishedRecordSettings) -> ExitStatus:
     """Audit a published Zenodo record against the local files (its MD5s, or its bytes with --deep)."""
     from uploader.zenodo.published import PublishedRecord
-    from uploader.zenodo.records import ZenodoToken
 
-    common = settings.common
-    plan = UploadPlan((zenodo_dataset(common, settings.upload_method, settings.files),))
-    record = PublishedRecord(settings.api_url, settings.record_id, ZenodoToken(settings.token), settings.timing,
-                             common.n_jobs)
+    plan = UploadPlan((zenodo_dataset(run, settings.files.method, settings.files.names),))
+    record = PublishedRecord(settings.api_url, settings.record_id, settings.token, settings.timing, run.n_jobs)
     record.load(latest=settings.latest)
-    entries = run_audit(plan, record, common, deep=settings.deep, deep_digest="md5")
+    entries = run_audit(plan, record, run, deep=audited.deep, deep_digest="md5")
     notes = [f"record: {record.page}" + (f" (DOI {record.doi})" if record.doi else "")]
     if newer := record.newer_version():
         notes.append(f"note: record {record.id} is not the latest version of its concept ({newer});"
                      " --latest verifies that one")
-    return conclude(entries, common, "verify_zenodo", record.page, None, notes)
+    return conclude(entries, run, "verify_zenodo", record.page, None, notes)
 
 
-def run_audit(plan: UploadPlan, remote: PublishedRemote, common: CommonSettings, *, deep: bool,
+def run_audit(plan: UploadPlan, remote: PublishedRemote, common: RunSettings, *, deep: bool,
               deep_digest: str = "sha256") -> list[FileAudit]:
     """The audit, with the local hash cache open around it (local digests only: nothing remote is kept)."""
     cache = HashCache.default()
@@ -85,8 +78,7 @@ def run_audit(plan: UploadPlan, remote: PublishedRemote, common: CommonSettings,
         cache.close()
 
 
-def _viewer_readiness(settings: VerifyAwsSettings, client: S3Client, destination: S3Destination,
-                      entries: list[FileAudit]) -> Readiness | None:
+def _viewer_readiness(settings: S3Settings, client: S3Client, entries: list[FileAudit]) -> Readiness | None:
     """upload_aws's viewer check, on every dataset whose catalog is on the store."""
     from uploader.s3.viewer import ViewerCheck
 
@@ -95,10 +87,10 @@ def _viewer_readiness(settings: VerifyAwsSettings, client: S3Client, destination
     published = [Operation(Action.SKIP, entry.dataset, entry.file, entry.destination, entry.reason, is_catalog=True,
                            status=Status.SKIPPED)
                  for entry in entries if entry.is_catalog and entry.verdict is not Verdict.MISSING]
-    return ViewerCheck(client, destination, settings.viewer, settings.profile)(published)
+    return ViewerCheck(client, settings.s3_dir, settings.viewer, settings.profile)(published)
 
 
-def conclude(entries: list[FileAudit], common: CommonSettings, command: str, where: str,
+def conclude(entries: list[FileAudit], common: RunSettings, command: str, where: str,
              readiness: Readiness | None, notes: list[str]) -> ExitStatus:
     """Each difference on a line of its own, the summary, the report, and the exit status."""
     differing = [entry for entry in entries if entry.verdict is not Verdict.SAME]

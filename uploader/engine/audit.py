@@ -29,8 +29,16 @@ from typing import Protocol
 
 from uploader.engine.compare import content_proof, extra_remote_files
 from uploader.engine.operations import RemoteFile
+from uploader.engine.settings import flag, option
 from uploader.local.hashing import HashCache, digest_files, is_digest_name
 from uploader.local.plan import Dataset, LocalFile, UploadPlan
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditSettings:
+    """The option both verify commands add to the shared ones (engine.settings.RunSettings)."""
+
+    deep: bool = option(flag("--deep"), "--deep", default=False)  # read every remote byte, trust no listing
 
 
 class PublishedRemote(Protocol):

@@ -14,7 +14,6 @@ import os
 import platform
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
@@ -22,6 +21,7 @@ from uploader import __version__
 from uploader.errors import AuthError, FileUploadError, RemoteError, UsageError
 from uploader.redact import redact
 from uploader.s3.addressing import is_aws_host, is_ip_address
+from uploader.s3.settings import S3Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -36,25 +36,14 @@ TRANSIENT_CODES = {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTi
                    "ThrottlingException", "TooManyRequests"}
 
 
-@dataclass(frozen=True)
-class S3Settings:
-    """How to reach the store; None leaves the choice to botocore's usual chain."""
-
-    profile: str | None = None
-    endpoint_url: str | None = None
-    n_jobs: int = 8
-    addressing_style: str = "auto"  # auto, path or virtual (--addressing-style)
-    take_over: bool = False  # resume unfinished uploads even under another run's fresh lease
-    abort_incomplete: bool = False  # abort every unfinished upload under the prefix no live run holds
-    sign_requests: bool = True  # False: anonymous requests, as `aws --no-sign-request` (a public bucket)
-
-
-def make_client(settings: S3Settings) -> S3Client:
-    """The run's one client (clients are thread-safe); configuration problems become one-line errors."""
+def make_client(settings: S3Settings, n_jobs: int = 8, *, sign_requests: bool = True) -> S3Client:
+    """The run's one client (clients are thread-safe), pooling connections for `n_jobs` requests in flight;
+    configuration problems become one-line errors. `sign_requests` False: anonymous requests, as
+    `aws --no-sign-request` sends them (a public bucket; no credentials are looked for)."""
     import botocore.exceptions
 
     try:
-        return _build_client(settings)
+        return _build_client(settings, n_jobs, sign_requests)
     except botocore.exceptions.ProfileNotFound as missing:
         given = f"--profile {settings.profile}" if settings.profile \
             else f"AWS_PROFILE {missing.kwargs.get('profile', '')}"
@@ -64,7 +53,7 @@ def make_client(settings: S3Settings) -> S3Client:
         raise UsageError(f"AWS configuration problem: {exc}; fix the file (or AWS_CONFIG_FILE)") from None
 
 
-def _build_client(settings: S3Settings) -> S3Client:
+def _build_client(settings: S3Settings, n_jobs: int, sign_requests: bool) -> S3Client:
     # botocore's own session, as boto3's Session wraps it: importing boto3 (and the s3transfer it loads for
     # transfer methods never used here) cost ~40 ms before every run's first request.
     import botocore
@@ -77,7 +66,7 @@ def _build_client(settings: S3Settings) -> S3Client:
     # Timestamps (LastModified) are never used: parsing them with dateutil was a third of a listing's cost.
     session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=str)
     options: dict[str, Any] = {
-        "max_pool_connections": 2 * settings.n_jobs + 4,
+        "max_pool_connections": 2 * n_jobs + 4,
         # Given whole, the User-Agent is built once; botocore's own is rebuilt twice per request
         # (a tenth of a small PUT's CPU).
         "user_agent": f"cartload-uploader/{__version__} Botocore/{botocore.__version__}"
@@ -96,7 +85,7 @@ def _build_client(settings: S3Settings) -> S3Client:
         options["response_checksum_validation"] = "when_required"
     if not os.environ.get("AWS_RETRY_MODE") and not os.environ.get("AWS_MAX_ATTEMPTS"):
         options["retries"] = {"mode": "standard", "max_attempts": 5}
-    if not settings.sign_requests:
+    if not sign_requests:
         options["signature_version"] = botocore.UNSIGNED
     region = session.get_config_variable("region") or "us-east-1"
     style = settings.addressing_style
@@ -128,7 +117,7 @@ def _build_client(settings: S3Settings) -> S3Client:
     # On 'before-call.s3', after botocore's own handler there that adds it: a body we hold whole needs no
     # '100-continue' round trip (the write probe's part, and every send when boto3 carries the bytes).
     client.meta.events.register_last("before-call.s3", _no_expect_header)
-    if settings.sign_requests and session.get_credentials() is None:
+    if sign_requests and session.get_credentials() is None:
         raise AuthError("no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY,"
                         " run 'aws configure', or pass --profile")
     return client

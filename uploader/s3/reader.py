@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING
 from uploader.engine.operations import RemoteFile
 from uploader.errors import RemoteError
 from uploader.local.plan import Dataset
-from uploader.s3.client import S3Settings, uploader_errors_for
+from uploader.s3.client import uploader_errors_for
 from uploader.s3.destination import S3Destination
+from uploader.s3.settings import S3Settings
 from uploader.s3.verify import SHA256_META, listed_files
 
 if TYPE_CHECKING:
