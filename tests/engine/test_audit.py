@@ -11,7 +11,8 @@ from tests.pmtiles_files import pmtiles_bytes
 from uploader.engine.audit import FileAudit, Verdict, audit
 from uploader.engine.compare import content_proof
 from uploader.engine.progress import Progress
-from uploader.engine.runner import RunOptions, run
+from uploader.engine.runner import run
+from uploader.engine.settings import RunSettings
 from uploader.local.hashing import HashCache
 from uploader.local.plan import UploadPlan, plan_from_catalog
 
@@ -29,7 +30,7 @@ def data_dir(tmp_path: Path) -> Path:
 
 def upload(data_dir: Path, backend: InMemoryBackend) -> bool:
     plan = UploadPlan((plan_from_catalog(data_dir, data_dir / "catalog.yaml"),))
-    return run(plan, backend, RunOptions(n_jobs=2), HashCache(None), lambda size, count: Progress()).ok
+    return run(plan, backend, RunSettings(data_dir, n_jobs=2), HashCache(None), lambda size, count: Progress()).ok
 
 
 def verdicts(data_dir: Path, backend: InMemoryBackend, *, deep: bool = False) -> dict[str, tuple[Verdict, str]]:

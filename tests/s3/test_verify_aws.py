@@ -240,8 +240,9 @@ def test_deep_reads_objects_in_ordered_ranges_within_the_shared_bound(s3, monkey
 
     from uploader.engine.operations import RemoteFile
     from uploader.s3 import reader as reader_module
-    from uploader.s3.client import S3Settings, make_client
+    from uploader.s3.client import make_client
     from uploader.s3.destination import S3Destination
+    from uploader.s3.settings import S3Settings
 
     monkeypatch.setattr(reader_module, "RANGE_SIZE", 64 * 1024)
     monkeypatch.setattr(reader_module, "RANGES_IN_FLIGHT", 3)
@@ -251,8 +252,8 @@ def test_deep_reads_objects_in_ordered_ranges_within_the_shared_bound(s3, monkey
     objects = {f"{s3.prefix}/blob-{i}": os.urandom(64 * 1024 * 5 + 17 * i) for i in range(6)}
     for key, data in objects.items():
         s3.client.put_object(Bucket=s3.bucket, Key=key, Body=data)
-    settings = S3Settings(endpoint_url=s3.server.endpoint_url)
-    reader = reader_module.S3Reader(make_client(settings), S3Destination(s3.bucket, s3.prefix), settings)
+    settings = S3Settings(s3_dir=S3Destination(s3.bucket, s3.prefix), endpoint_url=s3.server.endpoint_url)
+    reader = reader_module.S3Reader(make_client(settings), settings.s3_dir, settings)
     held, most = [0], [0]
     lock = threading.Lock()
     original = reader._range

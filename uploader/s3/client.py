@@ -53,7 +53,7 @@ def make_client(settings: S3Settings, n_jobs: int = 8, *, sign_requests: bool = 
         raise UsageError(f"AWS configuration problem: {exc}; fix the file (or AWS_CONFIG_FILE)") from None
 
 
-def _build_client(settings: S3Settings, n_jobs: int, sign_requests: bool) -> S3Client:
+def _build_client(settings: S3Settings, n_jobs: int = 8, sign_requests: bool = True) -> S3Client:
     # botocore's own session, as boto3's Session wraps it: importing boto3 (and the s3transfer it loads for
     # transfer methods never used here) cost ~40 ms before every run's first request.
     import botocore
