@@ -17,11 +17,21 @@ from uploader.engine.readiness import ReaderCheck, Readiness
 from uploader.engine.report import failure_lines, print_plan, report_document, share_line, summary, write_report
 from uploader.engine.runner import RunOptions, RunResult, exit_status, run
 from uploader.errors import ExitStatus
+from uploader.local.catalog import load_catalog
 from uploader.local.hashing import HashCache
 from uploader.local.markers import marker_paths, write_markers
-from uploader.local.plan import UploadPlan, plan_collection, plan_from_catalog, plan_from_names, regular_files_in
+from uploader.local.plan import (
+    CATALOG_NAME,
+    Dataset,
+    UploadPlan,
+    plan_collection,
+    plan_from_catalog,
+    plan_from_names,
+    regular_files_in,
+)
 from uploader.local.shards import take_share
 from uploader.redact import redact
+from uploader.zenodo.records import ZenodoToken
 
 
 def upload_aws(settings: AwsSettings, resume_command: str) -> ExitStatus:
@@ -53,31 +63,55 @@ def upload_aws(settings: AwsSettings, resume_command: str) -> ExitStatus:
 def upload_zenodo(settings: ZenodoCommandSettings, resume_command: str) -> ExitStatus:
     """Publish a dataset (its catalog's files, a whole directory, or named files) into a Zenodo deposition."""
     from uploader.local.hashing import default_cache_dir
-    from uploader.zenodo.backend import ZenodoBackend, ZenodoSettings, without_empty_files
-    from uploader.zenodo.records import ZenodoToken
+    from uploader.zenodo.backend import ZenodoBackend, ZenodoSettings, is_sandbox
 
     common = settings.common
-    if settings.upload_method == "catalog":
-        dataset = plan_from_catalog(common.in_dir, common.catalog_path)
-    elif settings.upload_method == "all":
-        dataset = plan_from_names(common.in_dir, regular_files_in(common.in_dir), f"--in-dir {common.in_dir}")
-        dataset, empty = without_empty_files(dataset)
-        if empty and not common.quiet:
-            say(f"note: leaving out {len(empty)} empty file(s), which Zenodo refuses: {', '.join(empty[:5])}"
-                + (", ..." if len(empty) > 5 else ""))
-    else:
-        dataset = plan_from_names(common.in_dir, settings.files, "--files")
+    dataset = zenodo_dataset(settings)
     backend = ZenodoBackend(ZenodoSettings(
         api_url=settings.api_url, token=ZenodoToken(settings.token), deposition_id=settings.deposition_id,
         metadata=settings.metadata, publish=settings.publish, n_jobs=common.n_jobs,
         max_record_bytes=settings.max_record_bytes, timing=settings.timing, cache_dir=default_cache_dir(),
+        exact=settings.upload_method != "files", new_only=settings.new_only,
     ))
     options = RunOptions(common.n_jobs, common.dry_run, common.restart, overwrite=settings.overwrite)
     where = f"{settings.api_url} deposition {settings.deposition_id or '(new)'}"
-    # cartloader marks only its catalog method's uploads (its pipeline's), and so do we.
-    markers = "zenodo" if settings.upload_method == "catalog" else ""
-    return execute(UploadPlan((dataset,)), backend, common, options, resume_command, where, notes=settings.notes,
+    notes = settings.notes
+    # cartloader marks only its catalog method's uploads (its pipeline's), and so do we; never for the sandbox:
+    # a trial there must not make the pipeline skip the real upload.
+    markers = "zenodo" if settings.upload_method == "catalog" and not is_sandbox(settings.api_url) else ""
+    if settings.upload_method == "catalog" and not markers and not common.no_markers:
+        notes += ("no cartload.zenodo.done markers written: this is Zenodo's sandbox, and cartloader's pipeline"
+                  " would read them as a finished upload to zenodo.org",)
+    return execute(UploadPlan((dataset,)), backend, common, options, resume_command, where, notes=notes,
                    markers=markers)
+
+
+def zenodo_dataset(settings: ZenodoCommandSettings) -> Dataset:
+    """The files upload_zenodo sends: the catalog's, every regular file of --in-dir (all), or those named."""
+    from uploader.zenodo.backend import without_empty_files
+
+    common = settings.common
+    if settings.upload_method == "catalog":
+        return plan_from_catalog(common.in_dir, common.catalog_path)
+    if settings.upload_method == "all":
+        dataset = plan_from_names(common.in_dir, regular_files_in(common.in_dir), f"--in-dir {common.in_dir}")
+        dataset, empty = without_empty_files(dataset)
+        if empty and not common.quiet:
+            say(f"note: leaving out {len(empty)} empty file(s), which Zenodo refuses: {_few(empty)}")
+        folders = sorted(entry.name for entry in common.in_dir.iterdir() if entry.is_dir())
+        if folders and not common.quiet:
+            say(f"note: leaving out {len(folders)} sub-directory(ies): Zenodo has no folders, and"
+                f" --upload-method all sends the files directly in --in-dir: {_few(folders)}")
+    else:
+        dataset = plan_from_names(common.in_dir, settings.files, "--files")
+    for file in dataset.files:
+        if file.name == CATALOG_NAME:
+            load_catalog(file.path)  # a catalog that is not valid is refused before anything is sent
+    return dataset
+
+
+def _few(names: list[str], shown: int = 5) -> str:
+    return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
 
 
 def execute(plan: UploadPlan, backend: Backend, common: CommonSettings, options: RunOptions, resume_command: str,

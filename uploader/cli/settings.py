@@ -33,6 +33,7 @@ from uploader.s3.options import (
     is_kms_alias,
 )
 from uploader.s3.viewer import VIEWER_URL, ViewerSettings
+from uploader.zenodo.creators import creator_name_problems
 from uploader.zenodo.pacing import ZenodoTiming
 
 log = logging.getLogger("uploader")
@@ -96,6 +97,8 @@ class ZenodoCommandSettings:
     max_record_bytes: int  # Zenodo's quota of this record (50 GB unless Zenodo raised it)
     timing: ZenodoTiming  # timeouts, waits and pacing (CARTLOAD_UPLOADER_ZENODO_* variables)
     notes: tuple[str, ...] = ()  # about defaults filled in and cartloader's old spellings, told with the summary
+    # Metadata keys filled in by default for a new deposition (not given): never sent to an existing one.
+    new_only: frozenset[str] = frozenset()
 
 
 # -- the shared options ---------------------------------------------------------------------
@@ -300,16 +303,19 @@ def zenodo_settings(args: dict[str, Any]) -> ZenodoCommandSettings:
     method, names = _upload_method(args, common, notes)
     deposition_id = _deposition_id(args)
     metadata = _metadata(args, notes, new_deposition=deposition_id is None)
+    new_only = frozenset(key for key in ("description", "upload_type")
+                         if key in metadata and not args[f"--{key.replace('_', '-')}"])
     return ZenodoCommandSettings(
         common=common, upload_method=method, files=names, api_url=_api_url(args),
         token=read_zenodo_token(_token_path(args, notes)), deposition_id=deposition_id, metadata=metadata,
         publish=bool(args["--publish"]), overwrite=bool(args["--overwrite"]),
         max_record_bytes=_max_record_bytes(args), timing=ZenodoTiming.from_environment(os.environ), notes=tuple(notes),
+        new_only=new_only,
     )
 
 
 def _max_record_bytes(args: dict[str, Any]) -> int:
-    from uploader.zenodo.backend import MAX_BYTES
+    from uploader.zenodo.outcome import MAX_BYTES
 
     raw = args["--max-record-bytes"]
     return positive_int(raw, "--max-record-bytes", maximum=10**15) if raw else MAX_BYTES
@@ -399,6 +405,8 @@ def _metadata(args: dict[str, Any], notes: list[str], *, new_deposition: bool) -
         metadata["title"] = args["--title"]
     creators = [name.strip() for value in args["--creators"] or [] for name in value.split(";") if name.strip()]
     if creators:
+        if problems := creator_name_problems(creators):
+            raise InputError(problems)
         metadata["creators"] = [{"name": name} for name in creators]
     if args["--description"]:
         metadata["description"] = args["--description"]

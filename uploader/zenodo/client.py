@@ -58,6 +58,22 @@ class ZenodoClient:
         latest_id = int(response.json()["id"])
         return record if latest_id == record.id else self.deposition(latest_id)
 
+    def version_index(self, record: ZenodoDeposition) -> int | None:
+        """The published record's version number (1 for the first) from the records API, if it says."""
+        response = self.http.call("GET", f"/records/{record.id}", what=f"record {record.id}")
+        index = (response.json().get("versions") or {}).get("index")
+        return int(index) if isinstance(index, int) else None
+
+    def full_metadata(self, deposition: ZenodoDeposition) -> dict[str, Any]:
+        """All the metadata a deposition holds, from the records API (the deposit API's view is narrower).
+
+        A published record without an open edit is read as published; a draft or an open edit as its draft.
+        """
+        published = deposition.submitted and deposition.state != "inprogress"
+        path = f"/records/{deposition.id}" if published else f"/records/{deposition.id}/draft"
+        response = self.http.call("GET", path, what=f"the full metadata of deposition {deposition.id}")
+        return dict(response.json().get("metadata") or {})
+
     def concept_drafts(self, conceptrecid: str) -> list[ZenodoDeposition]:
         """The concept's unpublished drafts, newest first, as far as the search index shows them (it lags)."""
         return [d for d in self._search(f"conceptrecid:{conceptrecid}", "drafts of this record")
