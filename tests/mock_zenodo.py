@@ -65,6 +65,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
 }
 # Faults on demand, each request matching `paths` counted; every N-th gets the next of `kinds`:
 #   429 / 503 / 500 / 413   the body is read, then that status (429 and 503 carry Retry-After)
+#   400                     the body is read, then a validation error naming a field (as the deserializer's)
 #   early-429 / early-503   answered at once with Retry-After, the body left unread, the connection closed
 #                           (what a throttling front end does to a big PUT)
 #   drop                    half the body is read, then the connection is dropped without an answer
@@ -313,8 +314,11 @@ class Handler(BaseHTTPRequestHandler):
         messages = {429: "Too many requests.", 503: "Service unavailable.", 500: "Internal server error.",
                     413: "Request Entity Too Large"}
         # 413 with Retry-After too: RFC 9110 lets a server say the condition is temporary; it stays final for us.
-        self._reply(status, {"status": status, "message": messages.get(status, "Error.")},
-                    retry_after if status in (429, 503, 413) else None)
+        body: dict[str, Any] = {"status": status, "message": messages.get(status, "Error.")}
+        if status == 400:  # invenio-records-resources resources/errors.py: a ValidationError's field messages
+            body |= {"message": "A validation error occurred.",
+                     "errors": [{"field": "metadata.creators.0.name", "messages": ["Invalid value."]}]}
+        self._reply(status, body, retry_after if status in (429, 503, 413) else None)
         return True
 
     def _linger(self) -> None:

@@ -87,26 +87,29 @@ def upload_zenodo(settings: ZenodoCommandSettings, resume_command: str) -> ExitS
 
 
 def zenodo_dataset(settings: ZenodoCommandSettings) -> Dataset:
-    """The files upload_zenodo sends: the catalog's, every regular file of --in-dir (all), or those named."""
+    """The files upload_zenodo sends: the catalog's, every regular file of --in-dir (all), or those named.
+
+    A catalog.yaml among them must be valid whatever the method: it is refused before anything is sent.
+    """
     from uploader.zenodo.backend import without_empty_files
 
     common = settings.common
     if settings.upload_method == "catalog":
         return plan_from_catalog(common.in_dir, common.catalog_path)
+    names = regular_files_in(common.in_dir) if settings.upload_method == "all" else list(settings.files)
+    dataset = plan_from_names(common.in_dir, names, f"--in-dir {common.in_dir}" if settings.upload_method == "all"
+                              else "--files")
+    for file in dataset.files:
+        if file.name == CATALOG_NAME:
+            load_catalog(file.path)
     if settings.upload_method == "all":
-        dataset = plan_from_names(common.in_dir, regular_files_in(common.in_dir), f"--in-dir {common.in_dir}")
         dataset, empty = without_empty_files(dataset)
+        folders = sorted(entry.name for entry in common.in_dir.iterdir() if entry.is_dir())
         if empty and not common.quiet:
             say(f"note: leaving out {len(empty)} empty file(s), which Zenodo refuses: {_few(empty)}")
-        folders = sorted(entry.name for entry in common.in_dir.iterdir() if entry.is_dir())
         if folders and not common.quiet:
             say(f"note: leaving out {len(folders)} sub-directory(ies): Zenodo has no folders, and"
                 f" --upload-method all sends the files directly in --in-dir: {_few(folders)}")
-    else:
-        dataset = plan_from_names(common.in_dir, settings.files, "--files")
-    for file in dataset.files:
-        if file.name == CATALOG_NAME:
-            load_catalog(file.path)  # a catalog that is not valid is refused before anything is sent
     return dataset
 
 

@@ -9,7 +9,8 @@ dataset's (a title is not an identity: two datasets may share one):
 - else your one unpublished draft with the same title whose every file has the
   name and MD5 of a file this run plans (an earlier partial upload of the same
   data, e.g. from a machine without the cache). A catalog.yaml among them has
-  our catalog's MD5, so its `id` is ours too. An empty draft proves nothing.
+  our catalog's MD5, so its `id` is ours too. An empty draft (a first run that
+  uploaded nothing) holds nothing of another dataset: it is filled.
 Any other same-title draft is left untouched: a new deposition is made, and
 the run says which draft it did not touch (pass --zenodo-id N to use it).
 """
@@ -47,13 +48,14 @@ def made_earlier(client: ZenodoClient, records: ResumeRecords, key: str, plan: U
                          " the web page)")
     for draft in others:
         log.warning(f"note: your unpublished deposition {draft.id} is also titled '{title}', but it holds files this"
-                    " dataset does not have (or none): it is not this dataset's and was not touched; a new deposition"
+                    " dataset does not have: it is not this dataset's and was not touched; a new deposition"
                     f" is made (pass --zenodo-id {draft.id} to upload into it instead)")
     if not ours:
         return None
     found = ours[0]
-    log.warning(f"going on with your unpublished deposition {found.id} ({found.page}): every file in it is a file of"
-                " this dataset, with the same MD5 (an earlier partial upload; pass --zenodo-id to choose another)")
+    log.warning(f"going on with your unpublished deposition {found.id} ({found.page}) titled '{title}': every file in"
+                " it is a file of this dataset, with the same MD5 (an earlier partial upload; pass --zenodo-id to"
+                " choose another)")
     return found
 
 
@@ -63,9 +65,7 @@ def resume_key(api_url: str, in_dir: Path) -> str:
 
 
 def holds_only(draft: ZenodoDeposition, planned: dict[str, LocalFile]) -> bool:
-    """Whether the draft holds at least one file, and every one has the name, size and MD5 of a planned file."""
-    if not draft.files:
-        return False
+    """Whether every file the draft holds has the name, size and MD5 of a planned file."""
     cache = HashCache(None)
     for name, held in draft.files.items():
         local = planned.get(name)
