@@ -997,6 +997,10 @@ def rdm_of(legacy: dict[str, Any]) -> dict[str, Any]:
         rdm["rights"] = [{"id": legacy["license"]}]
     if legacy.get("keywords"):
         rdm["subjects"] = [{"subject": keyword} for keyword in legacy["keywords"]]
+    if legacy.get("language"):
+        rdm["languages"] = [{"id": legacy["language"]}]
+    if legacy.get("notes"):
+        rdm["additional_descriptions"] = [{"description": legacy["notes"], "type": {"id": "notes"}}]
     return rdm
 
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import MockZenodo
 from tests.zenodo_helpers import METADATA, catalog_names, md5s, only_deposition, upload, uploader_requests
 
 pytestmark = pytest.mark.e2e
