@@ -238,3 +238,24 @@ def test_a_copy_of_a_dataset_elsewhere_is_not_mistaken_for_this_one(zenodo, zeno
 
     assert result.code == 0, result.output
     assert only_deposition(zenodo)["id"] == draft["id"]
+
+
+def test_a_lost_create_never_adopts_another_datasets_draft(zenodo, zenodo_env, token_file, dataset, tmp_path):
+    """The create's answer is lost and nothing was made; the search finds another run's fresh same-title draft."""
+    theirs = zenodo.api("POST", "/deposit/depositions", json={"metadata": {
+        "title": "Lung", "creators": [{"name": "Roe, Rick"}], "description": "Their lung dataset"}})
+    zenodo.put_file(theirs, "x.tsv", b"theirs\n")
+    zenodo.control("faults", {"every": 1, "kinds": ["drop"], "paths": "create", "limit": 1})
+
+    result = upload(zenodo, zenodo_env, token_file, dataset, *LUNG)
+
+    assert result.code == 0, result.output
+    assert zenodo.files(theirs["id"]) == {"x.tsv": md5s_of(b"theirs\n")}
+    ours = [d for d in zenodo.depositions() if d["id"] != theirs["id"]]
+    assert len(ours) == 1 and zenodo.files(ours[0]["id"]) == md5s(dataset, catalog_names(dataset))
+
+
+def md5s_of(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.md5(data).hexdigest()

@@ -34,7 +34,7 @@ from uploader.engine.backend import SendsInThreads
 from uploader.engine.operations import Action, Operation, RemoteFile, Stored
 from uploader.errors import FileUploadError, InputError, NotPublished, UploaderError
 from uploader.local.plan import Dataset, LocalFile, UploadPlan
-from uploader.zenodo import drafts, identity, outcome
+from uploader.zenodo import drafts, identity, metadata, outcome
 from uploader.zenodo.client import ZenodoClient
 from uploader.zenodo.editing import MetadataEditor
 from uploader.zenodo.outcome import MAX_BYTES
@@ -217,7 +217,7 @@ class ZenodoBackend(SendsInThreads):
     def _origin_of(self, where: ZenodoDeposition) -> str:
         """Where the files there came from: a published version (by its number), or a draft."""
         if where.submitted and where.state != "inprogress":
-            index = self.client.version_index(where)
+            index = self.client.records.version_index(where)
             return f"in version {index}" if index else f"in record {where.id}"
         return f"in draft {where.id}"
 
@@ -227,11 +227,17 @@ class ZenodoBackend(SendsInThreads):
     def _create(self) -> None:
         sent_at = datetime.now(timezone.utc)
         title = str(self.settings.metadata.get("title", ""))
-        self.target = self.client.create(self.settings.metadata,
-                                         lambda: drafts.made_by_a_lost_create(self.client, title, sent_at))
+        self.target = self.client.create(self.settings.metadata, lambda: self._made_by_a_lost_create(title, sent_at))
         self._records.remember(self._resume_key, self.target.id, title=title, api_url=self.settings.api_url)
         log.warning(f"created deposition {self.target.id} ({self.target.page}); if this run stops, resume with"
                     f" --zenodo-id {self.target.id}")
+
+    def _made_by_a_lost_create(self, title: str, sent_at: datetime) -> ZenodoDeposition | None:
+        """The draft a create whose answer was lost made: same title, and nothing else in it than what was sent."""
+        found = drafts.made_by_a_lost_create(self.client, title, sent_at)
+        if found is None or found.files or metadata.changes(found.metadata, self.settings.metadata):
+            return None  # another run's draft (another dataset's, with the same title): never ours
+        return found
 
     # -- finishing ------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from uploader.local.plan import LocalFile
 from uploader.zenodo.body import HashingBody
 from uploader.zenodo.pacing import Interrupted, ZenodoTiming
 from uploader.zenodo.records import DepositionFile, ZenodoDeposition, ZenodoToken
+from uploader.zenodo.records_api import RecordsApi
 from uploader.zenodo.transport import (
     NOT_CARRIED_OUT,
     RETRY_STATUSES,
@@ -39,6 +40,7 @@ class ZenodoClient:
     def __init__(self, api_url: str, token: ZenodoToken, pool_size: int, timing: ZenodoTiming) -> None:
         self.http = ZenodoTransport(api_url, token, pool_size, timing)
         self.host, self.timing, self.stop = self.http.host, timing, self.http.stop
+        self.records = RecordsApi(self.http)
 
     # -- depositions ------------------------------------------------------------------------
 
@@ -57,22 +59,6 @@ class ZenodoClient:
             response = self.http.call("GET", response.headers["Location"], what=what)
         latest_id = int(response.json()["id"])
         return record if latest_id == record.id else self.deposition(latest_id)
-
-    def version_index(self, record: ZenodoDeposition) -> int | None:
-        """The published record's version number (1 for the first) from the records API, if it says."""
-        response = self.http.call("GET", f"/records/{record.id}", what=f"record {record.id}")
-        index = (response.json().get("versions") or {}).get("index")
-        return int(index) if isinstance(index, int) else None
-
-    def full_metadata(self, deposition: ZenodoDeposition) -> dict[str, Any]:
-        """All the metadata a deposition holds, from the records API (the deposit API's view is narrower).
-
-        A published record without an open edit is read as published; a draft or an open edit as its draft.
-        """
-        published = deposition.submitted and deposition.state != "inprogress"
-        path = f"/records/{deposition.id}" if published else f"/records/{deposition.id}/draft"
-        response = self.http.call("GET", path, what=f"the full metadata of deposition {deposition.id}")
-        return dict(response.json().get("metadata") or {})
 
     def concept_drafts(self, conceptrecid: str) -> list[ZenodoDeposition]:
         """The concept's unpublished drafts, newest first, as far as the search index shows them (it lags)."""

@@ -44,7 +44,7 @@ class MetadataEditor:
         changed = self.changes(where.metadata)
         if not changed:
             return
-        lost = rdm.legacy_losses(self.client.full_metadata(where))
+        lost = rdm.legacy_losses(self.client.records.full_metadata(where))
         if lost:
             raise InputError([f"{where.page} holds metadata that Zenodo's deposit API cannot carry: {'; '.join(lost)}."
                               f" Changing {', '.join(sorted(changed))} through it would drop that, so nothing was"
