@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from uploader.errors import UploaderError
 from uploader.zenodo.records import ZenodoDeposition
 from uploader.zenodo.transport import ZenodoTransport
 
@@ -22,8 +23,11 @@ class RecordsApi:
         self.http = http
 
     def version_index(self, record: ZenodoDeposition) -> int | None:
-        """The published record's version number (1 for the first), if the records API says."""
-        response = self.http.call("GET", f"/records/{record.id}", what=f"record {record.id}")
+        """The published record's version number (1 for the first), if the records API says (only for messages)."""
+        try:
+            response = self.http.call("GET", f"/records/{record.id}", what=f"record {record.id}")
+        except UploaderError:
+            return None
         index = (response.json().get("versions") or {}).get("index")
         return int(index) if isinstance(index, int) else None
 
