@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import run_cli
 from tests.zenodo_helpers import METADATA, catalog_names, md5s, only_deposition, upload, uploader_requests
 
 pytestmark = pytest.mark.e2e
@@ -259,3 +260,16 @@ def md5s_of(data: bytes) -> str:
     import hashlib
 
     return hashlib.md5(data).hexdigest()
+
+
+def test_no_markers_for_a_sandbox_trial(zenodo, zenodo_env, token_file, dataset):
+    """The mock answers as sandbox.zenodo.org through a plain HTTP proxy (the host is what decides)."""
+    env = zenodo_env | {"HTTP_PROXY": zenodo.base_url, "http_proxy": zenodo.base_url, "NO_PROXY": "", "no_proxy": ""}
+    result = run_cli("upload_zenodo", "--in-dir", dataset, "--zenodo-token", token_file, "--zenodo-url",
+                     "http://sandbox.zenodo.org/api", *METADATA, env=env)
+
+    assert result.code == 0, result.output
+    assert zenodo.files(only_deposition(zenodo)["id"]) == md5s(dataset, catalog_names(dataset))
+    assert not [path.name for path in dataset.iterdir() if path.name.endswith(".zenodo.done")]
+    assert ("note: no cartload.zenodo.done markers written: this is Zenodo's sandbox, and cartloader's pipeline"
+            " would read them as a finished upload to zenodo.org") in result.stderr.splitlines()
