@@ -227,6 +227,19 @@ def test_a_refused_metadata_update_is_named_as_zenodos(zenodo, zenodo_env, token
     assert only_deposition(zenodo)["metadata"]["title"] == "Human lung demo"
 
 
+def test_a_refused_edit_of_a_published_record_is_not_left_open(zenodo, zenodo_env, token_file, dataset):
+    assert upload(zenodo, zenodo_env, token_file, dataset, *METADATA, "--publish").code == 0
+    record = only_deposition(zenodo)
+    zenodo.control("faults", {"every": 1, "kinds": ["400"], "paths": "metadata", "limit": 1})
+
+    result = upload(zenodo, zenodo_env, token_file, dataset, "--zenodo-id", str(record["id"]), "--title", "Lungs")
+
+    assert result.code == 2, result.output
+    assert "error: Zenodo refused updating the metadata (400)" in result.stderr
+    after = only_deposition(zenodo)
+    assert after["state"] == "done" and after["metadata"]["title"] == "Human lung demo"
+
+
 def test_a_copy_of_a_dataset_elsewhere_is_not_mistaken_for_this_one(zenodo, zenodo_env, token_file, dataset,
                                                                      tmp_path):
     """The same files in another directory are the same data: the draft is provably theirs, so it is gone on with."""

@@ -21,6 +21,7 @@ until every check has passed, and a dry run opens nothing at all.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -34,7 +35,7 @@ from uploader.engine.backend import SendsInThreads
 from uploader.engine.operations import Action, Operation, RemoteFile, Stored
 from uploader.errors import FileUploadError, InputError, NotPublished, UploaderError
 from uploader.local.plan import Dataset, LocalFile, UploadPlan
-from uploader.zenodo import drafts, identity, metadata, outcome
+from uploader.zenodo import drafts, identity, outcome
 from uploader.zenodo.client import ZenodoClient
 from uploader.zenodo.editing import MetadataEditor
 from uploader.zenodo.outcome import MAX_BYTES
@@ -149,7 +150,8 @@ class ZenodoBackend(SendsInThreads):
             if all(op.action is Action.SKIP for op in ops):
                 if not self.editor.changes(record.metadata):
                     return False  # the record already holds these files and this metadata: touch nothing
-                self.target = self.client.edit(record)  # metadata alone: same DOI
+                self._edit(record)  # metadata alone: same DOI
+                return False
             else:
                 self.target = self.client.new_version(record, lambda: drafts.open_draft(self.client, record,
                                                                                         wait=True))
@@ -212,14 +214,18 @@ class ZenodoBackend(SendsInThreads):
                 self.target = drafts.open_draft(self.client, latest, wait=False)
                 self.record = None if self.target else latest
         self._remote = dict((self.target or self.record or found).files)
-        self._origin = self._origin_of(self.target or self.record or found)
+        self._origin = identity.origin_of(self.client, self.target or self.record or found)
 
-    def _origin_of(self, where: ZenodoDeposition) -> str:
-        """Where the files there came from: a published version (by its number), or a draft."""
-        if where.submitted and where.state != "inprogress":
-            index = self.client.records.version_index(where)
-            return f"in version {index}" if index else f"in record {where.id}"
-        return f"in draft {where.id}"
+    def _edit(self, record: ZenodoDeposition) -> None:
+        """Open an edit of the record's metadata and change it; an edit that failed is closed again."""
+        self.target = self.client.edit(record)
+        try:
+            self.target = self.editor.update(self.target)
+        except UploaderError:
+            with contextlib.suppress(UploaderError):  # the first error is the one to tell
+                self.client.discard_edit(self.target)
+            self.target = None
+            raise
 
     def _edit_open(self) -> bool:
         return self.target is not None and self.target.submitted
@@ -227,17 +233,11 @@ class ZenodoBackend(SendsInThreads):
     def _create(self) -> None:
         sent_at = datetime.now(timezone.utc)
         title = str(self.settings.metadata.get("title", ""))
-        self.target = self.client.create(self.settings.metadata, lambda: self._made_by_a_lost_create(title, sent_at))
+        self.target = self.client.create(self.settings.metadata, lambda: drafts.made_by_a_lost_create(
+            self.client, title, sent_at, self.settings.metadata))
         self._records.remember(self._resume_key, self.target.id, title=title, api_url=self.settings.api_url)
         log.warning(f"created deposition {self.target.id} ({self.target.page}); if this run stops, resume with"
                     f" --zenodo-id {self.target.id}")
-
-    def _made_by_a_lost_create(self, title: str, sent_at: datetime) -> ZenodoDeposition | None:
-        """The draft a create whose answer was lost made: same title, and nothing else in it than what was sent."""
-        found = drafts.made_by_a_lost_create(self.client, title, sent_at)
-        if found is None or found.files or metadata.changes(found.metadata, self.settings.metadata):
-            return None  # another run's draft (another dataset's, with the same title): never ours
-        return found
 
     # -- finishing ------------------------------------------------------------------------
 

@@ -113,6 +113,10 @@ class ZenodoClient:
         response = self.http.call("POST", f"/deposit/depositions/{record.id}/actions/edit", what="opening an edit")
         return ZenodoDeposition.from_json(response.json())
 
+    def discard_edit(self, record: ZenodoDeposition) -> None:
+        """Close a metadata edit this run opened, the published metadata unchanged (a failed edit is not left open)."""
+        self.http.call("POST", f"/deposit/depositions/{record.id}/actions/discard", what="closing the edit")
+
     def update_metadata(self, deposition: ZenodoDeposition, metadata: dict[str, Any]) -> ZenodoDeposition:
         """PUT the whole metadata (Zenodo replaces it: every field that should stay must be in `metadata`)."""
         response = self.http.call("PUT", f"/deposit/depositions/{deposition.id}", json={"metadata": metadata},

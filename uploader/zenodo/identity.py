@@ -88,3 +88,11 @@ def _remembered(client: ZenodoClient, records: ResumeRecords, key: str) -> Zenod
     log.warning(f"going on with deposition {found.id} ({found.page}), made by an earlier run of this command (pass"
                 " --zenodo-id to choose another)")
     return found
+
+
+def origin_of(client: ZenodoClient, where: ZenodoDeposition) -> str:
+    """Where the files a deposition holds came from, for messages: a published version (by number), or a draft."""
+    if where.submitted and where.state != "inprogress":
+        index = client.records.version_index(where)
+        return f"in version {index}" if index else f"in record {where.id}"
+    return f"in draft {where.id}"
