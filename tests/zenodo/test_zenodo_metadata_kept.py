@@ -126,3 +126,22 @@ def test_an_identical_rerun_with_escaped_text_opens_no_edit(zenodo, zenodo_env, 
             " metadata; nothing was changed (no new version, no edit)") in result.stderr.splitlines()
     sent = [r for r in zenodo.log()[seen:] if r["method"] != "GET"]
     assert sent == [] and only_deposition(zenodo)["state"] == "done"
+
+
+def test_a_rerun_does_not_put_defaults_over_what_the_draft_holds(zenodo, zenodo_env, token_file, dataset):
+    """cartloader's "No description provided." and upload type dataset are for a new deposition only."""
+    command = ["--title", "Human lung demo", "--creators", "Doe, Jane"]
+    zenodo.control("faults", {"every": 3, "kinds": ["413"], "paths": "files"})
+    assert upload(zenodo, zenodo_env, token_file, dataset, *command).code == 1
+    zenodo.control("faults", {"every": 0})
+    draft = only_deposition(zenodo)
+    assert draft["metadata"]["description"] == "No description provided."
+    curated = {**draft["metadata"], "description": "Written on the web page", "upload_type": "software"}
+    zenodo.api("PUT", f"/deposit/depositions/{draft['id']}", json={"metadata": curated})
+
+    result = upload(zenodo, zenodo_env, token_file, dataset, *command)
+
+    assert result.code == 0, result.output
+    kept = only_deposition(zenodo)["metadata"]
+    assert kept["description"] == "Written on the web page" and kept["upload_type"] == "software"
+    assert zenodo.files(draft["id"]) == md5s(dataset, catalog_names(dataset))
