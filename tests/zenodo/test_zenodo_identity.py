@@ -59,23 +59,25 @@ def test_another_dataset_with_the_same_title_is_never_touched(zenodo, zenodo_env
     assert len(made) == 1 and zenodo.files(made[0]["id"]) == md5s(other, ["x.tsv", "y.tsv"])
 
 
+@pytest.mark.parametrize("title", ["Lung", "\u201cLung\u201d atlas"])  # stored as '"Lung" atlas'
 def test_a_partial_upload_of_the_same_data_is_resumed_without_the_cache(zenodo, zenodo_env, token_file, dataset,
-                                                                          tmp_path):
+                                                                          tmp_path, title):
+    command = ["--title", title, *LUNG[2:]]
     zenodo.control("faults", {"every": 3, "kinds": ["413"], "paths": "files"})  # every third upload refused
-    first = upload(zenodo, zenodo_env, token_file, dataset, *LUNG)
+    first = upload(zenodo, zenodo_env, token_file, dataset, *command)
     zenodo.control("faults", {"every": 0})
     assert first.code == 1, first.output
     draft = only_deposition(zenodo)
     assert 0 < len(zenodo.files(draft["id"])) < len(catalog_names(dataset))
     elsewhere = zenodo_env | {"CARTLOAD_UPLOADER_CACHE_DIR": str(tmp_path / "another-cache")}
 
-    result = upload(zenodo, elsewhere, token_file, dataset, *LUNG)
+    result = upload(zenodo, elsewhere, token_file, dataset, *command)
 
     assert result.code == 0, result.output
     assert only_deposition(zenodo)["id"] == draft["id"]
     assert zenodo.files(draft["id"]) == md5s(dataset, catalog_names(dataset))
     assert (f"going on with your unpublished deposition {draft['id']} ({zenodo.base_url}/deposit/{draft['id']})"
-            " titled 'Lung': every file in it is a file of this dataset, with the same MD5 (an earlier partial"
+            f" titled '{title}': every file in it is a file of this dataset, with the same MD5 (an earlier partial"
             " upload; pass --zenodo-id to choose another)") in result.stderr.splitlines()
 
 

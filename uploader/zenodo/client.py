@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 from uploader.errors import FileUploadError, RemoteError, UploaderError, UsageError
 from uploader.local.plan import LocalFile
+from uploader.zenodo import normal
 from uploader.zenodo.body import HashingBody
 from uploader.zenodo.pacing import Interrupted, ZenodoTiming
 from uploader.zenodo.records import DepositionFile, ZenodoDeposition, ZenodoToken
@@ -66,10 +67,11 @@ class ZenodoClient:
                 if not d.submitted]
 
     def drafts_titled(self, title: str) -> list[ZenodoDeposition]:
-        """Your never-published drafts with exactly this title, newest first (the search index lags)."""
-        escaped = title.replace("\\", "\\\\").replace('"', '\\"')
+        """Your never-published drafts with this title as Zenodo stores it, newest first (the search index lags)."""
+        stored = normal.text(title)
+        escaped = stored.replace("\\", "\\\\").replace('"', '\\"')
         found = self._search(f'title:"{escaped}"', f"drafts titled '{title}'")
-        return [d for d in found if not d.submitted and not d.conceptdoi and d.title == title]
+        return [d for d in found if not d.submitted and not d.conceptdoi and normal.text(d.title) == stored]
 
     def linked_draft(self, record: ZenodoDeposition) -> ZenodoDeposition | None:
         """The unpublished draft the record's `latest_draft` link points to, if it points to another one."""
