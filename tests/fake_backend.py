@@ -40,6 +40,12 @@ class InMemoryBackend(SendsInThreads):
         self.restart_empties_remote = restart_empties_remote
         self.catalogs_go_live = catalogs_go_live
         self.holds_only_the_plan = holds_only_the_plan
+        # The backend's own options the decisions read (see backend.Backend).
+        self.overwrite = False
+        self.deletes_unnamed = False
+        self.wanted_options: dict[str, str] = {}
+        self.stall_seconds: float | None = None
+        self.waiting_for = "the remote"
         self.faults = faults or Faults()
         self.sha256_on_request = sha256_on_request
         self.objects: dict[str, bytes] = {}

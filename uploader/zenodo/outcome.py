@@ -13,9 +13,9 @@ from uploader.engine.operations import Action, Operation
 from uploader.errors import NotPublished
 from uploader.zenodo.client import ZenodoClient
 from uploader.zenodo.records import DepositionFile, ZenodoDeposition
+from uploader.zenodo.settings import MAX_BYTES
 
 MAX_FILES = 100
-MAX_BYTES = 50 * 10**9  # per file always; per record unless Zenodo raised it (--max-record-bytes)
 
 
 def limit_problems(remote: dict[str, DepositionFile], ops: list[Operation], max_record_bytes: int) -> list[str]:
