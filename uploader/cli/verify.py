@@ -54,7 +54,7 @@ def verify_zenodo(run: RunSettings, audited: AuditSettings, settings: PublishedR
     """Audit a published Zenodo record against the local files (its MD5s, or its bytes with --deep)."""
     from uploader.zenodo.published import PublishedRecord
 
-    plan = UploadPlan((zenodo_dataset(run, settings.files.method, settings.files.names),))
+    plan = UploadPlan((zenodo_dataset(run, settings.files),))
     record = PublishedRecord(settings.api_url, settings.record_id, settings.token, settings.timing, run.n_jobs)
     record.load(latest=settings.latest)
     entries = run_audit(plan, record, run, deep=audited.deep, deep_digest="md5")

@@ -21,6 +21,9 @@ from uploader.zenodo.transport import ZenodoTransport
 
 READ_BLOCK = 1024 * 1024
 ANY = {"Accept": "*/*"}  # a file's content, whatever its type (the session asks for JSON)
+# The record as Zenodo's own JSON, whose `files` list their MD5s (zenodo-rdm site/zenodo_rdm/resources.py
+# answers it, and application/json, with ZenodoJSONSerializer).
+ZENODO_JSON = {"Accept": "application/vnd.zenodo.v1+json"}
 
 
 class PublishedRecord:
@@ -42,7 +45,7 @@ class PublishedRecord:
     def _get(self, path: str) -> dict[str, Any]:
         what = f"record {self.record_id}"
         try:
-            return dict(self.http.call("GET", path, what=what).json())
+            return dict(self.http.call("GET", path, what=what, headers=ZENODO_JSON).json())
         except UsageError as exc:
             raise UsageError(f"--zenodo-id {self.record_id}: {exc}; a draft has no public record until it is"
                              " published") from None
