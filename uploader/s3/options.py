@@ -90,12 +90,15 @@ def is_kms_alias(key_id: str) -> bool:
 
 
 def stored_values(head: Mapping[str, Any], wanted: Mapping[str, str]) -> dict[str, str]:
-    """What a HEAD shows for each wanted option except --acl, in the option's terms."""
+    """What a HEAD shows for each wanted option except --acl, in the option's terms (and the headers asked)."""
     shown = {
         "--cache-control": str(head.get("CacheControl") or ""),
         "--storage-class": str(head.get("StorageClass") or "STANDARD"),  # a HEAD leaves STANDARD out
         "--sse": str(head.get("ServerSideEncryption") or ""),
         "--sse-kms-key-id": same_kms_key(str(head.get("SSEKMSKeyId") or ""), wanted.get("--sse-kms-key-id", "")),
+        # Headers readers depend on (S3Backend.published_headers), compared as stored.
+        "Content-Type": str(head.get("ContentType") or ""),
+        "Content-Encoding": str(head.get("ContentEncoding") or ""),
     }
     return {name: shown[name] for name in wanted if name in shown}
 
