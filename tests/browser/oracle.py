@@ -52,7 +52,9 @@ VIRTUAL_TIME_BUDGET_MS = 10_000  # the page's own time for its fetches (virtual:
 
 def chromium() -> str | None:
     """The browser to run: $CHROMIUM, else Debian's `chromium` on PATH."""
-    return os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if os.environ.get("CHROMIUM"):
+        return shutil.which(os.environ["CHROMIUM"])
+    return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @dataclass(frozen=True)

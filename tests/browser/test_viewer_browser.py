@@ -211,7 +211,7 @@ def shown(read: BrowserRead) -> str:
 
 
 @pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
-def test_the_tool_says_ready_exactly_when_the_browser_reads_it(case: str, bucket: Bucket, browser: Browser) -> None:
+def test_the_tool_says_ready_exactly_when_the_browser_reads_it(case: str, browser: Browser, bucket: Bucket) -> None:
     import time
 
     spec = CASES[case]
