@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 
 VIEWER_URL = "https://v3o-main.carto-scope.org/dataset?uri="
 CHECK_REQUESTS_IN_FLIGHT = 12
+# What an older browser sends before a GET with Range (current ones send a simple Range without it).
+PREFLIGHT = {"Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "range"}
 
 
 @dataclass(frozen=True)
@@ -175,30 +177,26 @@ class ViewerCheck:
     # -- the check --------------------------------------------------------------------------
 
     def check(self, dataset: Published, pool: ThreadPoolExecutor) -> list[Check]:
-        """A browser's requests for one dataset, sent anonymously, and what each answer means for the viewer."""
+        """A browser's requests for one dataset, sent anonymously side by side, and what each answer means."""
         origin = self.options.origin
 
-        def get(key: str, **headers: str) -> Future[Answer]:
-            return pool.submit(send, "GET", self.object_url(key), {"Origin": origin, **headers}, self.options.timeout)
+        def request(method: str, key: str, **headers: str) -> Future[Answer]:
+            return pool.submit(send, method, self.object_url(key), {"Origin": origin, **headers}, self.options.timeout)
 
-        catalog = get(dataset.catalog_key)
-        ranged = [get(archive.key, Range=f"bytes=0-{HEADER_SIZE - 1}") for archive in dataset.archives]
-        first = dataset.archives[0] if dataset.archives else None
-        asked = pool.submit(send, "OPTIONS", self.object_url(first.key), {
-            "Origin": origin, "Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "range"},
-            self.options.timeout) if first else None
+        catalog = request("GET", dataset.catalog_key)
+        ranged = [request("GET", archive.key, Range=f"bytes=0-{HEADER_SIZE - 1}") for archive in dataset.archives]
+        preflights = [request("OPTIONS", archive.key, **PREFLIGHT) for archive in dataset.archives[:1]]
         name = dataset.catalog_key.rsplit("/", 1)[-1]
         checks = [self._transport_check(dataset.name, self.object_url(dataset.catalog_key)),
                   catalog_read(dataset.name, name, dataset.catalog, catalog.result()),
                   *catalog_caching(dataset.name, name, catalog.result())]
-        answers = [(archive.name, answer.result()) for archive, answer in zip(dataset.archives, ranged, strict=True)]
-        if answers:
-            checks += archive_reads(dataset.name, [(archive.name, archive.size, content_type(archive.name), answer)
-                                                   for archive, (_, answer) in zip(dataset.archives, answers,
-                                                                                   strict=True)])
-        checks += cors_on_get(dataset.name, origin, [(name, catalog.result()), *answers])
-        if first is not None and asked is not None:
-            checks.append(preflight(dataset.name, first.name, origin, asked.result()))
+        if dataset.archives:
+            checks += archive_reads(dataset.name, [(archive.name, archive.size, content_type(archive.name),
+                                                    answer.result())
+                                                   for archive, answer in zip(dataset.archives, ranged, strict=True)])
+        checks += cors_on_get(dataset.name, origin, [(name, catalog.result()), *(
+            (archive.name, answer.result()) for archive, answer in zip(dataset.archives, ranged, strict=True))])
+        checks += [preflight(dataset.name, dataset.archives[0].name, origin, asked.result()) for asked in preflights]
         return checks
 
     def _transport_check(self, dataset: str, url: str) -> Check:

@@ -60,6 +60,9 @@ class BucketAccess:
         """For CORS that only weakens reading (no ETag exposed, Range not allowed in a preflight): the rule to add."""
         if not any(check.needs == "cors" for check in warnings):
             return []
+        rules, _ = self._current_cors()
+        if merged_cors(rules, self.origin) is None:
+            return []  # a rule already recommends all of it: the store answers otherwise
         return [line.replace("fix CORS:", "recommended CORS:", 1) for line in self._cors_fix()]
 
     def _policy_fix(self, prefixes: list[str]) -> list[str]:
