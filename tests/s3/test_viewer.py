@@ -399,3 +399,39 @@ def test_a_browser_request_reads_a_bounded_body_and_follows_no_redirect():
     assert whole.status == 200 and len(whole.body) == MAX_CATALOG_BYTES + 1
     assert whole.header("x-seen-authorization") == "none"  # anonymous, as a browser
     assert moved.status == 301 and moved.header("location") == "/b/catalog.yaml"
+
+
+# -- what blocks reading and what only weakens it (as a real browser showed: tests/browser/) -------------
+
+
+def test_what_blocks_a_browser_fails_and_what_only_weakens_it_warns():
+    from tests.pmtiles_files import pmtiles_bytes
+    from uploader.s3.viewer_reads import Answer, archive_reads, cors_on_get, preflight
+
+    archive = pmtiles_bytes(b"tile")
+    size = len(archive)
+
+    def ranged(**headers: str) -> Answer:
+        return Answer(206, {"Content-Range": f"bytes 0-126/{size}", "Access-Control-Allow-Origin": ORIGIN,
+                            "Access-Control-Expose-Headers": "ETag", "ETag": '"e"', **headers}, archive[:127])
+
+    def verdicts(answer: Answer) -> list[tuple[str, str]]:
+        return [(check.label, check.needs) for check in archive_reads("", [("a.pmtiles", size,
+                                                                            "application/vnd.pmtiles", answer)])]
+
+    assert verdicts(ranged()) == [("ok", "")]
+    assert verdicts(ranged(**{"Content-Encoding": "gzip"})) == [("FAILED", "repair")]
+    assert verdicts(ranged(**{"Content-Range": f"bytes 0-126/{size - 9}"})) == [("FAILED", "repair")]
+    assert verdicts(Answer(403, {})) == [("FAILED", "policy")]
+    assert verdicts(ranged(**{"Content-Type": "text/html"})) == [("ok", ""), ("warn", "")]
+
+    no_etag = ranged(**{"Access-Control-Expose-Headers": ""})
+    [weak] = cors_on_get("", ORIGIN, [("a.pmtiles", no_etag)])
+    assert (weak.ok, weak.warning) == (True, True) and "cannot notice an archive replaced" in weak.detail
+    [refused] = cors_on_get("", ORIGIN, [("a.pmtiles", ranged(**{"Access-Control-Allow-Origin": "https://x.org"}))])
+    assert (refused.ok, refused.needs) == (False, "cors")
+
+    without_range = Answer(200, {"Access-Control-Allow-Origin": ORIGIN, "Access-Control-Allow-Methods": "GET, HEAD",
+                                 "Access-Control-Allow-Headers": "if-match"})
+    older = preflight("", "a.pmtiles", ORIGIN, without_range)
+    assert (older.ok, older.warning) == (True, True) and "older browsers that still preflight Range" in older.detail
