@@ -26,6 +26,7 @@ from uploader.local.content_types import content_type
 from uploader.local.pmtiles import HEADER_SIZE, is_pmtiles_name
 from uploader.s3.addressing import is_aws_host, uses_virtual_hosts
 from uploader.s3.destination import S3Destination
+from uploader.s3.settings import ViewerSettings
 from uploader.s3.viewer_access import BucketAccess
 from uploader.s3.viewer_reads import (
     Answer,
@@ -41,27 +42,9 @@ from uploader.s3.viewer_reads import (
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
-VIEWER_URL = "https://v3o-main.carto-scope.org/dataset?uri="
 CHECK_REQUESTS_IN_FLIGHT = 12
 # What an older browser sends before a GET with Range (current ones send a simple Range without it).
 PREFLIGHT = {"Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "range"}
-
-
-@dataclass(frozen=True)
-class ViewerSettings:
-    """The viewer link and check after an upload_aws run (--viewer-url and the viewer flags)."""
-
-    url: str = VIEWER_URL
-    check: bool = True
-    require_ready: bool = False
-    setup: bool = False
-    timeout: float = 10.0  # per anonymous request (CARTLOAD_UPLOADER_VIEWER_TIMEOUT)
-
-    @property
-    def origin(self) -> str:
-        """The viewer page's origin, as a browser sends it in `Origin`."""
-        parts = urlsplit(self.url)
-        return f"{parts.scheme}://{parts.netloc}"
 
 
 @dataclass(frozen=True)
