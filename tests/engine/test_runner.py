@@ -435,6 +435,23 @@ def test_options_are_compared_only_when_given_and_a_difference_updates_in_place(
     assert set(statuses(again).values()) == {Status.SKIPPED}
 
 
+def test_headers_readers_depend_on_are_compared_on_every_run_and_repaired_in_place(data_dir):
+    backend = InMemoryBackend()
+    backend.archive_headers = {"Content-Encoding": ""}  # as S3: none on an archive the viewer reads by ranges
+    upload(data_dir, backend)
+    backend.options["a.pmtiles"]["Content-Encoding"] = "gzip"  # another tool stored the same bytes so
+
+    result = upload(data_dir, backend)  # a plain re-run: no option given
+
+    assert backend.requests_for_options == 1  # the one archive asked, no other file
+    actions = {op.destination: (op.action, op.reason) for op in result.ops}
+    assert actions["a.pmtiles"] == (Action.UPDATE, "update in place: Content-Encoding none (remote: gzip)")
+    assert {action for name, (action, _) in actions.items() if name != "a.pmtiles"} == {Action.SKIP}
+    assert backend.options["a.pmtiles"]["Content-Encoding"] == "" and backend.sends["a.pmtiles"] == 1  # no bytes
+    again = upload(data_dir, backend)
+    assert set(statuses(again).values()) == {Status.SKIPPED}
+
+
 def test_a_changed_file_is_sent_with_its_options_not_updated(data_dir):
     backend = InMemoryBackend()
     upload(data_dir, backend)

@@ -177,6 +177,8 @@ def tell_outcome(result: RunResult, quiet: bool, resume_command: str, readiness:
     if not quiet:
         for line in result.notes:
             say(line)
+        for line in updated_lines(result):
+            say(line)
         say(summary(result))
     for catalog in result.offline:
         say(f"offline: {catalog} was withdrawn before files it names were replaced, and the new catalog is not"
@@ -197,6 +199,17 @@ def tell_outcome(result: RunResult, quiet: bool, resume_command: str, readiness:
             say(f"uploaded, but {readiness.problem}")
 
 
+def updated_lines(result: RunResult) -> list[str]:
+    """What was set in place on objects already there (e.g. a Content-Encoding another tool stored, removed)."""
+    updated = [op for op in result.ops if op.status is Status.UPDATED]
+    lines = [f"updated in place: {op.destination}: {op.reason.removeprefix('update in place: ')}"
+             for op in updated[:UPDATED_SHOWN]]
+    if len(updated) > UPDATED_SHOWN:
+        lines.append(f"updated in place: {len(updated) - UPDATED_SHOWN} more likewise (--report FILE lists them)")
+    return lines
+
+
+UPDATED_SHOWN = 10
 WAITING_SHOWN = 10  # a worker that finishes first may leave hundreds of a collection's catalogs to the others
 
 

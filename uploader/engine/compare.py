@@ -14,8 +14,12 @@ whenever a catalog is there, its files are the ones it was published with.
 
 Object options given on the run (e.g. --cache-control) are compared with
 what each unchanged file is stored with, a request each, and only when
-given: a plain re-run stays one listing. A file stored with other values is
-updated in place (UPDATE), its bytes not sent again.
+given; so are the headers readers depend on (`Backend.published_headers`:
+on S3, the Content-Type and no Content-Encoding of the catalog and the
+PMTiles archives the viewer reads by ranges), a request per such file on
+every run: another tool may have stored the same bytes with a
+`Content-Encoding: gzip` no browser can read. A file stored with other
+values is updated in place (UPDATE), its bytes not sent again.
 
 A remote that must hold exactly the plan (a Zenodo record: a new version
 inherits every file of the previous one) gets a DELETE, run before anything is
@@ -43,7 +47,7 @@ from uploader.engine.operations import Action, Operation, RemoteFile
 from uploader.errors import InputError
 from uploader.local.catalog import file_names_in
 from uploader.local.hashing import HashCache, digest_files, digests, is_digest_name
-from uploader.local.plan import CATALOG_NAME, Dataset, UploadPlan
+from uploader.local.plan import CATALOG_NAME, Dataset, LocalFile, UploadPlan
 
 DIGEST_LABELS = {"md5": "MD5", "sha256": "SHA-256", "multipart-etag": "MD5"}
 
@@ -58,9 +62,8 @@ def decide(plan: UploadPlan, listings: dict[str, dict[str, RemoteFile]], backend
                   for dataset in plan.datasets]
     same_size = [op for ops in by_dataset for op in ops if op.action is Action.REPLACE and op.reason == SAME_SIZE]
     _settle_by_content(same_size, backend, cache, workers)
-    if wanted := backend.wanted_options:
-        unchanged = [op for ops in by_dataset for op in ops if op.action is Action.SKIP]
-        _update_where_options_differ(unchanged, backend, wanted, workers)
+    unchanged = [op for ops in by_dataset for op in ops if op.action is Action.SKIP]
+    _update_where_stored_differs(unchanged, backend, backend.wanted_options, workers)
     if backend.catalogs_go_live:
         by_dataset = [ops if ops and ops[0].dataset.collection_root else _withdraw_live_catalog(ops, backend)
                       for ops in by_dataset]
@@ -140,19 +143,27 @@ def _settle_by_content(ops: list[Operation], backend: Backend, cache: HashCache,
             op.action, op.reason = Action.SKIP, f"unchanged (same size and {DIGEST_LABELS[proof.split(':')[0]]})"
 
 
-def _update_where_options_differ(ops: list[Operation], backend: Backend, wanted: Mapping[str, str],
+def _update_where_stored_differs(ops: list[Operation], backend: Backend, options: Mapping[str, str],
                                  workers: int) -> None:
-    """Unchanged files stored with other values of the options given: updated in place (asked side by side)."""
-    if not ops:
+    """Unchanged files stored with other values of the options given, or other headers than this tool publishes
+    (a Content-Encoding another tool set): updated in place, their bytes not sent again (asked side by side)."""
+    wanted = {id(op): {**options, **backend.published_headers(_file_of(op))} for op in ops}
+    asked = [op for op in ops if wanted[id(op)]]
+    if not asked:
         return
-    with ThreadPoolExecutor(min(workers, len(ops)), thread_name_prefix="options") as pool:
-        stored = list(pool.map(lambda op: backend.stored_options(_remote_of(op), wanted), ops))
-    for op, found in zip(ops, stored, strict=True):
-        differing = {name: value for name, value in wanted.items() if found.get(name) != value}
+    with ThreadPoolExecutor(min(workers, len(asked)), thread_name_prefix="options") as pool:
+        stored = list(pool.map(lambda op: backend.stored_options(_remote_of(op), wanted[id(op)]), asked))
+    for op, found in zip(asked, stored, strict=True):
+        differing = {name: value for name, value in wanted[id(op)].items() if found.get(name, "") != value}
         if differing:
             op.action, op.changes = Action.UPDATE, differing
-            op.reason = "update in place: " + "; ".join(f"{name} {value} (remote: {found.get(name) or 'none'})"
-                                                        for name, value in differing.items())
+            op.reason = "update in place: " + "; ".join(
+                f"{name} {value or 'none'} (remote: {found.get(name) or 'none'})" for name, value in differing.items())
+
+
+def _file_of(op: Operation) -> LocalFile:
+    assert op.file is not None
+    return op.file
 
 
 def _remote_of(op: Operation) -> RemoteFile:

@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any
 from uploader.engine.operations import PUBLISHED, Action, Operation, RemoteFile, Stored
 from uploader.local.content_types import content_type
 from uploader.local.hashing import multipart_etag_name, part_md5_name
-from uploader.local.plan import Dataset, LocalFile, UploadPlan
+from uploader.local.plan import CATALOG_NAME, Dataset, LocalFile, UploadPlan
+from uploader.local.pmtiles import is_pmtiles_name
 from uploader.redact import redact
 from uploader.s3.access import check_bucket, probe_write
 from uploader.s3.client import as_file_upload_error, make_client, uploader_errors_for
@@ -127,6 +128,13 @@ class S3Backend:
         """What the object holds for each wanted option (a HEAD; GetObjectAcl for --acl), in the options' terms."""
         with uploader_errors_for(f"reading the options of {remote.name}", self.settings):
             return self.updates.stored_values(remote.name, wanted)
+
+    def published_headers(self, file: LocalFile) -> dict[str, str]:
+        """What the viewer's browser depends on, for the catalog and the archives it reads by ranges: a
+        Content-Encoding (none is ever set here) makes the browser decode bytes that are not encoded, and fail."""
+        if not is_pmtiles_name(file.name) and file.name.rsplit("/", 1)[-1] != CATALOG_NAME:
+            return {}
+        return {"Content-Type": content_type(file.name), "Content-Encoding": ""}
 
     def read(self, remote: RemoteFile) -> bytes:
         return self.reader.read(remote)

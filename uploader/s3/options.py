@@ -175,8 +175,13 @@ def send_request_payer_always(client: S3Client, payer: str) -> None:
 
 
 def stored_values(head: Mapping[str, Any], wanted: Mapping[str, str]) -> dict[str, str]:
-    """What a HEAD shows for each wanted option except --acl, in the option's terms."""
-    return {row.name: row.head(head, wanted[row.name]) for row in OBJECT_OPTIONS if row.head and row.name in wanted}
+    """What a HEAD shows for each wanted option except --acl, in the option's terms (and the reader headers asked)."""
+    shown = {row.name: row.head(head, wanted[row.name]) for row in OBJECT_OPTIONS if row.head and row.name in wanted}
+    return shown | {name: str(head.get(field) or "") for name, field in READER_HEADERS.items() if name in wanted}
+
+
+# Headers readers depend on (S3Backend.published_headers), as a HEAD shows them: compared as stored.
+READER_HEADERS = {"Content-Type": "ContentType", "Content-Encoding": "ContentEncoding"}
 
 
 def canned_acl_of(acl: Mapping[str, Any], wanted: str) -> str:
