@@ -290,7 +290,6 @@ ZENODO_DEFAULTS = {"n_jobs": 4}
 ZENODO_TOKEN_ENV = "ZENODO_TOKEN"
 ZENODO_URL_ENV = "CARTLOAD_UPLOADER_ZENODO_URL"
 UPLOAD_METHODS = ("catalog", "all", "files")
-NO_DESCRIPTION = "No description provided."  # what cartloader gives a new deposition without --description
 
 
 def zenodo_settings(args: dict[str, Any]) -> ZenodoCommandSettings:
@@ -391,31 +390,10 @@ def _deposition_id(args: dict[str, Any]) -> int | None:
 
 
 def _metadata(args: dict[str, Any], notes: list[str], *, new_deposition: bool) -> dict[str, Any]:
-    """The metadata fields the options give (only those: the rest of a deposition's metadata stays)."""
-    from uploader.zenodo.backend import UPLOAD_TYPES
+    """The metadata fields the options (and --metadata FILE) give: only those, the rest of a deposition stays."""
+    from uploader.zenodo.record_metadata import wanted_metadata
 
-    metadata: dict[str, Any] = {}
-    if args["--title"]:
-        metadata["title"] = args["--title"]
-    creators = [name.strip() for value in args["--creators"] or [] for name in value.split(";") if name.strip()]
-    if creators:
-        metadata["creators"] = [{"name": name} for name in creators]
-    if args["--description"]:
-        metadata["description"] = args["--description"]
-    elif new_deposition:
-        # As cartloader does, so that --publish works without --description, as it does there.
-        metadata["description"] = NO_DESCRIPTION
-        notes.append(f"no --description: the new deposition's description is cartloader's \"{NO_DESCRIPTION}\";"
-                     " change it with --description or on its web page")
-    upload_type = args["--upload-type"] or ("dataset" if new_deposition else None)
-    if upload_type:
-        if upload_type not in UPLOAD_TYPES:
-            raise UsageError(f"--upload-type {upload_type}: choose one of {', '.join(UPLOAD_TYPES)}")
-        metadata["upload_type"] = upload_type
-    if new_deposition and not (metadata.get("title") and metadata.get("creators")):
-        raise UsageError("a new deposition needs --title and --creators \"Family, Given\""
-                         " (or pass --zenodo-id to upload into an existing one)")
-    return metadata
+    return wanted_metadata(args, notes, new_deposition=new_deposition)
 
 
 def read_zenodo_token(path: str | None) -> str:

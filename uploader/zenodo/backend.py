@@ -41,8 +41,6 @@ PRODUCTION_API = "https://zenodo.org/api"
 SANDBOX_API = "https://sandbox.zenodo.org/api"
 MAX_FILES = 100
 MAX_BYTES = 50 * 10**9  # per file always; per record unless Zenodo raised it (--max-record-bytes)
-UPLOAD_TYPES = ("dataset", "software", "publication", "poster", "presentation", "image", "video", "lesson",
-                "physicalobject", "other")
 
 log = logging.getLogger("uploader.zenodo")
 
