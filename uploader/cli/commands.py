@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from typing import Any, Protocol
 
 from uploader.cli.settings import AwsSettings, CommonSettings, ZenodoCommandSettings
 from uploader.engine.backend import Backend
@@ -22,6 +23,15 @@ from uploader.local.markers import marker_paths, write_markers
 from uploader.local.plan import UploadPlan, plan_collection, plan_from_catalog, plan_from_names, regular_files_in
 from uploader.local.shards import take_share
 from uploader.redact import redact
+
+
+class RecordOutcome(Protocol):
+    def lines(self) -> list[str]: ...
+    def report(self) -> dict[str, Any]: ...
+
+
+class RecordSummary(Protocol):
+    def __call__(self, *, dry_run: bool) -> RecordOutcome: ...
 
 
 def upload_aws(settings: AwsSettings, resume_command: str) -> ExitStatus:
@@ -77,17 +87,19 @@ def upload_zenodo(settings: ZenodoCommandSettings, resume_command: str) -> ExitS
     # cartloader marks only its catalog method's uploads (its pipeline's), and so do we.
     markers = "zenodo" if settings.upload_method == "catalog" else ""
     return execute(UploadPlan((dataset,)), backend, common, options, resume_command, where, notes=settings.notes,
-                   markers=markers)
+                   markers=markers, record=backend.record_summary)
 
 
 def execute(plan: UploadPlan, backend: Backend, common: CommonSettings, options: RunOptions, resume_command: str,
             destination: str, *, notes: tuple[str, ...] = (), markers: str = "",
-            readers: ReaderCheck | None = None) -> ExitStatus:
+            readers: ReaderCheck | None = None, record: RecordSummary | None = None) -> ExitStatus:
     """Run a plan against a backend and tell the user what happened; the shared tail of every command.
 
     `notes` are told with the summary; `markers` names cartloader's marker files to write after
     a success ('aws', 'zenodo', or '' for none); `readers` checks, after a successful run, that the
-    readers of what was published can use it (e.g. the web viewer): its verdict is reported apart.
+    readers of what was published can use it (e.g. the web viewer): its verdict is reported apart;
+    `record` tells about the record itself (a Zenodo record's license, DOI, communities): its lines are told
+    with the summary and its facts are the report's `record`.
     """
     warnings = [warning for dataset in plan.datasets for warning in dataset.warnings]
     if not common.quiet:
@@ -104,6 +116,9 @@ def execute(plan: UploadPlan, backend: Backend, common: CommonSettings, options:
     if more := backend.resume_options():  # e.g. the id of a deposition the run made
         resume_command = f"{resume_command} {shlex.join(more)}"
     result.notes[:0] = [f"note: {note}" for note in notes]
+    outcome = record(dry_run=result.dry_run) if record else None
+    if outcome is not None:
+        result.notes += outcome.lines()
     if plan.share is not None and not result.dry_run:  # a dry run prints it atop the plan
         result.notes.insert(0, share_line(plan.share))
     if markers and result.ok and not result.dry_run and not common.no_markers:
@@ -115,7 +130,7 @@ def execute(plan: UploadPlan, backend: Backend, common: CommonSettings, options:
     readiness = check_readers(readers, result)
     if common.report:
         write_report(common.report, report_document(result, resume_command, destination, warnings, readiness,
-                                                    share=plan.share))
+                                                    share=plan.share, record=outcome.report() if outcome else None))
     if result.dry_run:
         print_plan(result.ops, share=plan.share)
         if not common.quiet:

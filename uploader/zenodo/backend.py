@@ -31,9 +31,10 @@ from uploader.engine.backend import SendsInThreads
 from uploader.engine.operations import Action, Operation, RemoteFile, Stored
 from uploader.errors import FileUploadError, InputError, NotPublished, RemoteError, UploaderError, UsageError
 from uploader.local.plan import Dataset, LocalFile, UploadPlan
-from uploader.zenodo import drafts, metadata
+from uploader.zenodo import drafts, metadata, record_metadata
 from uploader.zenodo.client import ZenodoClient
 from uploader.zenodo.pacing import ZenodoTiming
+from uploader.zenodo.record_outcome import RecordOutcome, community_states, reserved_doi, wanted_communities
 from uploader.zenodo.records import DepositionFile, ZenodoDeposition, ZenodoToken
 from uploader.zenodo.resume import ResumeRecords
 
@@ -75,6 +76,8 @@ class ZenodoBackend(SendsInThreads):
         self._decided_against: dict[str, DepositionFile] = {}
         self._records = ResumeRecords(settings.cache_dir)
         self._resume_key = ""
+        self._published: ZenodoDeposition | None = None
+        self._communities: dict[str, dict[str, str]] = {}
 
     # -- what is there --------------------------------------------------------------------
 
@@ -147,6 +150,8 @@ class ZenodoBackend(SendsInThreads):
             else:
                 self.target = self.client.new_version(record, lambda: drafts.open_draft(self.client, record,
                                                                                         wait=True))
+                _tell_reserved_doi(f"the new version draft {self.target.id}", self.target)
+                self._warn_version_label(record)
                 self._update_metadata()
                 return True  # the new draft holds the latest version's files: decide against those
         self._update_metadata()
@@ -190,6 +195,23 @@ class ZenodoBackend(SendsInThreads):
             return []
         found = self.target or self.record
         return ["--zenodo-id", str(found.id)] if found else []
+
+    def record_summary(self, *, dry_run: bool) -> RecordOutcome:
+        """The record's license, reserved DOI and communities (and, in a dry run, the metadata to send)."""
+        held = self._published or self.target or self.record
+        outcome = RecordOutcome(license=record_metadata.license_line(self.settings.metadata,
+                                                                      held.metadata if held else None),
+                                reserved_doi=reserved_doi(held) if held else "",
+                                doi=self._published.doi if self._published else "", communities=self._communities)
+        if dry_run:
+            outcome.metadata_to_send = (metadata.changes(held.metadata, self.settings.metadata) if held
+                                        else dict(self.settings.metadata))
+        return outcome
+
+    def _warn_version_label(self, previous: ZenodoDeposition) -> None:
+        if previous.metadata.get("version") and not self.settings.metadata.get("version"):
+            log.warning(f"warning: the previous version is labelled '{previous.metadata['version']}' and this new"
+                        " version has no label (Zenodo does not carry it over): give one with --version")
 
     # -- which deposition ------------------------------------------------------------------
 
@@ -243,6 +265,7 @@ class ZenodoBackend(SendsInThreads):
         self._records.remember(self._resume_key, self.target.id, title=title, api_url=self.settings.api_url)
         log.warning(f"created deposition {self.target.id} ({self.target.page}); if this run stops, resume with"
                     f" --zenodo-id {self.target.id}")
+        _tell_reserved_doi(f"deposition {self.target.id}", self.target)
 
     def _update_metadata(self) -> None:
         """PUT the options' changes merged into the whole metadata, and check that Zenodo kept all of it."""
@@ -285,6 +308,8 @@ class ZenodoBackend(SendsInThreads):
             raise NotPublished(f"every file is in the draft {target.page}, but {refused}; add what is missing"
                                " (--title, --creators, --description) and re-run with --publish, or publish it on"
                                " the web page") from None
+        self._published = published
+        self._communities = community_states(self.client, published, wanted_communities(self.settings.metadata))
         page = published.links.get("record_html") or published.links.get("latest_html") or published.page
         doi = f"DOI: {published.doi} ({published.links.get('doi', '')})"
         if target.submitted:
@@ -301,6 +326,13 @@ class ZenodoBackend(SendsInThreads):
         if self.target.conceptdoi:
             return f"new version draft: {self.target.page} (review it there, then publish; it gets a new DOI)"
         return f"draft: {self.target.page} (review it there, then publish)"
+
+
+def _tell_reserved_doi(what: str, draft: ZenodoDeposition) -> None:
+    doi = reserved_doi(draft)
+    if doi:
+        log.warning(f"{what} will be published under the DOI {doi} (reserved now: cite it, or write it into"
+                    " the catalog, before publishing)")
 
 
 def without_empty_files(dataset: Dataset) -> tuple[Dataset, list[str]]:

@@ -86,9 +86,10 @@ def _check_values(data: dict[str, Any], where: str) -> None:
     data.update(_people(data, where))
     for index, item in enumerate(data.get("related_identifiers", [])):
         data["related_identifiers"][index] = _related(item, f"{where}: related_identifiers[{index}]")
-    for option, key, item_key in (("--community", "communities", "identifier"), ("--grant", "grants", "id")):
-        for item in data.get(key, []):
-            (check.community if key == "communities" else check.grant)(str(item.get(item_key, "")))
+    for index, item in enumerate(data.get("communities", [])):
+        check.community(str(item.get("identifier", "")), f"{where}: communities[{index}].identifier")
+    for index, item in enumerate(data.get("grants", [])):
+        check.grant(str(item.get("id", "")), f"{where}: grants[{index}].id")
     if "keywords" in data and not (isinstance(data["keywords"], list)
                                    and all(isinstance(word, str) for word in data["keywords"])):
         raise UsageError(f"{where}: keywords must be a list of strings")
@@ -101,7 +102,7 @@ def _check_values(data: dict[str, Any], where: str) -> None:
 
 
 def _people(data: dict[str, Any], where: str) -> dict[str, list[dict[str, Any]]]:
-    found = {}
+    found: dict[str, list[dict[str, Any]]] = {}
     for key in ("creators", "contributors", "thesis_supervisors"):
         if key in data:
             found[key] = [_person(item, f"{where}: {key}[{index}]", contributor=key == "contributors")

@@ -73,14 +73,19 @@ def _new_deposition_defaults(metadata: dict[str, Any], notes: list[str]) -> None
                          " (or pass --zenodo-id to upload into an existing one)")
 
 
-def license_line(metadata: dict[str, Any], *, new_deposition: bool) -> str:
-    """Which license the record is published under, and why (Zenodo's default when none is given)."""
-    if metadata.get("license"):
-        return f"license: {metadata['license']}"
-    if metadata.get("access_right") in ("restricted", "closed"):
+def license_line(wanted: dict[str, Any], held: dict[str, Any] | None) -> str:
+    """Which license the record has (or gets), and whether it is Zenodo's default rather than a choice."""
+    from uploader.zenodo.vocabularies import license_id
+
+    chosen = "" if wanted.get("license") else " (Zenodo's default; choose with --license ID)"
+    if held and held.get("license"):
+        value = held["license"]
+        value = value.get("id", "") if isinstance(value, dict) else str(value)
+        return f"license: {license_id(value) or value}{chosen if held.get('upload_type') else ''}"
+    if wanted.get("license"):
+        return f"license: {wanted['license']}"
+    if (held or wanted).get("access_right") in ("restricted", "closed"):
         return "license: none (restricted access)"
-    if not new_deposition:
-        return "license: as the record holds it (no --license given)"
-    # zenodo-rdm legacy/deserializers/schemas.py load_default_license
-    default = "cc0-1.0" if metadata.get("upload_type") == "dataset" else "cc-by-4.0"
-    return f"license: {default} (Zenodo's default for a {metadata.get('upload_type')}; choose with --license ID)"
+    # zenodo-rdm legacy/deserializers/schemas.py load_default_license: CC0 for a dataset, else CC-BY-4.0.
+    upload_type = (held or {}).get("upload_type") or wanted.get("upload_type")
+    return f"license: {'cc0-1.0' if upload_type == 'dataset' else 'cc-by-4.0'}{chosen}"

@@ -123,17 +123,17 @@ def viewer_link(url: str) -> dict[str, str]:
     return related_identifier(VIEWER_RELATION, url, f"--viewer-link {url}")
 
 
-def community(value: str) -> dict[str, str]:
+def community(value: str, where: str = "") -> dict[str, str]:
     if not _COMMUNITY.match(value):
-        raise UsageError(f"--community {value}: give the community's identifier as in its address,"
+        raise UsageError(f"{where or '--community'} {value}: give the community's identifier as in its address,"
                          " zenodo.org/communities/IDENTIFIER (lowercase letters, digits, - and _)")
     return {"identifier": value}
 
 
-def grant(value: str) -> dict[str, str]:
+def grant(value: str, where: str = "") -> dict[str, str]:
     if not _GRANT.match(value):
-        raise UsageError(f"--grant {value}: the form is FUNDER_DOI::AWARD_NUMBER, e.g. 10.13039/100000002::"
-                         "R01HG011031 (the funder's Crossref Funder Registry DOI)")
+        raise UsageError(f"{where or '--grant'} {value}: the form is FUNDER_DOI::AWARD_NUMBER, e.g."
+                         " 10.13039/100000002::R01HG011031 (the funder's Crossref Funder Registry DOI)")
     return {"id": value}
 
 
