@@ -17,10 +17,14 @@ def changes(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, 
     """The fields of `wanted` (from the options) that differ from `current`, as they are to be sent."""
     changed: dict[str, Any] = {}
     for key, value in wanted.items():
-        if key == "creators":
-            if _names(current.get("creators")) != _names(value):
-                changed[key] = _merge_creators(current.get("creators"), value)
-        elif _normal(current.get(key)) != _normal(value):
+        if key in ("creators", "contributors"):
+            if _people_differ(current.get(key), value):
+                changed[key] = _merge_creators(current.get(key), value)
+        elif key == "related_identifiers":
+            added = [item for item in value if _related(item) not in map(_related, current.get(key) or [])]
+            if added:  # one more related work: those the record has stay
+                changed[key] = [*(current.get(key) or []), *added]
+        elif _comparable(key, current.get(key)) != _comparable(key, value):
             changed[key] = value
     return changed
 
@@ -32,19 +36,41 @@ def merged(current: Mapping[str, Any], changed: Mapping[str, Any]) -> dict[str, 
 
 def not_kept(sent: Mapping[str, Any], answer: Mapping[str, Any], changed: Mapping[str, Any]) -> list[str]:
     """Fields Zenodo's answer lost: a changed field not as sent, or a field that was there and is gone."""
-    lost = [key for key, value in changed.items() if _normal(answer.get(key)) != _normal(value)]
+    lost = [key for key, value in changed.items() if _comparable(key, answer.get(key)) != _comparable(key, value)]
     lost += [key for key, value in sent.items() if key not in changed and value not in (None, "", [], {})
              and answer.get(key) in (None, "", [], {})]
     return sorted(set(lost))
 
 
-def _names(creators: Any) -> list[str]:
-    return [str(c.get("name", "")).strip() for c in creators or [] if isinstance(c, dict)]
+def _people_differ(current: Any, wanted: list[dict[str, Any]]) -> bool:
+    """Other names, or an ORCID, affiliation or role given that the record does not hold (a name alone keeps
+    what was curated)."""
+    held = {str(c.get("name", "")).strip(): c for c in current or [] if isinstance(c, dict)}
+    if list(held) != [str(c.get("name", "")).strip() for c in wanted]:
+        return True
+    return any(_normal(c.get(key)) != _normal(held[str(c["name"]).strip()].get(key))
+               for c in wanted for key in c if key != "name")
 
 
 def _merge_creators(current: Any, wanted: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The wanted people; one named again keeps what the record holds of them, unless given anew."""
     known = {str(c.get("name", "")).strip(): c for c in current or [] if isinstance(c, dict)}
-    return [known.get(str(c["name"]).strip(), c) for c in wanted]
+    return [{**known.get(str(c["name"]).strip(), {}), **c} for c in wanted]
+
+
+def _related(item: Any) -> tuple[str, str]:
+    return (str(item.get("relation", "")).lower(), str(item.get("identifier", ""))) if isinstance(item, dict) \
+        else ("", str(item))
+
+
+def _comparable(key: str, value: Any) -> Any:
+    """A value in the form to compare: Zenodo shows some licenses by their legacy names (cc0-1.0 as cc-zero)."""
+    if key == "license" and value:
+        from uploader.zenodo.vocabularies import license_id
+
+        name = value.get("id", "") if isinstance(value, dict) else str(value)
+        return license_id(name) or name.strip().lower()
+    return _normal(value)
 
 
 def _normal(value: Any) -> Any:
