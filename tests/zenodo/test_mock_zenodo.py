@@ -15,7 +15,7 @@ from tests.conftest import HELPER_AGENT, MockZenodo
 
 pytestmark = pytest.mark.e2e
 
-METADATA = {"upload_type": "dataset", "title": "Mock", "creators": [{"name": "Doe, Jane"}], "description": "A mock record"}
+METADATA = {"upload_type": "dataset", "title": "Mock", "creators": [{"name": "Doe, Jane"}], "description": "Mocked"}
 
 
 def call(zenodo: MockZenodo, method: str, url: str, **kwargs: Any) -> requests.Response:
