@@ -19,7 +19,7 @@ from tests.zenodo_helpers import METADATA, assert_nothing_created, only_depositi
 pytestmark = pytest.mark.e2e
 
 ORCID = "0000-0002-1825-0097"  # ORCID's own example iD, a valid check digit
-VIEWER = "https://v3o-main.carto-scope.org/dataset?uri=s3://lab-bucket/humanlung-demo/catalog.yaml"
+VIEWER = "https://v3o-main.carto-scope.org/dataset?uri=s3%2Flab-bucket%2Fhumanlung-demo"
 
 
 def communities(zenodo: MockZenodo) -> dict[str, str]:
