@@ -184,23 +184,23 @@ Options:
                                 cartloader's "No description provided." so that it can be published.
   --upload-type TYPE            dataset, software, publication, poster, presentation, image, video,
                                 lesson, physicalobject or other (default for a new deposition: dataset).
-  --license ID                  Zenodo's license id: cc-by-4.0, cc0-1.0, mit, ... (default for a new
-                                record: Zenodo's, cc0-1.0 for a dataset, cc-by-4.0 otherwise).
+  --license ID                  Zenodo's license id, such as cc-by-4.0, cc0-1.0 or mit.
+                                Default for a new record: Zenodo's, cc0-1.0 for a dataset, else cc-by-4.0.
   --access-right RIGHT          open, embargoed, restricted or closed (default: open).
   --embargo-date DATE           With --access-right embargoed: when the files open, YYYY-MM-DD.
-  --version TEXT                The record's version label (e.g. v2; a new version does not inherit it).
+  --version TEXT                The record's version label, such as v2 (a new version does not inherit it).
   --contributors NAME           As --creators, with its role: "Family, Given [type:DataCurator]".
   --keywords WORD               Keywords (several may follow one --keywords).
-  --related-identifier REL      RELATION:IDENTIFIER, e.g. isSupplementTo:10.1234/abc or
-                                isDocumentedBy:https://...; RELATION as Zenodo spells it.
-  --viewer-link URL             The CartoScope link upload_aws printed for this dataset, recorded as
-                                isVariantFormOf:URL, so that the DOI page leads to the interactive view.
+  --related-identifier REL      A related work as RELATION:IDENTIFIER (isSupplementTo:10.1234/abc).
+                                RELATION as Zenodo spells it; IDENTIFIER a DOI, URL, arXiv id, PMID, ...
+  --viewer-link URL             The CartoScope link upload_aws printed for this dataset.
+                                Recorded as isVariantFormOf:URL: the DOI page leads to the interactive view.
   --community ID                Submit the record to this community (its zenodo.org/communities/ID).
-  --grant ID                    FUNDER_DOI::AWARD, e.g. 10.13039/100000002::R01HG011031.
+  --grant ID                    FUNDER_DOI::AWARD, such as 10.13039/100000002::R01HG011031.
   --notes TEXT                  Additional notes.
   --publication-date DATE       YYYY-MM-DD (default: the day it is published).
-  --metadata FILE               A .zenodo.json (Zenodo's deposit metadata); the options above override
-                                its fields, each override told.
+  --metadata FILE               A .zenodo.json, Zenodo's deposit metadata.
+                                The options above override its fields, each override told.
   --publish                     Publish once every file succeeded (default: leave a draft to review).
   --overwrite                   Replace files of the same name even when unchanged.
   --zenodo-url URL              API root (default: $CARTLOAD_UPLOADER_ZENODO_URL, else
