@@ -228,7 +228,8 @@ def test_licenses_are_read_as_vocabulary_ids_and_shown_by_their_legacy_names(zen
     assert new_draft(zenodo, {}, METADATA)["metadata"]["license"] == "cc-zero"  # a dataset's default, CC0-1.0
     refused = call(zenodo, "POST", "/deposit/depositions", json={"metadata": METADATA | {"license": "cc-by-4"}})
     assert refused.status_code == 400
-    assert refused.json()["errors"] == [{"field": "metadata.license", "messages": ["Invalid license provided: cc-by-4"]}]
+    assert refused.json()["errors"] == [
+        {"field": "metadata.license", "messages": ["Invalid license provided: cc-by-4"]}]
 
 
 def test_identifiers_are_checked_and_normalised(zenodo):
