@@ -61,13 +61,16 @@ def contributor_type(value: str, where: str) -> str:
 
 
 def license_id(value: str, option: str = "--license") -> str:
-    found = vocab.license_id(value)
-    if found is None:
-        close = vocab.closest_licenses(value)
-        hint = f"; did you mean {' or '.join(close)}?" if close else " (e.g. cc-by-4.0, cc0-1.0, mit)"
-        raise UsageError(f"{option} {value}: not a Zenodo license id{hint} (the ids: https://spdx.org/licenses/,"
-                         " lowercase)")
-    return found
+    """A license's vocabulary id; an old Zenodo name is refused (`cc-by` would be read as CC BY 1.0)."""
+    if value.strip().lower() in vocab.LICENSES:
+        return value.strip().lower()
+    close = vocab.closest_licenses(value)
+    legacy = vocab.license_id(value)
+    if legacy:
+        raise UsageError(f"{option} {value}: an old Zenodo name, which Zenodo reads as {legacy}; give the license"
+                         f" id you mean, such as {' or '.join(dict.fromkeys([legacy, *close]))}")
+    hint = f"; did you mean {' or '.join(close)}?" if close else " (such as cc-by-4.0, cc0-1.0, mit)"
+    raise UsageError(f"{option} {value}: not a Zenodo license id{hint} (the ids are SPDX's, lowercase)")
 
 
 def access(right: str | None, embargo: str | None, today: date) -> dict[str, str]:

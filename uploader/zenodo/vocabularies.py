@@ -21,6 +21,8 @@ import idutils  # type: ignore[import-untyped]
 
 from uploader.zenodo.license_vocabulary import LEGACY_NAMES, LICENSES
 
+__all__ = ["LICENSES"]  # the ids, for record_options
+
 RELATIONS = (
     "isCitedBy", "cites", "isSupplementTo", "isSupplementedBy", "isContinuedBy", "continues", "isDescribedBy",
     "describes", "hasMetadata", "isMetadataFor", "hasVersion", "isVersionOf", "isNewVersionOf",
