@@ -81,3 +81,8 @@ def test_the_license_line_says_when_it_is_zenodos_default():
         "license: cc0-1.0 (Zenodo's default; choose with --license ID)"
     assert license_line({"license": "mit"}, {"license": "mit-license", "upload_type": "software"}) == "license: mit"
     assert license_line({}, {"license": "cc-zero", "upload_type": "dataset"}).startswith("license: cc0-1.0 (Zenodo")
+
+
+def test_people_are_split_on_semicolons_outside_brackets():
+    assert record_options.split_people(["Doe, Jane [affiliation:Dept. A; Univ. X]; Roe, Rick", "Poe, Ed"]) == [
+        "Doe, Jane [affiliation:Dept. A; Univ. X]", "Roe, Rick", "Poe, Ed"]

@@ -31,10 +31,16 @@ from uploader.engine.backend import SendsInThreads
 from uploader.engine.operations import Action, Operation, RemoteFile, Stored
 from uploader.errors import FileUploadError, InputError, NotPublished, RemoteError, UploaderError, UsageError
 from uploader.local.plan import Dataset, LocalFile, UploadPlan
-from uploader.zenodo import drafts, metadata, record_metadata
+from uploader.zenodo import drafts, metadata
 from uploader.zenodo.client import ZenodoClient
 from uploader.zenodo.pacing import ZenodoTiming
-from uploader.zenodo.record_outcome import RecordOutcome, community_states, reserved_doi, wanted_communities
+from uploader.zenodo.record_outcome import (
+    RecordOutcome,
+    community_states,
+    reserved_doi,
+    summary_of,
+    wanted_communities,
+)
 from uploader.zenodo.records import DepositionFile, ZenodoDeposition, ZenodoToken
 from uploader.zenodo.resume import ResumeRecords
 
@@ -199,14 +205,7 @@ class ZenodoBackend(SendsInThreads):
     def record_summary(self, *, dry_run: bool) -> RecordOutcome:
         """The record's license, reserved DOI and communities (and, in a dry run, the metadata to send)."""
         held = self._published or self.target or self.record
-        outcome = RecordOutcome(license=record_metadata.license_line(self.settings.metadata,
-                                                                      held.metadata if held else None),
-                                reserved_doi=reserved_doi(held) if held else "",
-                                doi=self._published.doi if self._published else "", communities=self._communities)
-        if dry_run:
-            outcome.metadata_to_send = (metadata.changes(held.metadata, self.settings.metadata) if held
-                                        else dict(self.settings.metadata))
-        return outcome
+        return summary_of(self.settings.metadata, held, self._published, self._communities, dry_run=dry_run)
 
     def _warn_version_label(self, previous: ZenodoDeposition) -> None:
         if previous.metadata.get("version") and not self.settings.metadata.get("version"):

@@ -21,6 +21,7 @@ VIEWER_RELATION = "isVariantFormOf"  # --viewer-link: the same dataset, in Carto
 MIN_TEXT = 3  # title and description: invenio-rdm-records services/schemas/metadata.py Length(min=3)
 _TAG = re.compile(r"\[\s*(\w+)\s*:\s*([^\]]*?)\s*\]")
 _COMMUNITY = re.compile(r"^[a-z0-9][a-z0-9_-]*$")  # invenio-communities: a slug, lowercase
+_BETWEEN_PEOPLE = re.compile(r";(?![^\[]*\])")  # a ';' outside [...]: an affiliation may hold one
 _GRANT = re.compile(r"^10\.13039/\S+::\S+$")  # legacy load_funding: FUNDER_DOI::AWARD
 
 
@@ -175,4 +176,4 @@ def from_options(args: Mapping[str, Any], today: date) -> dict[str, Any]:
 
 def split_people(values: list[str]) -> list[str]:
     """Several people in one value, separated with ';' (and several values, as cartloader passes them)."""
-    return [name.strip() for value in values for name in value.split(";") if name.strip()]
+    return [name.strip() for value in values for name in _BETWEEN_PEOPLE.split(value) if name.strip()]

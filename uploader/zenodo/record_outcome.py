@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from uploader.errors import UploaderError
+from uploader.zenodo import metadata, record_metadata
 from uploader.zenodo.client import ZenodoClient
 from uploader.zenodo.records import ZenodoDeposition
 
@@ -53,6 +54,17 @@ class RecordOutcome:
     def report(self) -> dict[str, Any]:
         return {"license": self.license.removeprefix("license: "), "reserved_doi": self.reserved_doi,
                 "doi": self.doi, "communities": self.communities, "metadata_to_send": self.metadata_to_send}
+
+
+def summary_of(wanted: dict[str, Any], held: ZenodoDeposition | None, published: ZenodoDeposition | None,
+               communities: dict[str, dict[str, str]], *, dry_run: bool) -> RecordOutcome:
+    """The outcome told: `held` is the deposition the run ended on (the published one, the draft, the record)."""
+    outcome = RecordOutcome(license=record_metadata.license_line(wanted, held.metadata if held else None),
+                            reserved_doi=reserved_doi(held) if held else "",
+                            doi=published.doi if published else "", communities=communities)
+    if dry_run:
+        outcome.metadata_to_send = metadata.changes(held.metadata, wanted) if held else dict(wanted)
+    return outcome
 
 
 def community_states(client: ZenodoClient, published: ZenodoDeposition,
