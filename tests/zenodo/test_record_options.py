@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import date
 from pathlib import Path
 
@@ -86,3 +87,23 @@ def test_the_license_line_says_when_it_is_zenodos_default():
 def test_people_are_split_on_semicolons_outside_brackets():
     assert record_options.split_people(["Doe, Jane [affiliation:Dept. A; Univ. X]; Roe, Rick", "Poe, Ed"]) == [
         "Doe, Jane [affiliation:Dept. A; Univ. X]", "Roe, Rick", "Poe, Ed"]
+
+
+def test_the_deposit_api_body_is_read_as_a_zenodo_json(tmp_path: Path):
+    path = tmp_path / "deposit.json"
+    path.write_text(json.dumps({"metadata": {"title": "Lung atlas", "keywords": ["lung"]}}))
+    wanted = wanted_metadata({"--metadata": str(path), "--creators": ["Doe, Jane"]}, [], new_deposition=True)
+    assert wanted["keywords"] == ["lung"] and wanted["title"] == "Lung atlas"
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (None, "file not found"), ("{", "not JSON"), ("[1]", "must hold a JSON object"),
+    ('{"keywords": "lung"}', "keywords must be a list of strings"),
+    ('{"communities": [{"identifier": "Big Lab"}]}', "communities[0].identifier Big Lab"),
+])
+def test_a_bad_metadata_file(tmp_path: Path, content, message):
+    path = tmp_path / ".zenodo.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(UsageError, match=re.escape(message)):
+        wanted_metadata({"--metadata": str(path)}, [], new_deposition=False)
