@@ -186,3 +186,34 @@ def test_a_bad_metadata_file_is_refused_by_its_path(zenodo, zenodo_env, token_fi
 
     assert_nothing_created(result, zenodo, 2, message, f"--metadata {tmp_path / '.zenodo.json'}")
     assert uploader_requests(zenodo) == []
+
+
+def test_a_rerun_does_not_ask_a_community_again(zenodo, zenodo_env, token_file, dataset):
+    names = communities(zenodo)
+    asked = ["--community", names["other"], "--community", names["own"]]
+    assert upload(zenodo, zenodo_env, token_file, dataset, *METADATA, *asked, "--publish").code == 0
+    record = only_deposition(zenodo)
+    before = len(uploader_requests(zenodo))
+
+    again = upload(zenodo, zenodo_env, token_file, dataset, *METADATA, *asked, "--zenodo-id", str(record["id"]),
+                   "--publish")
+
+    assert again.code == 0, again.output
+    assert "nothing was changed" in again.stderr
+    assert not [r for r in uploader_requests(zenodo)[before:] if r["method"] != "GET"]  # no edit, no publish
+    assert only_deposition(zenodo)["metadata"]["communities"] == [{"identifier": names["own"]}]
+
+
+def test_an_edit_that_adds_a_community_keeps_those_the_record_is_in(zenodo, zenodo_env, token_file, dataset):
+    names = communities(zenodo)
+    first = upload(zenodo, zenodo_env, token_file, dataset, *METADATA, "--community", names["own"], "--publish")
+    assert first.code == 0, first.output
+    record = only_deposition(zenodo)
+
+    result = upload(zenodo, zenodo_env, token_file, dataset, "--zenodo-id", str(record["id"]), "--community",
+                    names["other"], "--title", "Human lung demo, revised", "--publish")
+
+    assert result.code == 0, result.output
+    assert f"community {names['other']}: submitted: awaiting the community's curators" in result.stderr
+    edited = only_deposition(zenodo)
+    assert edited["doi"] == record["doi"] and edited["metadata"]["communities"] == [{"identifier": names["own"]}]

@@ -40,6 +40,7 @@ from uploader.zenodo.record_outcome import (
     reserved_doi,
     summary_of,
     wanted_communities,
+    without_pending_communities,
 )
 from uploader.zenodo.records import DepositionFile, ZenodoDeposition, ZenodoToken
 from uploader.zenodo.resume import ResumeRecords
@@ -150,7 +151,8 @@ class ZenodoBackend(SendsInThreads):
             assert self.record is not None
             record = self.record
             if all(op.action is Action.SKIP for op in ops):
-                if not metadata.changes(record.metadata, self.settings.metadata):
+                wanted = without_pending_communities(self.client, record, self.settings.metadata)
+                if not metadata.changes(record.metadata, wanted):
                     return False  # the record already holds these files and this metadata: touch nothing
                 self.target = self.client.edit(record)  # metadata alone: same DOI
             else:

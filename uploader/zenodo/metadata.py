@@ -20,6 +20,10 @@ def changes(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, 
         if key in ("creators", "contributors"):
             if _people_differ(current.get(key), value):
                 changed[key] = _merge_creators(current.get(key), value)
+        elif key == "communities":
+            held = _communities(current.get(key))
+            if not _communities(value) <= held:  # one more community: those the record is in stay
+                changed[key] = [*(current.get(key) or []), *(c for c in value if _communities([c]) - held)]
         elif key == "related_identifiers":
             added = [item for item in value if _related(item) not in map(_related, current.get(key) or [])]
             if added:  # one more related work: those the record has stay
@@ -58,18 +62,25 @@ def _merge_creators(current: Any, wanted: list[dict[str, Any]]) -> list[dict[str
     return [{**known.get(str(c["name"]).strip(), {}), **c} for c in wanted]
 
 
+def _communities(items: Any) -> set[str]:
+    return {str(c.get("identifier")) for c in items or [] if isinstance(c, dict)}
+
+
 def _related(item: Any) -> tuple[str, str]:
     return (str(item.get("relation", "")).lower(), str(item.get("identifier", ""))) if isinstance(item, dict) \
         else ("", str(item))
 
 
 def _comparable(key: str, value: Any) -> Any:
-    """A value in the form to compare: Zenodo shows some licenses by their legacy names (cc0-1.0 as cc-zero)."""
+    """A value in the form to compare: Zenodo shows some licenses by their legacy names (cc0-1.0 as cc-zero),
+    and communities in any order."""
     if key == "license" and value:
         from uploader.zenodo.vocabularies import license_id
 
         name = value.get("id", "") if isinstance(value, dict) else str(value)
         return license_id(name) or name.strip().lower()
+    if key == "communities":
+        return _communities(value)  # a set on Zenodo's side (common.py resolve_communities): any order
     return _normal(value)
 
 

@@ -74,13 +74,33 @@ def community_states(client: ZenodoClient, published: ZenodoDeposition,
         return {}
     try:
         accepted = {_slug(c) for c in client.record_communities(published.id)}
-        submitted = {_slug(r.get("expanded", {}).get("receiver", {})) for r in client.record_requests(published.id)
-                     if r.get("type") == "community-inclusion" and r.get("status") == "submitted"}
+        submitted = _submitted(client, published)
     except UploaderError as exc:
         return {c: {"status": "unknown", "reason": f"could not read the record's requests ({exc})"} for c in wanted}
     return {c: {"status": "accepted"} if c in accepted else {"status": "submitted", "reason": "awaiting the"
             " community's curators"} if c in submitted else {"status": "failed", "reason": NOT_MADE}
             for c in wanted}
+
+
+def without_pending_communities(client: ZenodoClient, record: ZenodoDeposition,
+                                wanted: dict[str, Any]) -> dict[str, Any]:
+    """`wanted` without the communities the published record already asked to join (the deposit API shows only
+    those that accepted it): a re-run does not edit the record to ask again."""
+    asked = wanted_communities(wanted)
+    if not asked or set(asked) <= set(wanted_communities(record.metadata)):
+        return wanted
+    try:
+        pending = _submitted(client, record)
+    except UploaderError:
+        return wanted  # unknown: asking again is harmless (Zenodo keeps one open request)
+    left = [c for c in wanted["communities"] if str(c.get("identifier")) not in pending]
+    return {**wanted, "communities": left} if left else {k: v for k, v in wanted.items() if k != "communities"}
+
+
+def _submitted(client: ZenodoClient, record: ZenodoDeposition) -> set[str]:
+    """The communities the record's inclusion requests await."""
+    return {_slug(r.get("expanded", {}).get("receiver", {})) for r in client.record_requests(record.id)
+            if r.get("type") == "community-inclusion" and r.get("status") == "submitted"}
 
 
 def _slug(community: Mapping[str, Any]) -> str:
