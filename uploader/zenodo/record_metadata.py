@@ -6,6 +6,7 @@ are wanted: the rest of a deposition's metadata stays as it is (metadata.py merg
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,10 @@ OPTION_OF = {
     "related_identifiers": "--related-identifier", "communities": "--community", "grants": "--grant",
     "notes": "--notes", "publication_date": "--publication-date",
 }
+RECORD_OPTIONS = (*OPTION_OF.values(), "--metadata", "--viewer-link")  # the options read here
 
 
-def wanted_metadata(args: dict[str, Any], notes: list[str], *, new_deposition: bool,
+def wanted_metadata(args: Mapping[str, Any], notes: list[str], *, new_deposition: bool,
                     today: date | None = None) -> dict[str, Any]:
     """The fields the options and --metadata FILE give; a new deposition's defaults filled in (and told)."""
     from_file = metadata_file.read(Path(args["--metadata"])) if args.get("--metadata") else {}
@@ -43,7 +45,7 @@ def wanted_metadata(args: dict[str, Any], notes: list[str], *, new_deposition: b
     return metadata
 
 
-def _main_fields(args: dict[str, Any]) -> dict[str, Any]:
+def _main_fields(args: Mapping[str, Any]) -> dict[str, Any]:
     """--title, --creators, --description and --upload-type."""
     found: dict[str, Any] = {}
     if args.get("--title"):
