@@ -16,8 +16,7 @@ Each list is read from Zenodo's own code (zenodo/zenodo-rdm 6386403, inveniosoft
 from __future__ import annotations
 
 import difflib
-
-import idutils  # type: ignore[import-untyped]
+from typing import Any
 
 from uploader.zenodo.license_vocabulary import LEGACY_NAMES, LICENSES
 
@@ -63,22 +62,29 @@ def spelled(value: str, choices: tuple[str, ...]) -> str | None:
     return next((choice for choice in choices if choice.lower() == value.strip().lower()), None)
 
 
+def _idutils() -> Any:
+    """idutils, imported when first needed: it takes half a second to import, and most runs never need it."""
+    import idutils  # type: ignore[import-untyped]
+
+    return idutils
+
+
 def identifier_scheme(identifier: str) -> str | None:
     """The scheme Zenodo would give `identifier` (the first one idutils detects that Zenodo allows)."""
-    return next((scheme for scheme in idutils.detect_identifier_schemes(identifier)
+    return next((scheme for scheme in _idutils().detect_identifier_schemes(identifier)
                  if scheme in IDENTIFIER_SCHEMES), None)
 
 
 def normal_identifier(identifier: str, scheme: str) -> str:
     """The identifier as Zenodo stores it (a DOI without its https://doi.org/, ...)."""
-    return str(idutils.normalize_pid(identifier, scheme))
+    return str(_idutils().normalize_pid(identifier, scheme))
 
 
 def is_orcid(value: str) -> bool:
     """An ORCID iD with a valid ISO 7064 11-2 check digit (idutils, as Zenodo checks it)."""
-    return bool(idutils.is_orcid(value))
+    return bool(_idutils().is_orcid(value))
 
 
 def normal_orcid(value: str) -> str:
     """0000-0002-1825-0097, from that or from https://orcid.org/0000-0002-1825-0097."""
-    return str(idutils.normalize_orcid(value))
+    return str(_idutils().normalize_orcid(value))
