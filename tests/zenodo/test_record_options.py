@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from uploader.errors import UsageError
+from uploader.errors import UploaderError, UsageError
 from uploader.zenodo import record_options
 from uploader.zenodo.record_metadata import license_line, wanted_metadata
 
@@ -30,14 +30,14 @@ def test_a_person_with_orcid_affiliation_and_role():
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("Jane Doe", 'write the name as "Family, Given"'),
-    ("Doe, Jane, PhD", 'write the name as "Family, Given"'),
+    ("Jane Doe", 'write it as "Doe, Jane"'),
+    ("Doe, Jane, PhD", "Zenodo splits a creator only at a single comma"),
     ("Doe, Jane [orcid:0000-0002-1825-0098]", "is not an ORCID iD"),
     ("Doe, Jane [ror:05gq02987]", "the form is --creators"),
     ("Doe, Jane [affiliation:Univ", "the form is --creators"),
 ])
 def test_a_person_refused(text, message):
-    with pytest.raises(UsageError, match=message.replace("[", r"\[")):
+    with pytest.raises(UploaderError, match=message.replace("[", r"\[")):
         record_options.person(text, "--creators")
 
 

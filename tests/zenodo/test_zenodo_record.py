@@ -126,7 +126,7 @@ def test_a_new_version_takes_its_version_label_and_is_warned_without_one(zenodo,
     assert (v1["metadata"]["version"], v2["metadata"]["version"]) == ("v1", "v2")
     assert "version" not in v3["metadata"]
     assert f"will be published under the DOI {v2['doi']}" in result.stderr
-    assert "the previous version is labelled 'v2' and this new version has no label" in unlabelled.stderr
+    assert "the new version will have no version number" in unlabelled.stderr
 
 
 def test_dry_run_shows_the_metadata_that_would_be_sent(zenodo, zenodo_env, token_file, dataset):
@@ -145,7 +145,7 @@ def test_dry_run_shows_the_metadata_that_would_be_sent(zenodo, zenodo_env, token
 BAD = [
     (["--license", "cc-by-4"], "--license cc-by-4: not a Zenodo license id; did you mean cc-by-4.0"),
     (["--creators", "Doe, Jane [orcid:0000-0002-1825-0098]"], "is not an ORCID iD"),
-    (["--creators", "Jane Doe"], "write the name as \"Family, Given\""),
+    (["--creators", "Jane Doe"], 'write it as "Doe, Jane"'),
     (["--creators", "Doe, Jane [email:j@x.org]"], "the form is --creators \"Family, Given [orcid:"),
     (["--contributors", "Poe, Ed"], "a contributor needs [type:TYPE]"),
     (["--access-right", "public"], "--access-right public: choose one of open, embargoed, restricted, closed"),

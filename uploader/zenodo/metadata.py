@@ -5,12 +5,17 @@ missing (a license, today's publication date): a field left out is a field
 lost. So the uploader sends back the full metadata as Zenodo gave it, with
 only the fields the options name changed, and checks the answer. A creator
 named again keeps the affiliation and ORCID curated on the web page.
+
+Values are compared in Zenodo's normal form (normal.py): "Doe,Jane" is the
+"Doe, Jane" Zenodo stored, "Genes & cells" the "Genes &amp; cells": no change.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+from uploader.zenodo import normal
 
 
 def changes(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, Any]:
@@ -49,17 +54,17 @@ def not_kept(sent: Mapping[str, Any], answer: Mapping[str, Any], changed: Mappin
 def _people_differ(current: Any, wanted: list[dict[str, Any]]) -> bool:
     """Other names, or an ORCID, affiliation or role given that the record does not hold (a name alone keeps
     what was curated)."""
-    held = {str(c.get("name", "")).strip(): c for c in current or [] if isinstance(c, dict)}
-    if list(held) != [str(c.get("name", "")).strip() for c in wanted]:
+    held = {normal.creator_name(str(c.get("name", ""))): c for c in current or [] if isinstance(c, dict)}
+    if list(held) != [normal.creator_name(str(c.get("name", ""))) for c in wanted]:
         return True
-    return any(_normal(c.get(key)) != _normal(held[str(c["name"]).strip()].get(key))
+    return any(_normal(key, c.get(key)) != _normal(key, held[normal.creator_name(str(c["name"]))].get(key))
                for c in wanted for key in c if key != "name")
 
 
 def _merge_creators(current: Any, wanted: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The wanted people; one named again keeps what the record holds of them, unless given anew."""
-    known = {str(c.get("name", "")).strip(): c for c in current or [] if isinstance(c, dict)}
-    return [{**known.get(str(c["name"]).strip(), {}), **c} for c in wanted]
+    known = {normal.creator_name(str(c.get("name", ""))): c for c in current or [] if isinstance(c, dict)}
+    return [{**known.get(normal.creator_name(str(c["name"])), {}), **c} for c in wanted]
 
 
 def _communities(items: Any) -> set[str]:
@@ -81,8 +86,8 @@ def _comparable(key: str, value: Any) -> Any:
         return license_id(name) or name.strip().lower()
     if key == "communities":
         return _communities(value)  # a set on Zenodo's side (common.py resolve_communities): any order
-    return _normal(value)
+    return _normal(key, value)
 
 
-def _normal(value: Any) -> Any:
-    return value.strip() if isinstance(value, str) else value
+def _normal(key: str, value: Any) -> Any:
+    return normal.field(key, value)

@@ -14,8 +14,9 @@ from datetime import date
 from typing import Any
 from urllib.parse import urlsplit
 
-from uploader.errors import UsageError
+from uploader.errors import InputError, UsageError
 from uploader.zenodo import vocabularies as vocab
+from uploader.zenodo.creators import creator_name_problems
 
 VIEWER_RELATION = "isVariantFormOf"  # --viewer-link: the same dataset, in CartoScope
 MIN_TEXT = 3  # title and description: invenio-rdm-records services/schemas/metadata.py Length(min=3)
@@ -34,9 +35,8 @@ def person(text: str, option: str, *, contributor: bool = False) -> dict[str, An
     known = {"orcid", "affiliation"} | ({"type"} if contributor else set())
     if "[" in name or "]" in name or set(tags) - known:
         raise UsageError(f"{option} '{text}': the form is {form}")
-    if name.count(",") != 1 or not all(part.strip() for part in name.split(",")):
-        raise UsageError(f"{option} '{text}': write the name as \"Family, Given\" (Zenodo keeps a name without"
-                         f" one comma as a family name alone); the form is {form}")
+    if problems := creator_name_problems([name], option):
+        raise InputError(problems)
     found: dict[str, Any] = {"name": ", ".join(part.strip() for part in name.split(","))}
     if "orcid" in tags:
         found["orcid"] = orcid(tags["orcid"], f"{option} '{text}'")

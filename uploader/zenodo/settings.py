@@ -98,6 +98,13 @@ def _metadata(given: Given) -> dict[str, Any]:
     return wanted_metadata(given.values, given.notes, new_deposition=_deposition_id(given) is None)
 
 
+def _new_only(given: Given) -> frozenset[str]:
+    """The metadata _metadata fills in by default for a new deposition (not given): never sent to an existing one."""
+    if _deposition_id(given) is not None:
+        return frozenset()
+    return frozenset(key for key in ("description", "upload_type") if not given[f"--{key.replace('_', '-')}"])
+
+
 def _api_url(given: Given) -> str:
     if given["--zenodo-url"] and given["--sandbox"]:
         raise UsageError("--zenodo-url and --sandbox exclude each other: --sandbox means --zenodo-url " + SANDBOX_API)
@@ -136,6 +143,7 @@ class ZenodoSettings:
                                   default=FilesToUpload())
     deposition_id: int | None = option(_deposition_id, "--zenodo-id", "--zenodo-deposition-id")
     metadata: dict[str, Any] = option(_metadata, *RECORD_OPTIONS, default_factory=dict)  # only the fields given
+    new_only: frozenset[str] = option(_new_only, default=frozenset())  # of `metadata`: for a new deposition only
     api_url: str = option(_api_url, "--zenodo-url", "--sandbox", required=True)
     token: ZenodoToken = option(_token, "--zenodo-token", "--token-file", required=True)
     publish: bool = option(flag("--publish"), "--publish", default=False)
