@@ -58,7 +58,7 @@ def main() -> int:
 
     CrtTransport.put_object = answered_at_once  # type: ignore[method-assign]
     S3Backend._stored_as_headed = headed_locally  # type: ignore[method-assign]
-    uploader.engine.runner._catalogs_ready_to_publish = lambda ops, roots: []  # type: ignore[assignment, misc]
+    uploader.engine.runner.catalogs_ready_to_publish = lambda ops, roots: []  # type: ignore[assignment, misc]
     n_jobs = DEFAULT_JOBS
     plan = UploadPlan((plan_from_catalog(source, source / "catalog.yaml"),))
     cache.preload(file for dataset in plan.datasets for file in dataset.all_files)
