@@ -30,7 +30,8 @@ from uploader.engine.operations import Status, Stored
 from uploader.engine.progress import progress_factory
 from uploader.engine.runner import run
 from uploader.engine.settings import RunSettings
-from uploader.local.hashing import HashCache, digests, multipart_etag_name
+from uploader.local.digests import digests, multipart_etag_name
+from uploader.local.hash_cache import HashCache
 from uploader.local.plan import LocalFile, UploadPlan, plan_from_catalog
 from uploader.s3.backend import S3Backend
 from uploader.s3.destination import S3Destination

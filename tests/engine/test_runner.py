@@ -16,7 +16,7 @@ from uploader.engine.progress import Progress
 from uploader.engine.runner import RunResult, run
 from uploader.engine.settings import RunSettings
 from uploader.errors import ExitStatus
-from uploader.local.hashing import HashCache
+from uploader.local.hash_cache import HashCache
 from uploader.local.plan import UploadPlan, plan_from_catalog
 
 CATALOG = "id: ds\nassets:\n  sge: {all: a.pmtiles}\n  t: t.tsv\n  u: u.tsv\n"

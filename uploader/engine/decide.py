@@ -48,7 +48,8 @@ from uploader.engine.backend import Backend
 from uploader.engine.operations import PUBLISHED, Action, Operation, RemoteFile, Status
 from uploader.errors import CatalogInPlace, CatalogWaits, FileUploadError, InputError
 from uploader.local.catalog import file_names_in
-from uploader.local.hashing import HashCache, digest_files, digests, is_digest_name
+from uploader.local.digests import digest_files, digests, is_digest_name
+from uploader.local.hash_cache import HashCache
 from uploader.local.plan import CATALOG_NAME, Dataset, LocalFile, UploadPlan
 
 DIGEST_LABELS = {"md5": "MD5", "sha256": "SHA-256", "multipart-etag": "MD5"}

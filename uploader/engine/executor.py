@@ -39,7 +39,8 @@ from uploader.engine.decide import disagreeing_digest, publish_or_wait, vouched
 from uploader.engine.operations import Action, Operation, Status, Stored
 from uploader.engine.progress import Progress
 from uploader.errors import CatalogInPlace, CatalogWaits, FileUploadError, RemoteError
-from uploader.local.hashing import Cancelled, HashCache, digests
+from uploader.local.digests import Cancelled, digests
+from uploader.local.hash_cache import HashCache
 
 INTEGRITY_ATTEMPTS = 3  # a file whose bytes arrived wrong is sent again; HTTP-level retries are the backend's
 CANCEL_GRACE_SECONDS = 60

@@ -35,8 +35,8 @@ from uploader.engine.operations import Action, Operation, RemoteFile, Status
 from uploader.engine.progress import Progress
 from uploader.engine.readiness import Readiness
 from uploader.engine.settings import RunSettings
-from uploader.errors import ExitStatus, NotPublished, RemoteError, first_applicable
-from uploader.local.hashing import HashCache
+from uploader.errors import ExitStatus, NotPublished, RemoteError, exit_status
+from uploader.local.hash_cache import HashCache
 from uploader.local.plan import UploadPlan
 
 LISTINGS_AT_ONCE = 8
@@ -99,22 +99,20 @@ class RunResult:
 
     @property
     def exit_status(self) -> ExitStatus:
-        statuses = {ExitStatus.OK}
-        if self.interrupted:
-            statuses.add(ExitStatus.INTERRUPTED)
-        if self.stalled:  # the remote stopped answering: before anything was uploaded, it could not be used
-            done = any(op.status in (Status.UPLOADED, Status.DELETED) for op in self.ops)
-            statuses.add(ExitStatus.FILES_FAILED if done else ExitStatus.REMOTE)
-        if self.offline:
-            statuses.add(ExitStatus.OFFLINE)
-        if not self.ok:
-            statuses.add(ExitStatus.FILES_FAILED)
-        return first_applicable(statuses)
+        """The upload's own exit status (see final_status)."""
+        return self.final_status(None)
+
+    def final_status(self, readiness: Readiness | None) -> ExitStatus:
+        """The run's exit status, with the readers' verdict after it (exit 5 only when readiness is enforced)."""
+        return exit_status(interrupted=self.interrupted, stalled=bool(self.stalled), failed=not self.ok,
+                           changed_something=any(op.status in (Status.UPLOADED, Status.DELETED) for op in self.ops),
+                           offline=bool(self.offline),
+                           not_usable=readiness is not None and readiness.ready is False and readiness.required)
 
 
 def run(plan: UploadPlan, backend: Backend, settings: RunSettings, cache: HashCache,
         make_progress: Callable[[int, int], Progress]) -> RunResult:
-    """Check, compare, then (unless a dry run) execute the plan in its safe order."""
+    """Check, decide, then (unless a dry run) execute the plan in its safe order, and finish."""
     started = time.monotonic()
     liveness = Liveness()
     backend.check_access(plan, dry_run=settings.dry_run)
@@ -125,8 +123,25 @@ def run(plan: UploadPlan, backend: Backend, settings: RunSettings, cache: HashCa
         return RunResult(ops, time.monotonic() - started, dry_run=True)
     if backend.begin(ops):
         ops = _decide(plan, backend, settings, cache, liveness)
-
     result = RunResult(ops, 0.0)
+    _execute(result, backend, settings, cache, liveness, make_progress)
+    result.elapsed = time.monotonic() - started
+    if result.interrupted or result.stalled:
+        for op in ops:
+            if op.status is Status.PENDING:
+                op.status, op.error = Status.NOT_RUN, result.stalled or "interrupted"
+        return result
+    try:
+        result.notes = backend.finish(ops, ok=result.files_ok)
+    except NotPublished as refused:
+        result.not_published = refused.message
+    return result
+
+
+def _execute(result: RunResult, backend: Backend, settings: RunSettings, cache: HashCache, liveness: Liveness,
+             make_progress: Callable[[int, int], Progress]) -> None:
+    """The phases, in their safe order, each as the decisions say; an interrupt or a stall ends them."""
+    ops = result.ops
     work = work_of_the_run(ops)
     progress = make_progress(sum(op.size for op in work if op.transfers_bytes), len(work))
     executor = Executor(backend, cache, settings.n_jobs, progress, backend.stall_seconds, backend.waiting_for,
@@ -144,17 +159,6 @@ def run(plan: UploadPlan, backend: Backend, settings: RunSettings, cache: HashCa
         result.stalled = stalled.message
     finally:
         progress.close()
-    result.elapsed = time.monotonic() - started
-    if result.interrupted or result.stalled:
-        for op in ops:
-            if op.status is Status.PENDING:
-                op.status, op.error = Status.NOT_RUN, result.stalled or "interrupted"
-        return result
-    try:
-        result.notes = backend.finish(ops, ok=result.files_ok)
-    except NotPublished as refused:
-        result.not_published = refused.message
-    return result
 
 
 def _decide(plan: UploadPlan, backend: Backend, settings: RunSettings, cache: HashCache,
@@ -182,10 +186,3 @@ def _list_remote(plan: UploadPlan, backend: Backend, liveness: Liveness) -> dict
         except RunStalled as stalled:
             raise RemoteError(f"{stalled.message} while listing what is there; nothing was uploaded") from None
     return {subdir: future.result() for subdir, future in listing.items()}
-
-
-def exit_status(result: RunResult, readiness: Readiness | None) -> ExitStatus:
-    """The run's exit status: the upload's own, or 5 when readiness is enforced and readers cannot use it."""
-    if readiness is not None and readiness.ready is False and readiness.required:
-        return first_applicable({result.exit_status, ExitStatus.NOT_USABLE})
-    return result.exit_status
