@@ -592,34 +592,6 @@ def test_catalog_withheld_when_a_file_changed_in_the_bucket_during_the_run(datas
     assert not result.ok
 
 
-def test_a_write_check_upload_that_cannot_be_aborted_is_told_and_the_run_goes_on(dataset, s3, cli_env, monkeypatch):
-    """The probe's abort goes beside the first uploads: when it is refused, the run still publishes, and says so."""
-    import botocore.exceptions
-
-    from uploader.engine.progress import progress_factory
-    from uploader.engine.runner import RunOptions, run
-    from uploader.local.hashing import HashCache
-    from uploader.local.plan import UploadPlan, plan_from_catalog
-    from uploader.s3.backend import S3Backend
-    from uploader.s3.client import S3Settings
-    from uploader.s3.destination import S3Destination
-
-    for name, value in cli_env.items():
-        monkeypatch.setenv(name, value)
-    backend = S3Backend(S3Destination.parse(s3.uri), S3Settings())
-    refused = botocore.exceptions.ClientError({"Error": {"Code": "AccessDenied", "Message": "no"},
-                                               "ResponseMetadata": {"HTTPStatusCode": 403}}, "AbortMultipartUpload")
-    monkeypatch.setattr(backend.client, "abort_multipart_upload", lambda **_: (_ for _ in ()).throw(refused))
-    plan = UploadPlan((plan_from_catalog(dataset, dataset / "catalog.yaml"),))
-
-    result = run(plan, backend, RunOptions(n_jobs=4), HashCache(None), progress_factory(quiet=True, no_progress=True))
-
-    assert result.ok and "catalog.yaml" in s3.names()
-    warning = [line for line in result.notes if line.startswith("warning: ")]
-    assert len(warning) == 1 and "write check" in warning[0] and s3.uri in warning[0], result.notes
-    assert [upload["Key"] for upload in s3.multipart_uploads()] == [f"{s3.prefix}/.cartload-uploader-write-check"]
-
-
 # -- a live dataset is never a mix of versions ----------------------------------------------------
 
 

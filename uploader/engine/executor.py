@@ -13,6 +13,10 @@ take part:
 - one completing thread verifies what each send stored, records the outcome,
   and hands an attempt worth repeating back to the workers.
 
+A failure that is the run's, not a file's (an UploaderError from a send,
+e.g. the store refusing the run's first write for a permission) stops the
+run at once, as an interrupt does, and is raised for the entrypoint to tell.
+
 Two kinds of failed attempt are tried again: bytes that arrived wrong (a few
 times), and a remote that did not take them this time (an outage, a reset, a
 5xx): after a growing pause, for as long as the run as a whole makes
@@ -37,7 +41,7 @@ from dataclasses import dataclass
 from uploader.engine.backend import Backend
 from uploader.engine.operations import Action, Operation, RemoteFile, Status, Stored
 from uploader.engine.progress import Progress
-from uploader.errors import CatalogInPlace, CatalogWaits, FileUploadError, RemoteError
+from uploader.errors import CatalogInPlace, CatalogWaits, FileUploadError, RemoteError, UploaderError
 from uploader.local.hashing import Cancelled, HashCache, digests, is_digest_name
 from uploader.local.plan import Dataset, LocalFile
 
@@ -264,15 +268,17 @@ class _Batch:
                     self._try(attempt)
                 handed_out += 1
             self._wait_for_all()
-        except (KeyboardInterrupt, RunStalled) as ending:
+        except (KeyboardInterrupt, UploaderError) as ending:  # an interrupt, a stall, or the run's own failure
             # Not `with ThreadPoolExecutor`: its exit would wait for every upload to finish.
+            self._bug = None  # raised once, here
             self.executor.stop.set()
             self.executor.backend.cancel()
             self._workers.shutdown(wait=False, cancel_futures=True)
             for _ in self.ops[handed_out:]:  # never started: nothing to wait for
                 self._one_done()
             # A dead remote answers nothing more: what is still in flight is not waited for.
-            self._wait_for_all(grace=STALLED_GRACE_SECONDS if isinstance(ending, RunStalled) else CANCEL_GRACE_SECONDS)
+            interrupted = isinstance(ending, KeyboardInterrupt)
+            self._wait_for_all(grace=CANCEL_GRACE_SECONDS if interrupted else STALLED_GRACE_SECONDS)
             raise
         finally:
             self._outcomes.put(None)

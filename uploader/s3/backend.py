@@ -1,7 +1,8 @@
 """The S3 backend: the runner's view of a bucket (AWS, MinIO, SeaweedFS, Ceph, ...).
 
 It lists what is there (verify.py says what each ETag vouches for), checks
-access beside that listing (access.py), sends files (writer.py, over
+the bucket beside that listing, lets the first write prove write access
+(access.py), sends files (writer.py, over
 transport.py) and verifies them, updates unchanged objects' options in place
 (updates.py), and keeps unfinished multipart uploads for the next run
 (leases.py).
@@ -26,11 +27,12 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from uploader.engine.operations import PUBLISHED, Action, Operation, RemoteFile, Stored
+from uploader.errors import FileUploadError, UploaderError
 from uploader.local.content_types import content_type
 from uploader.local.hashing import multipart_etag_name, part_md5_name
 from uploader.local.plan import Dataset, LocalFile, UploadPlan
-from uploader.s3.access import check_bucket, probe_write
-from uploader.s3.client import S3Settings, as_file_upload_error, make_client, uploader_errors_for
+from uploader.s3.access import FirstWrite, check_bucket
+from uploader.s3.client import S3Settings, make_client, uploader_errors_for
 from uploader.s3.destination import S3Destination
 from uploader.s3.leases import Leases
 from uploader.s3.options import ObjectOptions, send_request_payer_always
@@ -63,11 +65,11 @@ class S3Backend:
         transport = make_transport(self.client, destination.bucket, connections=settings.n_jobs)
         self.leases = Leases(self.client, destination.bucket, destination.prefix, take_over=settings.take_over)
         self.writer = ObjectWriter(self.client, destination.bucket, transport, self.leases)
+        self.first_write = FirstWrite(destination, settings, self.objects)
         # Multipart uploads and sends verified by a HEAD wait for their answers in these threads.
         self._waiting = ThreadPoolExecutor(settings.n_jobs, thread_name_prefix="s3-send")
         self._bucket_there: Future[None] | None = None
-        self._ready_to_write: Future[None] | None = None
-        self._probe_removed: Future[None] | None = None
+        self._surveyed: Future[None] | None = None  # whose the unfinished uploads are: before the first multipart
         # A HEAD of the first object of each Content-Type proves the store keeps our headers. The others of
         # that type go out beside it; once it passed, their ETags verify them, else a HEAD each.
         self._proofs: dict[str, Future[Stored]] = {}
@@ -83,10 +85,13 @@ class S3Backend:
         return "sha256", part_md5_name(part_size(file.size))
 
     def check_access(self, plan: UploadPlan, *, dry_run: bool) -> None:
-        """Checks that go on beside the first listing (round trips on a WAN): the bucket, then writing."""
+        """Beside the first listing (round trips on a WAN): the bucket, and whose the unfinished uploads are.
+
+        Write access is what the run's first write proves (access.FirstWrite): no probe of its own.
+        """
         self._bucket_there = self._waiting.submit(check_bucket, self.client, self.s3_dir.bucket, self.settings)
         if not dry_run:
-            self._ready_to_write = self._waiting.submit(self._prepare_to_write)
+            self._surveyed = self._waiting.submit(self._survey_uploads)
 
     def remote_files(self, dataset: Dataset) -> dict[str, RemoteFile]:
         listing = self._list(dataset)
@@ -121,20 +126,10 @@ class S3Backend:
     # -- writing --------------------------------------------------------------------------
 
     def begin(self, ops: list[Operation]) -> bool:
-        """Before the first write: the write probe started at check_access must have passed."""
-        if any(op.action is not Action.SKIP for op in ops) and self._ready_to_write is not None:
-            self._ready_to_write.result()  # a refusal stops the run before gigabytes are sent
+        """Before the first write: the bucket is there (a write to a missing bucket creates it on some stores)."""
+        if any(op.action is not Action.SKIP for op in ops) and self._bucket_there is not None:
+            self._bucket_there.result()
         return False
-
-    def _prepare_to_write(self) -> None:
-        """Prove write access and learn whose the unfinished uploads are, side by side with the listing."""
-        assert self._bucket_there is not None
-        self._bucket_there.result()  # a write to a missing bucket may create it on some stores
-        with ThreadPoolExecutor(1, thread_name_prefix="leases") as pool:
-            survey = pool.submit(self._survey_uploads)
-            self._probe_removed = self._waiting.submit(probe_write(self.client, self.s3_dir, self.settings,
-                                                                   self.objects))
-            survey.result()
 
     def _survey_uploads(self) -> None:
         with uploader_errors_for(f"listing unfinished uploads under {self.s3_dir.uri()}", self.settings):
@@ -149,7 +144,7 @@ class S3Backend:
         part_md5s = digests[part_md5_name(parts)].split(",")
         kind = content_type(file.name)
         if op.action is Action.UPDATE:
-            return self._waiting.submit(self.updates.update, op, digests["sha256"])
+            return self._waiting.submit(self._update, op, digests["sha256"])
         params: dict[str, Any] = {"ContentType": kind, "Metadata": {SHA256_META: digests["sha256"]},
                                   **self.objects.put_params(catalog=op.is_catalog)}
         if op.is_catalog:
@@ -192,8 +187,9 @@ class S3Backend:
         try:
             sent = sending.result()
         except Exception as exc:
-            stored.set_exception(as_file_upload_error(exc))
+            stored.set_exception(self.first_write.failure(exc))
             return
+        self.first_write.stored()
         if sent.encryption.startswith("aws:kms"):  # SSE-KMS: the ETag is no MD5; only a HEAD tells
             headed = self._waiting.submit(self._stored_as_headed, op.destination, op.file)
             headed.add_done_callback(lambda done: _copy_outcome(done, stored))
@@ -205,11 +201,17 @@ class S3Backend:
         """Send and wait; what a HEAD shows when asked for (or the ETag is no MD5), else the ETag."""
         file = op.file
         assert file is not None
+        if is_multipart(file.size) and self._surveyed is not None:
+            self._surveyed.result()  # an unfinished upload of this file may be ours to resume, or another run's
         try:
             sent = self.writer.put(file, op.destination, params, part_md5s, params["Metadata"][SHA256_META],
                                    progress, stop)
         except Exception as exc:
-            raise as_file_upload_error(exc) from None
+            failure = self.first_write.failure(exc)
+            if isinstance(failure, UploaderError) and is_multipart(file.size):
+                self.writer.abandon(op.destination)  # the run stops for its access: nothing of it to resume
+            raise failure from None
+        self.first_write.stored()
         if head or sent.encryption.startswith("aws:kms"):
             return replace(self._stored_as_headed(op.destination, file), resumed=sent.resumed)
         return Stored(file.size, {multipart_etag_name(part_size(file.size)): sent.etag}, resumed=sent.resumed)
@@ -218,21 +220,25 @@ class S3Backend:
         try:
             self.client.delete_object(Bucket=self.s3_dir.bucket, Key=op.destination)
         except Exception as exc:
-            raise as_file_upload_error(exc) from None
+            raise self.first_write.failure(exc) from None
+
+    def _update(self, op: Operation, sha256: str) -> Stored:
+        try:
+            return self.updates.update(op, sha256)
+        except FileUploadError as exc:
+            raise self.first_write.failure(exc) from None
 
     def finish(self, ops: list[Operation], *, ok: bool) -> list[str]:
-        if self._ready_to_write is not None:
-            self._ready_to_write.exception()  # a run with nothing to write still lets the probe clean up
         self.updates.close()
         self.leases.release()
         published = [op.destination for op in ops if op.is_catalog and op.status in PUBLISHED]
         return [f"catalog: {self.s3_dir.uri(key)}" for key in published] + self._kept_uploads() \
-            + self._probe_left()
+            + self._survey_failed()
 
-    def _probe_left(self) -> list[str]:
-        """The write check's empty upload, if aborting it failed: said, not a failure of the run."""
-        failed = self._probe_removed.exception() if self._probe_removed is not None else None
-        return [f"warning: {failed}; it holds 30 bytes and no object"] if failed else []
+    def _survey_failed(self) -> list[str]:
+        """The unfinished uploads could not be listed (a run that sent no multipart upload did not need them)."""
+        failed = self._surveyed.exception() if self._surveyed is not None else None
+        return [f"warning: {failed}; unfinished uploads under it were not checked or cleaned up"] if failed else []
 
     def cancel(self) -> None:
         """Stop what is in flight; keep the unfinished uploads, and hand them to the next run at once."""

@@ -18,6 +18,10 @@ it is, whatever the clocks of the machines involved.
 - An upload no lease names (another tool's, or one whose lease is gone) is
   aborted once it is older than ABORT_AFTER days; --abort-incomplete-uploads
   aborts every one that no live run holds.
+- An upload of the write-check key that older versions sent (and aborted
+  seconds later, unless that run died first) is aborted once it is older
+  than WRITE_CHECK_STALE seconds: no lease names it, and no live run holds
+  one that long.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ LEASES = ".cartload-uploader/runs"
 LEASE_REFRESH = float(os.environ.get("CARTLOAD_UPLOADER_LEASE_REFRESH", "60"))  # seconds between heartbeats
 LEASE_STALE = float(os.environ.get("CARTLOAD_UPLOADER_LEASE_STALE", "600"))  # no heartbeat for this long: dead
 ABORT_AFTER = float(os.environ.get("CARTLOAD_UPLOADER_ABORT_AFTER_DAYS", "7"))  # days, for uploads no lease names
+WRITE_CHECK_STALE = float(os.environ.get("CARTLOAD_UPLOADER_WRITE_CHECK_STALE", "300"))  # seconds
+WRITE_CHECK = ".cartload-uploader-write-check"  # the key older versions' write check started an upload of
 log = logging.getLogger("uploader")
 
 
@@ -114,7 +120,10 @@ class Leases:
         """Read the other runs' leases and the unfinished uploads; abort those nobody can resume."""
         holders = [holder for holder in self._read_leases() if holder.lease.run != self.ours.run]
         self._holders = {upload_id: holder for holder in holders for upload_id in holder.lease.uploads}
-        uploads = self._unfinished_uploads()
+        uploads, write_checks = self._unfinished_uploads()
+        for check in write_checks:
+            if _older_than(check.get("Initiated"), days=WRITE_CHECK_STALE / 86400):
+                self._abort(check["Key"], check["UploadId"], "", quiet=True)
         for upload in uploads:
             holder = self._holders.get(upload["UploadId"])
             if holder is not None and holder.live and not self.take_over:
@@ -230,22 +239,28 @@ class Leases:
                 holders.append(Holder(lease, item["Key"], live=not lease.released and fresh and not _gone(lease)))
         return holders
 
-    def _unfinished_uploads(self) -> list[dict[str, Any]]:
+    def _unfinished_uploads(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The unfinished uploads under the prefix: of dataset files, and of the old write-check key."""
         prefix = f"{self.prefix}/" if self.prefix else ""
         found: list[dict[str, Any]] = []
+        write_checks: list[dict[str, Any]] = []
         for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=prefix):
-            found.extend(dict(upload) for upload in page.get("Uploads", []) if "/.cartload-uploader" not in
-                         f"/{upload['Key']}")
-        return found
+            for upload in page.get("Uploads", []):
+                if upload["Key"].rsplit("/", 1)[-1] == WRITE_CHECK:
+                    write_checks.append(dict(upload))
+                elif "/.cartload-uploader" not in f"/{upload['Key']}":
+                    found.append(dict(upload))
+        return found, write_checks
 
-    def _abort(self, key: str, upload_id: str, reason: str) -> None:
+    def _abort(self, key: str, upload_id: str, reason: str, *, quiet: bool = False) -> None:
         try:
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
         except Exception as exc:  # the upload itself goes on; left-over parts only cost storage
             log.warning("warning: could not abort the unfinished upload of %s (%s); an"
                         " AbortIncompleteMultipartUpload lifecycle rule on the bucket removes it", key, exc)
             return
-        log.warning("note: aborted an unfinished upload of %s (%s); the file is sent whole", key, reason)
+        if not quiet:
+            log.warning("note: aborted an unfinished upload of %s (%s); the file is sent whole", key, reason)
 
     def _write(self) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self._our_key, Body=self.ours.to_json(),

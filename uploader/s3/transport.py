@@ -65,9 +65,9 @@ class Sent:
 class TransportError(Exception):
     """A data request failed: S3's error code and message, or a connection failure (code empty)."""
 
-    def __init__(self, code: str, message: str, status: int | None = None) -> None:
+    def __init__(self, code: str, message: str, status: int | None = None, operation: str = "") -> None:
         super().__init__(f"{code}: {message}" if code else message)
-        self.code, self.message, self.status = code, message, status
+        self.code, self.message, self.status, self.operation = code, message, status, operation
 
 
 class Transport(Protocol):
@@ -176,7 +176,7 @@ class CrtTransport:
                 answer.set_result(Sent(answered.get("etag", "").strip('"'),
                                        answered.get("x-amz-server-side-encryption", "")))
             else:
-                answer.set_exception(_crt_error(error, error_body, status_code))
+                answer.set_exception(_crt_error(error, error_body, status_code, operation))
 
         started = self._client.make_request(
             type=self._s3.S3RequestType.DEFAULT, operation_name=operation, request=request,
@@ -259,16 +259,17 @@ def _object_headers(params: Mapping[str, Any]) -> list[tuple[str, str]]:
     return headers
 
 
-def _crt_error(error: BaseException, body: bytes | None, status: int | None) -> TransportError:
+def _crt_error(error: BaseException, body: bytes | None, status: int | None, operation: str) -> TransportError:
     if body:
         try:
             root = ElementTree.fromstring(body)
-            return TransportError(root.findtext("Code") or str(status), root.findtext("Message") or "", status)
+            return TransportError(root.findtext("Code") or str(status), root.findtext("Message") or "", status,
+                                  operation)
         except ElementTree.ParseError:
             pass
     if status:
-        return TransportError(str(status), f"HTTP {status}", status)
-    return TransportError("", getattr(error, "name", "") or str(error))
+        return TransportError(str(status), f"HTTP {status}", status, operation)
+    return TransportError("", getattr(error, "name", "") or str(error), operation=operation)
 
 
 # -- boto3 --------------------------------------------------------------------------------------
@@ -315,7 +316,8 @@ class Boto3Transport:
         except botocore.exceptions.ClientError as exc:
             error = exc.response.get("Error", {})
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            raise TransportError(str(error.get("Code", status)), str(error.get("Message", "")), status) from None
+            raise TransportError(str(error.get("Code", status)), str(error.get("Message", "")), status,
+                                 exc.operation_name) from None
         except botocore.exceptions.BotoCoreError as exc:
             raise TransportError("", str(exc)) from None
         progress(body.length)

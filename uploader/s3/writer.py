@@ -17,6 +17,7 @@ stored is checked against the local part's MD5 before it is kept.
 from __future__ import annotations
 
 import base64
+import contextlib
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
@@ -78,6 +79,14 @@ class ObjectWriter:
     def cancel(self) -> None:
         """Stop every request in flight; the multipart uploads they belong to are kept for the next run."""
         self.transport.cancel_all()
+
+    def abandon(self, key: str) -> None:
+        """Abort this run's unfinished upload of `key`: the run stops before anything of it was worth keeping."""
+        for record in self.leases.kept():
+            if record.key == key:
+                with contextlib.suppress(Exception):  # a store that refused the upload may refuse this too
+                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=record.upload_id)
+                self.leases.finished(record.upload_id)
 
     def _multipart(self, file: LocalFile, key: str, params: Mapping[str, Any], part_md5s: list[str], sha256: str,
                    progress: Callable[[int], None], stop: threading.Event) -> Sent:
