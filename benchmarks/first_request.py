@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.proxy import Proxy  # noqa: E402
+from tests.proxy import Proxy
 
 
 class _NotingProxy(Proxy):
@@ -53,7 +53,8 @@ def to_first_request(command: list[str], env: dict[str, str], endpoint: str) -> 
     of `endpoint` (`{endpoint}` in the command and its environment is the proxy's address)."""
     port = urlsplit(endpoint).port
     assert port is not None
-    with _NotingProxy(port) as proxy:
+    proxy = _NotingProxy(port)
+    with proxy:
         url = proxy.url
         argv = [word.replace("{endpoint}", url) for word in command]
         environ = {name: value.replace("{endpoint}", url) for name, value in env.items()}

@@ -24,6 +24,7 @@ import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from uploader.engine.operations import PUBLISHED, Action, Operation, RemoteFile, Stored
@@ -36,7 +37,7 @@ from uploader.s3.client import S3Settings, make_client, uploader_errors_for
 from uploader.s3.destination import S3Destination
 from uploader.s3.leases import Leases
 from uploader.s3.options import ObjectOptions, send_request_payer_always
-from uploader.s3.transport import Sent, make_transport
+from uploader.s3.transport import DeferredTransport, Sent, make_transport
 from uploader.s3.updates import InPlaceUpdates
 from uploader.s3.verify import SHA256_META, listed_files, stored_as_headed
 from uploader.s3.writer import ObjectWriter, is_multipart, part_size
@@ -62,9 +63,9 @@ class S3Backend:
         self.client: S3Client = make_client(settings)
         if self.objects.request_payer:
             send_request_payer_always(self.client, self.objects.request_payer)
-        transport = make_transport(self.client, destination.bucket, connections=settings.n_jobs)
+        self._transport = DeferredTransport(partial(make_transport, self.client, destination.bucket, settings.n_jobs))
         self.leases = Leases(self.client, destination.bucket, destination.prefix, take_over=settings.take_over)
-        self.writer = ObjectWriter(self.client, destination.bucket, transport, self.leases)
+        self.writer = ObjectWriter(self.client, destination.bucket, self._transport, self.leases)
         self.first_write = FirstWrite(destination, settings, self.objects)
         # Multipart uploads and sends verified by a HEAD wait for their answers in these threads.
         self._waiting = ThreadPoolExecutor(settings.n_jobs, thread_name_prefix="s3-send")
@@ -92,6 +93,7 @@ class S3Backend:
         self._bucket_there = self._waiting.submit(check_bucket, self.client, self.s3_dir.bucket, self.settings)
         if not dry_run:
             self._surveyed = self._waiting.submit(self._survey_uploads)
+            self._transport.start(self._waiting.submit)
 
     def remote_files(self, dataset: Dataset) -> dict[str, RemoteFile]:
         listing = self._list(dataset)
