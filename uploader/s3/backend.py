@@ -83,7 +83,8 @@ class S3Backend:
         return self.s3_dir.key(dataset, name)
 
     def digests_to_send(self, file: LocalFile) -> tuple[str, ...]:
-        return "sha256", part_md5_name(part_size(file.size))
+        # A multipart upload reads its parts once, hashing what it sends (writer.py), unless they are known.
+        return () if is_multipart(file.size) else ("sha256", part_md5_name(part_size(file.size)))
 
     def check_access(self, plan: UploadPlan, *, dry_run: bool) -> None:
         """Beside the first listing (round trips on a WAN): the bucket, and whose the unfinished uploads are.
@@ -142,12 +143,13 @@ class S3Backend:
         """A small file goes out without a thread of ours; a multipart upload, a HEAD or an update waits in one."""
         file = op.file
         assert file is not None
-        parts = part_size(file.size)
-        part_md5s = digests[part_md5_name(parts)].split(",")
+        known = digests.get(part_md5_name(part_size(file.size)))
+        part_md5s = known.split(",") if known else []  # none: a multipart upload hashes what it sends
+        sha256 = digests.get("sha256", "")
         kind = content_type(file.name)
         if op.action is Action.UPDATE:
-            return self._waiting.submit(self._update, op, digests["sha256"])
-        params: dict[str, Any] = {"ContentType": kind, "Metadata": {SHA256_META: digests["sha256"]},
+            return self._waiting.submit(self._update, op, sha256)
+        params: dict[str, Any] = {"ContentType": kind, "Metadata": {SHA256_META: sha256} if sha256 else {},
                                   **self.objects.put_params(catalog=op.is_catalog)}
         if op.is_catalog:
             return self._waiting.submit(self._send_and_check, op, params, part_md5s, progress, stop, True)
@@ -206,7 +208,7 @@ class S3Backend:
         if is_multipart(file.size) and self._surveyed is not None:
             self._surveyed.result()  # an unfinished upload of this file may be ours to resume, or another run's
         try:
-            sent = self.writer.put(file, op.destination, params, part_md5s, params["Metadata"][SHA256_META],
+            sent = self.writer.put(file, op.destination, params, part_md5s, params["Metadata"].get(SHA256_META, ""),
                                    progress, stop)
         except Exception as exc:
             failure = self.first_write.failure(exc)
@@ -215,8 +217,10 @@ class S3Backend:
             raise failure from None
         self.first_write.stored()
         if head or sent.encryption.startswith("aws:kms"):
-            return replace(self._stored_as_headed(op.destination, file), resumed=sent.resumed)
-        return Stored(file.size, {multipart_etag_name(part_size(file.size)): sent.etag}, resumed=sent.resumed)
+            return replace(self._stored_as_headed(op.destination, file), resumed=sent.resumed,
+                           sent_digests=sent.digests)
+        return Stored(file.size, {multipart_etag_name(part_size(file.size)): sent.etag}, resumed=sent.resumed,
+                      sent_digests=sent.digests)
 
     def delete(self, op: Operation) -> None:
         try:

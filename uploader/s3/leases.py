@@ -152,7 +152,7 @@ class Leases:
         with self._lock:
             own = next((record for record in self.ours.uploads.values() if record.key == key), None)
         if own is not None:  # an earlier attempt of this run: its stored parts are checked and kept
-            if (own.sha256, own.size, own.part_size) == (sha256, size, part_size):
+            if _may_hold(own, sha256, size, part_size):
                 return own
             self._abort(key, own.upload_id, "the file changed since")
             self.finished(own.upload_id)
@@ -165,10 +165,10 @@ class Leases:
                                       " this file right now; let it finish (or pass --take-over if it is gone)")
             if record is None:
                 continue  # not ours to resume (another tool's): aborted once it is old
-            if resumable is None and (record.sha256, record.size, record.part_size) == (sha256, size, part_size):
+            if resumable is None and _may_hold(record, sha256, size, part_size):
                 resumable = record
             else:
-                reason = "the file changed since" if record.sha256 != sha256 else "another part size"
+                reason = "another part size" if record.part_size != part_size else "the file changed since"
                 self._abort(key, record.upload_id, reason)
         if resumable is not None:
             self.started(resumable)
@@ -288,6 +288,14 @@ class Leases:
                         self._write()
             except Exception as exc:  # the next beat tries again; a lease that goes stale only invites a take-over
                 log.warning("warning: could not refresh this run's lease (%s)", exc)
+
+
+def _may_hold(record: UploadRecord, sha256: str, size: int, part_size: int) -> bool:
+    """Whether an unfinished upload may hold parts of this file: its size and part size, and its SHA-256 where
+    both are known (an upload that hashes what it sends knows it only at the end). Each part it holds is
+    checked against the local part's MD5 before it is kept."""
+    same_hash = not sha256 or not record.sha256 or record.sha256 == sha256
+    return (record.size, record.part_size) == (size, part_size) and same_hash
 
 
 def _gone(lease: Lease) -> bool:

@@ -23,7 +23,7 @@ import urllib.request
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlsplit
@@ -46,11 +46,12 @@ PART_PARAMS = ("RequestPayer",)
 
 @dataclass(frozen=True)
 class Body:
-    """Bytes of a local file: `length` bytes from `offset`."""
+    """Bytes of a local file: `length` bytes from `offset` (`data`: those bytes, already read)."""
 
     path: Path
     offset: int
     length: int
+    data: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class Sent:
     etag: str
     encryption: str = ""  # x-amz-server-side-encryption, e.g. "aws:kms" (then the ETag is not an MD5)
     resumed: int = 0  # bytes an earlier attempt or run had already stored (a resumed multipart upload)
+    digests: Mapping[str, str] = field(default_factory=dict)  # of the file, computed from the bytes sent
 
 
 class TransportError(Exception):
@@ -194,7 +196,7 @@ class CrtTransport:
               progress: Callable[[int], None], operation: str, whole_file: bool = False) -> Future[Sent]:
         headers = [("Host", self._host), ("Content-Length", str(body.length)), ("Content-MD5", md5_b64)]
         headers += _object_headers(params)
-        stream = None if whole_file else _FileSlice(body)
+        stream = None if whole_file else io.BytesIO(body.data) if body.data is not None else _FileSlice(body)
         request = self._http.HttpRequest("PUT", f"{self._path}{quote(key, safe='/~')}{query}",
                                          self._http.HttpHeaders(headers), stream)
         answer: Future[Sent] = Future()
@@ -347,7 +349,7 @@ class Boto3Transport:
 
         with open(body.path, "rb") as handle:
             handle.seek(body.offset)
-            data = handle.read(body.length)
+            data = body.data if body.data is not None else handle.read(body.length)
         if len(data) != body.length:
             raise TransportError("", f"the file ended {body.length - len(data)} bytes early: it shrank while"
                                  " being sent")

@@ -103,7 +103,7 @@ class InPlaceUpdates:
         if self.objects.sse:
             kept.pop("SSEKMSKeyId", None)  # the key of the encryption it had, not of the one asked for
         extra = {**kept, **grants, "MetadataDirective": "REPLACE", "ContentType": content_type(file.name),
-                 "Metadata": {**head.get("Metadata", {}), SHA256_META: sha256},
+                 "Metadata": {**head.get("Metadata", {}), **({SHA256_META: sha256} if sha256 else {})},
                  "CopySourceIfMatch": head["ETag"],  # the object compared, not one written meanwhile
                  **self.objects.put_params(catalog=False)}
         source: Any = {"Bucket": bucket, "Key": key}
