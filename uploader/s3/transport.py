@@ -46,12 +46,11 @@ PART_PARAMS = ("RequestPayer",)
 
 @dataclass(frozen=True)
 class Body:
-    """Bytes of a local file: `length` bytes from `offset` (`data`: those bytes, already read)."""
+    """Bytes of a local file: `length` bytes from `offset`."""
 
     path: Path
     offset: int
     length: int
-    data: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -196,7 +195,7 @@ class CrtTransport:
               progress: Callable[[int], None], operation: str, whole_file: bool = False) -> Future[Sent]:
         headers = [("Host", self._host), ("Content-Length", str(body.length)), ("Content-MD5", md5_b64)]
         headers += _object_headers(params)
-        stream = None if whole_file else io.BytesIO(body.data) if body.data is not None else _FileSlice(body)
+        stream = None if whole_file else _FileSlice(body)
         request = self._http.HttpRequest("PUT", f"{self._path}{quote(key, safe='/~')}{query}",
                                          self._http.HttpHeaders(headers), stream)
         answer: Future[Sent] = Future()
@@ -349,7 +348,7 @@ class Boto3Transport:
 
         with open(body.path, "rb") as handle:
             handle.seek(body.offset)
-            data = body.data if body.data is not None else handle.read(body.length)
+            data = handle.read(body.length)
         if len(data) != body.length:
             raise TransportError("", f"the file ended {body.length - len(data)} bytes early: it shrank while"
                                  " being sent")

@@ -9,9 +9,13 @@ it is sent, so every body in flight, parts and whole small files alike,
 counts against one budget of bytes, which bounds memory whatever --n-jobs is.
 
 A multipart upload whose part MD5s are not known yet (a first upload: the
-key is not on the store, nothing is cached) reads the file once: each part
-is read, its MD5 (the Content-MD5) and the whole file's SHA-256 computed
-from those bytes, and the same bytes sent. Its object then carries no
+key is not on the store, nothing is cached) hashes its parts as it sends
+them, instead of reading the whole file first: each part is read, its MD5
+(the Content-MD5) and the whole file's SHA-256 computed from those bytes,
+and the part is sent right after (the transport reads it again, from the
+page cache: holding the bytes instead cost 80 MiB of memory; bytes that
+changed in between do not match the Content-MD5, and the store refuses
+them). Its object then carries no
 SHA-256 metadata (it is known only after CreateMultipartUpload): its
 multipart ETag at the fixed part size, the MD5 of the part MD5s, identifies
 the content, and the digests computed while sending are handed back for the
@@ -185,7 +189,7 @@ class ObjectWriter:
     def _read_and_send_parts(self, reading: _PartsRead, key: str, upload_id: str, params: Mapping[str, Any],
                              stored: dict[int, str], progress: Callable[[int], None],
                              stop: threading.Event) -> list[str]:
-        """Each part read once, in order: hashed, kept if the unfinished upload holds it, else sent from memory."""
+        """Each part read in order: hashed, kept if the unfinished upload holds it, else sent."""
         sending: dict[int, Future[Sent]] = {}
         failed = threading.Event()
 
@@ -199,7 +203,7 @@ class ObjectWriter:
                 if failed.is_set():
                     break  # a part failed: send no more of this file
                 length = reading.length(number)
-                self._budget.take(length, stop)  # the part is held in memory until it is sent
+                self._budget.take(length, stop)
                 body, md5_hex = reading.part(number)
                 if stored.get(number) == md5_hex:
                     reading.kept.append(number)
@@ -215,8 +219,8 @@ class ObjectWriter:
 class _PartsRead:
     """A file read part by part, in order: each part's MD5 and the whole file's SHA-256 from the bytes read.
 
-    The SHA-256 of a part goes on in a helper thread while this one takes its MD5 (hashlib lets go of the
-    interpreter lock): the two hashes of an 8 MiB part side by side, on two cores.
+    The SHA-256 of a part goes on in a helper thread while the next part is read and its MD5 taken (hashlib
+    lets go of the interpreter lock): two hashes side by side on two cores, in two buffers used in turn.
     """
 
     def __init__(self, file: LocalFile, size: int) -> None:
@@ -228,6 +232,8 @@ class _PartsRead:
         self._sha256 = hashlib.sha256()
         self._fd = -1
         self._helper = ThreadPoolExecutor(1, thread_name_prefix="sha256")
+        self._buffers = [bytearray(min(size, file.size)) for _ in range(2 if file.size > size else 1)]
+        self._hashing: list[Future[None] | None] = [None] * len(self._buffers)
 
     def __enter__(self) -> _PartsRead:
         self._fd = os.open(self.file.path, os.O_RDONLY | os.O_CLOEXEC)
@@ -241,15 +247,18 @@ class _PartsRead:
         return min(self.size, self.file.size - (number - 1) * self.size)
 
     def part(self, number: int) -> tuple[Body, str]:
-        """Part `number` (the next one) as a body held in memory, and its MD5."""
+        """Part `number` (the next one), and its MD5."""
         offset, length = (number - 1) * self.size, self.length(number)
-        data = os.pread(self._fd, length, offset)
-        if len(data) != length:
-            raise OSError(f"the file ended {length - len(data)} bytes early: it shrank while being sent")
-        self._helper.submit(self._sha256.update, data)  # in order: one helper thread
+        turn = number % len(self._buffers)
+        if (hashing := self._hashing[turn]) is not None:
+            hashing.result()  # the SHA-256 of the part read into this buffer before is done with it
+        data = memoryview(self._buffers[turn])[:length]
+        if os.preadv(self._fd, [data], offset) != length:
+            raise OSError("the file ended early: it shrank while being sent")
+        self._hashing[turn] = self._helper.submit(self._sha256.update, data)  # in order: one helper thread
         md5_hex = hashlib.md5(data).hexdigest()
         self._md5s.append(md5_hex)
-        return Body(self.file.path, offset, length, data), md5_hex
+        return Body(self.file.path, offset, length), md5_hex
 
     def digests(self) -> dict[str, str]:
         """The whole file's, once every part was read: what the hash cache keeps for the next run."""
