@@ -14,7 +14,6 @@ from tests.s3.test_addressing import answer_locally, aws_env  # noqa: F401 - aws
 from uploader.errors import UsageError
 from uploader.s3.access import FirstWrite
 from uploader.s3.backend import S3Backend
-from uploader.s3.client import S3Settings
 from uploader.s3.destination import S3Destination
 from uploader.s3.options import (
     ALL_USERS,
@@ -25,6 +24,7 @@ from uploader.s3.options import (
     same_kms_key,
     stored_values,
 )
+from uploader.s3.settings import S3Settings
 
 OWNER = {"ID": "owner-id", "Type": "CanonicalUser"}
 
@@ -83,7 +83,8 @@ def test_an_acl_is_given_again_as_grant_headers():
 
 
 def backend_with(objects: ObjectOptions) -> S3Backend:
-    return S3Backend(S3Destination("bucket", "p"), S3Settings(endpoint_url="https://s3.example.org"), objects)
+    return S3Backend(S3Settings(s3_dir=S3Destination("bucket", "p"), endpoint_url="https://s3.example.org",
+                                objects=objects))
 
 
 REFUSED = {"Error": {"Code": "AccessControlListNotSupported", "Message": "The bucket does not allow ACLs"},
@@ -92,7 +93,8 @@ REFUSED = {"Error": {"Code": "AccessControlListNotSupported", "Message": "The bu
 
 @pytest.mark.parametrize("operation", ["PutObject", "CreateMultipartUpload"])
 def test_object_options_the_store_refuses_stop_the_run_at_the_first_write(operation):
-    first = FirstWrite(S3Destination("bucket", "p"), S3Settings(), ObjectOptions(acl="public-read"))
+    where = S3Destination("bucket", "p")
+    first = FirstWrite(where, S3Settings(s3_dir=where), ObjectOptions({"--acl": "public-read"}))
 
     refused = first.failure(botocore.exceptions.ClientError(REFUSED, operation))  # type: ignore[arg-type]
 
@@ -103,7 +105,7 @@ def test_object_options_the_store_refuses_stop_the_run_at_the_first_write(operat
 
 
 def test_the_request_payer_goes_with_every_request_that_takes_it(aws_env):  # noqa: F811
-    backend = backend_with(ObjectOptions(request_payer="requester"))
+    backend = backend_with(ObjectOptions({"--request-payer": "requester"}))
     sent = answer_locally(backend.client)
     client, where = backend.client, {"Bucket": "bucket", "Key": "p/k"}
 
@@ -136,7 +138,7 @@ def test_after_an_update_an_sse_kms_etag_is_not_taken_for_an_md5(aws_env, tmp_pa
     path = tmp_path / "t.tsv"
     path.write_bytes(b"a\tb\n")
     file = LocalFile("t.tsv", path, 4, 0)
-    backend = backend_with(ObjectOptions(sse="aws:kms"))
+    backend = backend_with(ObjectOptions({"--sse": "aws:kms"}))
     head = {"ContentLength": 4, "ETag": '"0123456789abcdef0123456789abcdef"',
             "ContentType": "text/tab-separated-values", "ServerSideEncryption": "aws:kms",
             "Metadata": {"sha256": "f00d"}}

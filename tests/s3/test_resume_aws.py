@@ -132,7 +132,7 @@ def test_a_local_file_changed_since_resends_the_parts_that_changed(dataset, s3, 
     path.unlink()  # the fixture's file is shared by hard links
     path.write_bytes(bytes(content))
 
-    report, output = resume(dataset, s3, cli_env)
+    report, _ = resume(dataset, s3, cli_env)
 
     assert report["totals"]["bytes_resumed"] == sum(part["Size"] for part in held if part["PartNumber"] != 1)
     assert s3.get("genes_all.pmtiles") == bytes(content)

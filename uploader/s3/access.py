@@ -22,7 +22,6 @@ from uploader.errors import FileUploadError, RemoteError, UploaderError, UsageEr
 from uploader.s3.client import (
     INTEGRITY_CODES,
     TRANSIENT_CODES,
-    S3Settings,
     as_file_upload_error,
     is_auth_refusal,
     refusal_as_error,
@@ -30,6 +29,7 @@ from uploader.s3.client import (
 )
 from uploader.s3.destination import S3Destination
 from uploader.s3.options import ObjectOptions
+from uploader.s3.settings import S3Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
