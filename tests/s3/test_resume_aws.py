@@ -134,7 +134,8 @@ def test_a_local_file_changed_since_resends_the_parts_that_changed(dataset, s3, 
 
     report, _ = resume(dataset, s3, cli_env)
 
-    assert report["totals"]["bytes_resumed"] == sum(part["Size"] for part in held if part["PartNumber"] != 1)
+    kept = report["totals"]["bytes_resumed"]  # parts in flight at the interrupt may have been stored since
+    assert sum(part["Size"] for part in held if part["PartNumber"] != 1) <= kept <= path.stat().st_size - 8 * MiB
     assert s3.get("genes_all.pmtiles") == bytes(content)
     assert s3.multipart_uploads() == []
 

@@ -42,7 +42,7 @@ from uploader.engine.backend import Backend
 from uploader.engine.operations import Action, Operation, RemoteFile, Status, Stored
 from uploader.engine.progress import Progress
 from uploader.errors import CatalogInPlace, CatalogWaits, FileUploadError, RemoteError, UploaderError
-from uploader.local.hashing import Cancelled, HashCache, digests, is_digest_name
+from uploader.local.hashing import Cancelled, HashCache, cached_digests, digests, is_digest_name
 from uploader.local.plan import Dataset, LocalFile
 
 INTEGRITY_ATTEMPTS = 3  # a file whose bytes arrived wrong is sent again; HTTP-level retries are the backend's
@@ -169,7 +169,7 @@ class Executor:
             raise FileUploadError("the file changed on disk during the run; re-run to upload its new content")
         try:
             with self.liveness.working():
-                op.digests.update(digests(file, self.backend.digests_to_send(file), self.cache, self.stop))
+                op.digests.update(self._digests_to_send(op, file))
         except Cancelled:
             raise FileUploadError("interrupted") from None
         except OSError as exc:
@@ -179,6 +179,13 @@ class Executor:
             if op.recheck:
                 self._decide_again(op, listing)
         return _as_optional(self.backend.start_send(op, op.digests, attempt.advance, self.stop))
+
+    def _digests_to_send(self, op: Operation, file: LocalFile) -> dict[str, str]:
+        """What the backend needs before sending; on a first upload, what it hashes while sending is not read."""
+        wanted = self.backend.digests_to_send(file)
+        if op.action is Action.UPLOAD and set(wanted) <= set(self.backend.digests_while_sending(file)):
+            return cached_digests(file, wanted, self.cache) or {}
+        return digests(file, wanted, self.cache, self.stop)
 
     def complete(self, attempt: _Attempt, outcome: Future[Stored | None]) -> _Attempt | None:
         """In the completing thread: verify and record the outcome; the next attempt if one is worth it."""

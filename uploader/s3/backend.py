@@ -103,8 +103,14 @@ class S3Backend:
         return self.s3_dir.key(dataset, name)
 
     def digests_to_send(self, file: LocalFile) -> tuple[str, ...]:
-        # A multipart upload reads its parts once, hashing what it sends (writer.py), unless they are known.
-        return () if is_multipart(file.size) else ("sha256", part_md5_name(part_size(file.size)))
+        return "sha256", part_md5_name(part_size(file.size))
+
+    def digests_while_sending(self, file: LocalFile) -> tuple[str, ...]:
+        """A first multipart upload hashes its parts as it sends them (writer.py), unless SSE-KMS is asked for:
+        then the ETag vouches for nothing, and the SHA-256 must go with CreateMultipartUpload."""
+        if not is_multipart(file.size) or self.objects.given.get("--sse", "").startswith("aws:kms"):
+            return ()
+        return self.digests_to_send(file)
 
     def check_access(self, plan: UploadPlan, *, dry_run: bool) -> None:
         """Beside the first listing (round trips on a WAN): the bucket, and whose the unfinished uploads are.
@@ -236,6 +242,8 @@ class S3Backend:
                 self.writer.abandon(op.destination)  # the run stops for its access: nothing of it to resume
             raise failure from None
         self.first_write.stored()
+        if sent.encryption.startswith("aws:kms") and sent.digests:  # a bucket's default SSE-KMS: the ETag vouches
+            self.updates.add_sha256(op.destination, file, sent.digests["sha256"])  # for nothing; the SHA-256 will
         if head or sent.encryption.startswith("aws:kms"):
             return replace(self._stored_as_headed(op.destination, file), resumed=sent.resumed,
                            sent_digests=sent.digests)

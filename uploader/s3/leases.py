@@ -187,6 +187,9 @@ class Leases:
             self.ours.uploads.pop(upload_id, None)
             for remaining in self._handed_over.values():
                 remaining.discard(upload_id)
+            late = self._stopped.is_set() and self._written and not self.ours.uploads
+        if late:  # finished after the run released its lease (a send still winding down): nothing left to name
+            self.release()
 
     # -- at the end ----------------------------------------------------------------------------------
 
