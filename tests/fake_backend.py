@@ -35,10 +35,11 @@ class InMemoryBackend(SendsInThreads):
     """A remote that is a dict of name -> bytes (see backend.Backend)."""
 
     def __init__(self, *, restart_empties_remote: bool = False, catalogs_go_live: bool = True,
-                 faults: Faults | None = None, sha256_on_request: bool = False,
+                 holds_only_the_plan: bool = False, faults: Faults | None = None, sha256_on_request: bool = False,
                  object_options: Mapping[str, str] | None = None) -> None:
         self.restart_empties_remote = restart_empties_remote
         self.catalogs_go_live = catalogs_go_live
+        self.holds_only_the_plan = holds_only_the_plan
         # The backend's own options the decisions read (see backend.Backend).
         self.overwrite = False
         self.deletes_unnamed = False
@@ -49,6 +50,7 @@ class InMemoryBackend(SendsInThreads):
         self.sha256_on_request = sha256_on_request
         self.objects: dict[str, bytes] = {}
         self.object_options = dict(object_options or {})  # what every send stores with the object (--acl, ...)
+        self.archive_headers: dict[str, str] = {}  # what readers depend on in a .pmtiles (as S3's Content-Encoding)
         self.options: dict[str, dict[str, str]] = {}  # name -> the options it is stored with
         self.requests_for_options = 0
         self.events: list[tuple[str, str]] = []
@@ -89,6 +91,9 @@ class InMemoryBackend(SendsInThreads):
             self.requests_for_options += 1
             held = self.options.get(remote.name, {})
         return {name: held[name] for name in wanted if name in held}
+
+    def published_headers(self, file: LocalFile) -> dict[str, str]:
+        return dict(self.archive_headers) if file.name.endswith(".pmtiles") else {}
 
     def read(self, remote: RemoteFile) -> bytes:
         self.events.append(("read", remote.name))

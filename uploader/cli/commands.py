@@ -15,12 +15,21 @@ from uploader.engine.operations import Status
 from uploader.engine.progress import progress_factory
 from uploader.engine.readiness import ReaderCheck, Readiness
 from uploader.engine.report import failure_lines, print_plan, report_document, share_line, summary, write_report
-from uploader.engine.runner import RunResult, exit_status, run
+from uploader.engine.runner import RunResult, run
 from uploader.engine.settings import RunSettings
 from uploader.errors import ExitStatus
-from uploader.local.hashing import HashCache
+from uploader.local.catalog import load_catalog
+from uploader.local.hash_cache import HashCache
 from uploader.local.markers import marker_paths, write_markers
-from uploader.local.plan import UploadPlan, plan_collection, plan_from_catalog, plan_from_names, regular_files_in
+from uploader.local.plan import (
+    CATALOG_NAME,
+    Dataset,
+    UploadPlan,
+    plan_collection,
+    plan_from_catalog,
+    plan_from_names,
+    regular_files_in,
+)
 from uploader.local.shards import take_share
 
 if TYPE_CHECKING:
@@ -47,24 +56,50 @@ def upload_aws(run: RunSettings, settings: S3Settings, resume_command: str) -> E
 
 def upload_zenodo(run: RunSettings, settings: ZenodoSettings, resume_command: str) -> ExitStatus:
     """Publish a dataset (its catalog's files, a whole directory, or named files) into a Zenodo deposition."""
-    from uploader.zenodo.backend import ZenodoBackend, without_empty_files
+    from uploader.zenodo.backend import ZenodoBackend, is_sandbox
 
-    if settings.files.method == "catalog":
-        dataset = plan_from_catalog(run.in_dir, run.catalog_path)
-    elif settings.files.method == "all":
-        dataset = plan_from_names(run.in_dir, regular_files_in(run.in_dir), f"--in-dir {run.in_dir}")
-        dataset, empty = without_empty_files(dataset)
-        if empty and not run.quiet:
-            say(f"note: leaving out {len(empty)} empty file(s), which Zenodo refuses: {', '.join(empty[:5])}"
-                + (", ..." if len(empty) > 5 else ""))
-    else:
-        dataset = plan_from_names(run.in_dir, settings.files.names, "--files")
+    dataset = zenodo_dataset(run, settings)
     backend = ZenodoBackend(settings, run.n_jobs)
     where = f"{settings.api_url} deposition {settings.deposition_id or '(new)'}"
-    # cartloader marks only its catalog method's uploads (its pipeline's), and so do we.
-    markers = "zenodo" if settings.files.method == "catalog" else ""
-    return execute(UploadPlan((dataset,)), backend, run, resume_command, where, notes=settings.notes,
-                   markers=markers)
+    notes = settings.notes
+    # cartloader marks only its catalog method's uploads (its pipeline's), and so do we; never for the sandbox:
+    # a trial there must not make the pipeline skip the real upload.
+    catalog_method = settings.files.method == "catalog"
+    markers = "zenodo" if catalog_method and not is_sandbox(settings.api_url) else ""
+    if catalog_method and not markers and not run.no_markers:
+        notes += ("no cartload.zenodo.done markers written: this is Zenodo's sandbox, and cartloader's pipeline"
+                  " would read them as a finished upload to zenodo.org",)
+    return execute(UploadPlan((dataset,)), backend, run, resume_command, where, notes=notes, markers=markers)
+
+
+def zenodo_dataset(run: RunSettings, settings: ZenodoSettings) -> Dataset:
+    """The files upload_zenodo sends: the catalog's, every regular file of --in-dir (all), or those named.
+
+    A catalog.yaml among them must be valid whatever the method: it is refused before anything is sent.
+    """
+    from uploader.zenodo.backend import without_empty_files
+
+    method = settings.files.method
+    if method == "catalog":
+        return plan_from_catalog(run.in_dir, run.catalog_path)
+    names = regular_files_in(run.in_dir) if method == "all" else list(settings.files.names)
+    dataset = plan_from_names(run.in_dir, names, f"--in-dir {run.in_dir}" if method == "all" else "--files")
+    for file in dataset.files:
+        if file.name == CATALOG_NAME:
+            load_catalog(file.path)
+    if method == "all":
+        dataset, empty = without_empty_files(dataset)
+        folders = sorted(entry.name for entry in run.in_dir.iterdir() if entry.is_dir())
+        if empty and not run.quiet:
+            say(f"note: leaving out {len(empty)} empty file(s), which Zenodo refuses: {_few(empty)}")
+        if folders and not run.quiet:
+            say(f"note: leaving out {len(folders)} sub-directory(ies): Zenodo has no folders, and"
+                f" --upload-method all sends the files directly in --in-dir: {_few(folders)}")
+    return dataset
+
+
+def _few(names: list[str], shown: int = 5) -> str:
+    return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
 
 
 def execute(plan: UploadPlan, backend: Backend, common: RunSettings, resume_command: str, destination: str, *,
@@ -79,25 +114,14 @@ def execute(plan: UploadPlan, backend: Backend, common: RunSettings, resume_comm
     if not common.quiet:
         for warning in warnings:
             say(f"warning: {warning}")
-    cache = HashCache.default()
-    if cache.notice and not common.quiet:
-        say(f"note: {cache.notice}")
-    cache.preload(file for dataset in plan.datasets for file in (*dataset.all_files, *dataset.checked_only))
-    try:
-        result = run(plan, backend, common, cache, progress_factory(common.quiet, common.no_progress))
-    finally:
-        cache.close()
+    result = run_with_hash_cache(plan, backend, common)
     if more := backend.resume_options():  # e.g. the id of a deposition the run made
         resume_command = f"{resume_command} {shlex.join(more)}"
     result.notes[:0] = [f"note: {note}" for note in notes]
     if plan.share is not None and not result.dry_run:  # a dry run prints it atop the plan
         result.notes.insert(0, share_line(plan.share))
     if markers and result.ok and not result.dry_run and not common.no_markers:
-        published = frozenset(op.dataset.subdir for op in result.ops if op.is_catalog and op.file is not None
-                              and op.status in (Status.UPLOADED, Status.SKIPPED))
-        notice = write_markers(marker_paths(plan, markers, published))
-        if notice:
-            result.notes.append(notice)
+        mark_done(plan, result, markers)
     readiness = check_readers(readers, result)
     if common.report:
         write_report(common.report, report_document(result, resume_command, destination, warnings, readiness,
@@ -109,7 +133,28 @@ def execute(plan: UploadPlan, backend: Backend, common: RunSettings, resume_comm
                 say(line)
     else:
         tell_outcome(result, common.quiet, resume_command, readiness)
-    return exit_status(result, readiness)
+    return result.final_status(readiness)
+
+
+def run_with_hash_cache(plan: UploadPlan, backend: Backend, common: RunSettings) -> RunResult:
+    """The run, with the user's hash cache open around it (and its notice told)."""
+    cache = HashCache.default()
+    if cache.notice and not common.quiet:
+        say(f"note: {cache.notice}")
+    cache.preload(file for dataset in plan.datasets for file in (*dataset.all_files, *dataset.checked_only))
+    try:
+        return run(plan, backend, common, cache, progress_factory(common.quiet, common.no_progress))
+    finally:
+        cache.close()
+
+
+def mark_done(plan: UploadPlan, result: RunResult, markers: str) -> None:
+    """cartloader's marker files of each published dataset, where its pipeline looks for them."""
+    published = frozenset(op.dataset.subdir for op in result.ops if op.is_catalog and op.file is not None
+                          and op.status in (Status.UPLOADED, Status.SKIPPED))
+    notice = write_markers(marker_paths(plan, markers, published))
+    if notice:
+        result.notes.append(notice)
 
 
 def check_readers(readers: ReaderCheck | None, result: RunResult) -> Readiness | None:
@@ -136,6 +181,8 @@ def tell_outcome(result: RunResult, quiet: bool, resume_command: str, readiness:
     if not quiet:
         for line in result.notes:
             say(line)
+        for line in updated_lines(result):
+            say(line)
         say(summary(result))
     for catalog in result.offline:
         say(f"offline: {catalog} was withdrawn before files it names were replaced, and the new catalog is not"
@@ -156,6 +203,17 @@ def tell_outcome(result: RunResult, quiet: bool, resume_command: str, readiness:
             say(f"uploaded, but {readiness.problem}")
 
 
+def updated_lines(result: RunResult) -> list[str]:
+    """What was set in place on objects already there (e.g. a Content-Encoding another tool stored, removed)."""
+    updated = [op for op in result.ops if op.status is Status.UPDATED]
+    lines = [f"updated in place: {op.destination}: {op.reason.removeprefix('update in place: ')}"
+             for op in updated[:UPDATED_SHOWN]]
+    if len(updated) > UPDATED_SHOWN:
+        lines.append(f"updated in place: {len(updated) - UPDATED_SHOWN} more likewise (--report FILE lists them)")
+    return lines
+
+
+UPDATED_SHOWN = 10
 WAITING_SHOWN = 10  # a worker that finishes first may leave hundreds of a collection's catalogs to the others
 
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from uploader import __version__
 from uploader.cli.command_line import CommandSpec, asks_for_help, is_option_word, read_command_line
-from uploader.errors import ExitStatus, UploaderError, UsageError
+from uploader.errors import ExitStatus, UploaderError, UsageError, exit_status
 from uploader.redact import redact
 
 if TYPE_CHECKING:
@@ -155,8 +155,11 @@ Options:
 ZENODO_USAGE = """Upload a cartload output directory to a Zenodo deposition.
 
 Files already in the deposition with the same MD5 are kept; changed ones are
-replaced; catalog.yaml comes last. Nothing is published unless --publish is
-given and every file succeeded.
+replaced; with --upload-method catalog or all, files the dataset does not have
+are removed; catalog.yaml comes last. Nothing is published unless --publish is
+given and every file succeeded. Without --zenodo-id, a run goes on with the
+deposition this command made before (or a draft holding only this dataset's
+files), else makes a new one: never another dataset's draft of the same title.
 
 Usage:
   cartload-uploader upload_zenodo --in-dir DIR [options] [--creators NAME]... [--files NAME]... [--in-list NAME]...
@@ -180,7 +183,7 @@ Options:
                                 name or its absolute path.
   --in-list NAME                Deprecated: with --upload-method user_list, the same as --files.
   --title TEXT                  Title (needed for a new deposition).
-  --creators NAME               "Family, Given" (or several separated with ;).
+  --creators NAME               "Family, Given", one comma (or several separated with ;).
   --description TEXT            Description (HTML allowed). A new deposition without one gets
                                 cartloader's "No description provided." so that it can be published.
   --upload-type TYPE            dataset, software, publication, poster, presentation, image, video,
@@ -272,13 +275,15 @@ def main(argv: list[str] | None = None, invoked_as: str | None = None) -> int:
         _print_error(exc)
         if isinstance(exc, UsageError):
             print(help_hint, file=sys.stderr)
-        _report_failure(args, resume, exc.exit_status, exc.message, problems=getattr(exc, "problems", None))
-        return exc.exit_status
+        status = exit_status(error=exc)
+        _report_failure(args, resume, status, exc.message, problems=getattr(exc, "problems", None))
+        return status
     except KeyboardInterrupt:
         message = "interrupted before any upload started; nothing was changed"
         print(message, file=sys.stderr)
-        _report_failure(args, resume, ExitStatus.INTERRUPTED, message, interrupted=True)
-        return ExitStatus.INTERRUPTED
+        status = exit_status(interrupted=True)
+        _report_failure(args, resume, status, message, interrupted=True)
+        return status
 
 
 def _report_failure(args: dict[str, Any], resume: str, status: int, message: str, *, interrupted: bool = False,

@@ -26,6 +26,9 @@ class Backend(Protocol):
     # True: a catalog on the remote is read by the public the moment it is there (S3); False: nothing is public
     # before finish() (a Zenodo draft). A live catalog is withdrawn while files it names are replaced.
     catalogs_go_live: bool
+    # True: the remote must end with exactly the planned files (a Zenodo record), so each remote file the plan
+    # does not name is deleted before anything is sent; False: other remote files stay (unless --delete).
+    holds_only_the_plan: bool
 
     # What the decisions and the executor need of the backend's own options, read from its settings:
 
@@ -73,6 +76,11 @@ class Backend(Protocol):
 
         Asked only for options given on the run; a value equal to the wanted one means nothing to update.
         """
+
+    def published_headers(self, file: LocalFile) -> dict[str, str]:
+        """Headers readers depend on that this tool publishes `file` with ("" for none), e.g. no Content-Encoding
+        on a PMTiles archive. An unchanged remote copy holding other values is updated in place, asked with
+        stored_options on every run (a request each): {} for a file whose headers readers do not depend on."""
 
     def read(self, remote: RemoteFile) -> bytes:
         """The content of a small remote file (a published catalog)."""

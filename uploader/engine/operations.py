@@ -1,7 +1,7 @@
 """What a run does with each file, and what became of it: the runner's side of the plan.
 
 The plan (plan.py) says which local files make up a dataset; comparing them
-with the remote (compare.py) turns each into an Operation with an Action and
+with the remote (decide.py) turns each into an Operation with an Action and
 a reason. `--dry-run` prints these operations, the runner executes them and
 records each one's Status, and the report and progress display read them.
 """
@@ -23,6 +23,7 @@ class RemoteFile:
     size: int
     digests: Mapping[str, str] = field(default_factory=dict)  # what the remote vouches for, by digest name
     handle: str = ""  # the backend's own reference to it (e.g. a Zenodo file id)
+    origin: str = ""  # where it came from, for messages (e.g. "in version 1": a file a new Zenodo version inherited)
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from uploader.local.hashing import part_md5_name
+from uploader.local.digests import part_md5_name
 from uploader.local.plan import LocalFile
 from uploader.s3.leases import Leases, UploadRecord
 from uploader.s3.transport import Body, Sent, Transport, TransportError
