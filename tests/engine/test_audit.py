@@ -9,11 +9,11 @@ import pytest
 from tests.fake_backend import InMemoryBackend
 from tests.pmtiles_files import pmtiles_bytes
 from uploader.engine.audit import FileAudit, Verdict, audit
-from uploader.engine.compare import content_proof
+from uploader.engine.decide import disagreeing_digest, vouched
 from uploader.engine.progress import Progress
 from uploader.engine.runner import run
 from uploader.engine.settings import RunSettings
-from uploader.local.hashing import HashCache
+from uploader.local.hash_cache import HashCache
 from uploader.local.plan import UploadPlan, plan_from_catalog
 
 
@@ -47,12 +47,11 @@ def published(data_dir: Path) -> InMemoryBackend:
 
 
 def test_every_digest_the_remote_vouches_for_must_agree():
+    """The audit judges by decide.py's one rule (the same the upload skips by)."""
     local = {"md5": "aa", "sha256": "bb"}
-    assert content_proof({"md5": "aa"}, local) == "md5"
-    assert content_proof({"md5": "aa", "sha256": "bb"}, local) == "md5"
-    assert content_proof({"md5": "aa", "sha256": "xx"}, local) is None  # one agreeing digest is not enough
-    assert content_proof({"md5parts:8": "aa"}, local) is None  # nothing shared: nothing proven
-    assert content_proof({}, local) is None
+    assert disagreeing_digest({"md5": "aa", "sha256": "bb"}, local) is None
+    assert disagreeing_digest({"md5": "aa", "sha256": "xx"}, local) == "sha256"  # one agreeing is not enough
+    assert vouched({"handle": "x", "md5": "aa"}) == {"md5": "aa"}
 
 
 def test_an_equal_remote_is_the_same_by_its_listing_alone(data_dir, published):

@@ -16,7 +16,7 @@ from uploader.engine.progress import Progress
 from uploader.engine.runner import RunResult, run
 from uploader.engine.settings import RunSettings
 from uploader.errors import ExitStatus
-from uploader.local.hashing import HashCache
+from uploader.local.hash_cache import HashCache
 from uploader.local.plan import UploadPlan, plan_from_catalog
 
 CATALOG = "id: ds\nassets:\n  sge: {all: a.pmtiles}\n  t: t.tsv\n  u: u.tsv\n"
@@ -106,6 +106,34 @@ def test_a_digest_that_costs_a_request_is_asked_for_only_when_the_listing_does_n
     assert set(statuses(result).values()) == {Status.SKIPPED}
     assert backend.requests_for_digests == 4
     assert {op.reason for op in result.ops} == {"unchanged (same size and SHA-256)"}
+
+
+class TwoDigestListing(InMemoryBackend):
+    """A listing that vouches for an MD5 and a SHA-256 of t.tsv: the SHA-256 the one given (None: the right one)."""
+
+    def __init__(self, sha256_of_t: str | None) -> None:
+        super().__init__()
+        self.sha256_of_t = sha256_of_t
+
+    def remote_files(self, dataset):  # type: ignore[no-untyped-def]
+        listing = super().remote_files(dataset)
+        held = listing["t.tsv"]
+        sha256 = self.sha256_of_t or hashlib.sha256(self.objects["t.tsv"]).hexdigest()
+        listing["t.tsv"] = type(held)(held.name, held.size, {**held.digests, "sha256": sha256})
+        return listing
+
+
+def test_a_file_is_unchanged_only_when_every_digest_the_remote_vouches_for_agrees(data_dir):
+    agreeing = TwoDigestListing(sha256_of_t=None)
+    agreeing.objects["t.tsv"] = (data_dir / "t.tsv").read_bytes()
+    one_differs = TwoDigestListing(sha256_of_t="0" * 64)  # the MD5 agrees, the SHA-256 does not
+    one_differs.objects["t.tsv"] = (data_dir / "t.tsv").read_bytes()
+
+    same = next(op for op in upload(data_dir, agreeing, dry_run=True).ops if op.destination == "t.tsv")
+    replaced = next(op for op in upload(data_dir, one_differs, dry_run=True).ops if op.destination == "t.tsv")
+
+    assert (same.action, same.reason) == (Action.SKIP, "unchanged (same size and MD5)")
+    assert (replaced.action, replaced.reason) == (Action.REPLACE, "content differs (same size)")
 
 
 def test_dry_run_decides_and_writes_nothing(data_dir):

@@ -9,18 +9,18 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from uploader.engine.backend import Backend
 from uploader.engine.operations import Status
 from uploader.engine.progress import progress_factory
 from uploader.engine.readiness import ReaderCheck, Readiness
 from uploader.engine.report import failure_lines, print_plan, report_document, share_line, summary, write_report
-from uploader.engine.runner import RunResult, exit_status, run
+from uploader.engine.runner import RunResult, run
 from uploader.engine.settings import RunSettings
 from uploader.errors import ExitStatus
 from uploader.local.catalog import Group, load_catalog
-from uploader.local.hashing import HashCache
+from uploader.local.hash_cache import HashCache
 from uploader.local.markers import marker_paths, write_markers
 from uploader.local.plan import (
     CATALOG_NAME,
@@ -67,7 +67,17 @@ def upload_zenodo(run: RunSettings, settings: ZenodoSettings, resume_command: st
     if catalog_method and not markers and not run.no_markers:
         notes += ("no cartload.zenodo.done markers written: this is Zenodo's sandbox, and cartloader's pipeline"
                   " would read them as a finished upload to zenodo.org",)
-    return execute(UploadPlan((dataset,)), backend, run, resume_command, where, notes=notes, markers=markers)
+    return execute(UploadPlan((dataset,)), backend, run, resume_command, where, notes=notes, markers=markers,
+                   record=backend.record_summary)
+
+
+class RecordOutcome(Protocol):
+    def lines(self) -> list[str]: ...
+    def report(self) -> dict[str, Any]: ...
+
+
+class RecordSummary(Protocol):
+    def __call__(self, *, dry_run: bool) -> RecordOutcome: ...
 
 
 def zenodo_dataset(run: RunSettings, files: FilesToUpload) -> Dataset:
@@ -109,40 +119,35 @@ def aws_plan(run: RunSettings, in_list: Path | None, groups: frozenset[Group]) -
 
 
 def execute(plan: UploadPlan, backend: Backend, common: RunSettings, resume_command: str, destination: str, *,
-            notes: tuple[str, ...] = (), markers: str = "", readers: ReaderCheck | None = None) -> ExitStatus:
+            notes: tuple[str, ...] = (), markers: str = "", readers: ReaderCheck | None = None,
+            record: RecordSummary | None = None) -> ExitStatus:
     """Run a plan against a backend and tell the user what happened; the shared tail of every command.
 
     `notes` are told with the summary; `markers` names cartloader's marker files to write after
     a success ('aws', 'zenodo', or '' for none); `readers` checks, after a successful run, that the
-    readers of what was published can use it (e.g. the web viewer): its verdict is reported apart.
+    readers of what was published can use it (e.g. the web viewer): its verdict is reported apart;
+    `record` tells about the record itself (a Zenodo record's license, DOI, communities): its lines are told
+    with the summary and its facts are the report's `record`.
     """
     warnings = [warning for dataset in plan.datasets for warning in dataset.warnings]
     if not common.quiet:
         for warning in warnings:
             say(f"warning: {warning}")
-    cache = HashCache.default()
-    if cache.notice and not common.quiet:
-        say(f"note: {cache.notice}")
-    cache.preload(file for dataset in plan.datasets for file in (*dataset.all_files, *dataset.checked_only))
-    try:
-        result = run(plan, backend, common, cache, progress_factory(common.quiet, common.no_progress))
-    finally:
-        cache.close()
+    result = run_with_hash_cache(plan, backend, common)
     if more := backend.resume_options():  # e.g. the id of a deposition the run made
         resume_command = f"{resume_command} {shlex.join(more)}"
     result.notes[:0] = [f"note: {note}" for note in notes]
+    outcome = record(dry_run=result.dry_run) if record else None
+    if outcome is not None:
+        result.notes += outcome.lines()
     if plan.share is not None and not result.dry_run:  # a dry run prints it atop the plan
         result.notes.insert(0, share_line(plan.share))
     if markers and result.ok and not result.dry_run and not common.no_markers:
-        published = frozenset(op.dataset.subdir for op in result.ops if op.is_catalog and op.file is not None
-                              and op.status in (Status.UPLOADED, Status.SKIPPED))
-        notice = write_markers(marker_paths(plan, markers, published))
-        if notice:
-            result.notes.append(notice)
+        mark_done(plan, result, markers)
     readiness = check_readers(readers, result)
     if common.report:
         write_report(common.report, report_document(result, resume_command, destination, warnings, readiness,
-                                                    share=plan.share))
+                                                    share=plan.share, record=outcome.report() if outcome else None))
     if result.dry_run:
         print_plan(result.ops, share=plan.share)
         if not common.quiet:
@@ -150,7 +155,28 @@ def execute(plan: UploadPlan, backend: Backend, common: RunSettings, resume_comm
                 say(line)
     else:
         tell_outcome(result, common.quiet, resume_command, readiness)
-    return exit_status(result, readiness)
+    return result.final_status(readiness)
+
+
+def run_with_hash_cache(plan: UploadPlan, backend: Backend, common: RunSettings) -> RunResult:
+    """The run, with the user's hash cache open around it (and its notice told)."""
+    cache = HashCache.default()
+    if cache.notice and not common.quiet:
+        say(f"note: {cache.notice}")
+    cache.preload(file for dataset in plan.datasets for file in (*dataset.all_files, *dataset.checked_only))
+    try:
+        return run(plan, backend, common, cache, progress_factory(common.quiet, common.no_progress))
+    finally:
+        cache.close()
+
+
+def mark_done(plan: UploadPlan, result: RunResult, markers: str) -> None:
+    """cartloader's marker files of each published dataset, where its pipeline looks for them."""
+    published = frozenset(op.dataset.subdir for op in result.ops if op.is_catalog and op.file is not None
+                          and op.status in (Status.UPLOADED, Status.SKIPPED))
+    notice = write_markers(marker_paths(plan, markers, published))
+    if notice:
+        result.notes.append(notice)
 
 
 def check_readers(readers: ReaderCheck | None, result: RunResult) -> Readiness | None:

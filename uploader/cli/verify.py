@@ -21,7 +21,7 @@ from uploader.engine.readiness import Readiness
 from uploader.engine.report import write_report
 from uploader.engine.settings import RunSettings
 from uploader.errors import ExitStatus
-from uploader.local.hashing import HashCache
+from uploader.local.hash_cache import HashCache
 from uploader.local.plan import ALL_GROUPS, UploadPlan
 
 if TYPE_CHECKING:

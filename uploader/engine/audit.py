@@ -4,8 +4,8 @@ The dataset is the plan upload_* makes (plan.py); what is published is the
 remote's listing of each dataset (the backend's `remote_files`). Each
 planned file gets a verdict:
 - same: the same size, and equal content by the engine's one rule
-  (compare.content_proof: every digest the remote vouches for that can be
-  computed here agrees with the local file's). The listing's digests come
+  (decide.py's: the remote vouches for a digest, and every digest it vouches
+  for agrees with the local file's). The listing's digests come
   first (S3's ETag, Zenodo's MD5); when they tell nothing, one request more
   (S3's stored SHA-256); a catalog they leave unproven is read. With `deep`,
   every remote file is downloaded and hashed instead, and only those bytes
@@ -27,10 +27,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
-from uploader.engine.compare import content_proof, extra_remote_files
+from uploader.engine.decide import disagreeing_digest, extra_remote_files, vouched
 from uploader.engine.operations import RemoteFile
 from uploader.engine.settings import flag, option
-from uploader.local.hashing import HashCache, digest_files, is_digest_name
+from uploader.local.digests import digest_files
+from uploader.local.hash_cache import HashCache
 from uploader.local.plan import Dataset, LocalFile, UploadPlan
 
 
@@ -132,16 +133,14 @@ def _planned(plan: UploadPlan, remote: PublishedRemote,
 
 
 def _settle_by_digests(entries: list[FileAudit], remote: PublishedRemote, cache: HashCache, workers: int) -> None:
-    """Same size: the listing's digests decide; a request more where they tell nothing."""
-    jobs = [(_local(entry), [name for name in _remote(entry).digests if is_digest_name(name)])
-            for entry in entries]
+    """Same size: the listing's digests decide; a request more where they vouch for none."""
+    jobs = [(_local(entry), list(vouched(_remote(entry).digests))) for entry in entries]
     for entry, local in zip(entries, digest_files(jobs, cache, workers), strict=True):
-        vouched = dict(_remote(entry).digests)
-        if not any(name in local for name in vouched):
-            vouched = remote.digests_on_request(_remote(entry))
-            wanted = [name for name in vouched if is_digest_name(name)]
-            local = digest_files([(_local(entry), wanted)], cache, 1)[0] if wanted else {}
-        _judge(entry, vouched, local)
+        remote_digests = vouched(_remote(entry).digests)
+        if not remote_digests:
+            remote_digests = vouched(remote.digests_on_request(_remote(entry)))
+            local = digest_files([(_local(entry), list(remote_digests))], cache, 1)[0] if remote_digests else {}
+        _judge(entry, remote_digests, local)
 
 
 def _settle_by_download(entries: list[FileAudit], remote: PublishedRemote, cache: HashCache, workers: int,
@@ -154,20 +153,21 @@ def _settle_by_download(entries: list[FileAudit], remote: PublishedRemote, cache
     locals_ = digest_files([(_local(entry), [digest]) for entry in entries], cache, workers)
     with ThreadPoolExecutor(max(1, min(workers, len(entries))), thread_name_prefix="download") as pool:
         read = list(pool.map(lambda entry: remote.downloaded_digests(_remote(entry), [digest]), entries))
-    for entry, local, vouched in zip(entries, locals_, read, strict=True):
-        _judge(entry, vouched, local, downloaded=True)
+    for entry, local, remote_digests in zip(entries, locals_, read, strict=True):
+        _judge(entry, remote_digests, local, downloaded=True)
 
 
-def _judge(entry: FileAudit, vouched: dict[str, str], local: dict[str, str], *, downloaded: bool = False) -> None:
-    proof = content_proof(vouched, local)
+def _judge(entry: FileAudit, remote_digests: dict[str, str], local: dict[str, str], *,
+           downloaded: bool = False) -> None:
+    """The engine's one rule (decide.py): a digest vouched for, and none that disagrees."""
     how = "downloaded and hashed" if downloaded else "the remote's"
-    if proof is not None:
-        entry.reason = f"same size and {proof.split(':')[0]} ({how})"
-    elif any(name in local for name in vouched):
-        entry.verdict, entry.reason = Verdict.DIFFERENT, f"content differs (same size; {how} digest disagrees)"
-    else:
+    if not remote_digests:
         entry.verdict = Verdict.UNPROVEN
         entry.reason = "same size, but the remote vouches for no digest this tool can compute; --deep reads it"
+    elif disagreeing_digest(remote_digests, local) is not None:
+        entry.verdict, entry.reason = Verdict.DIFFERENT, f"content differs (same size; {how} digest disagrees)"
+    else:
+        entry.reason = f"same size and {next(iter(remote_digests)).split(':')[0]} ({how})"
 
 
 def _extras(plan: UploadPlan, remote: PublishedRemote, listings: dict[str, dict[str, RemoteFile]],

@@ -13,6 +13,10 @@ take part:
 - one completing thread verifies what each send stored, records the outcome,
   and hands an attempt worth repeating back to the workers.
 
+A failure that is the run's, not a file's (an UploaderError from a send,
+e.g. the store refusing the run's first write for a permission) stops the
+run at once, as an interrupt does, and is raised for the entrypoint to tell.
+
 Two kinds of failed attempt are tried again: bytes that arrived wrong (a few
 times), and a remote that did not take them this time (an outage, a reset, a
 5xx): after a growing pause, for as long as the run as a whole makes
@@ -35,11 +39,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from uploader.engine.backend import Backend
-from uploader.engine.operations import Action, Operation, RemoteFile, Status, Stored
+from uploader.engine.decide import disagreeing_digest, publish_or_wait, vouched
+from uploader.engine.operations import Action, Operation, Status, Stored
 from uploader.engine.progress import Progress
-from uploader.errors import CatalogInPlace, CatalogWaits, FileUploadError, RemoteError
-from uploader.local.hashing import Cancelled, HashCache, digests, is_digest_name
-from uploader.local.plan import Dataset, LocalFile
+from uploader.errors import CatalogInPlace, CatalogWaits, FileUploadError, RemoteError, UploaderError
+from uploader.local.digests import Cancelled, cached_digests, digests
+from uploader.local.hash_cache import HashCache
+from uploader.local.plan import LocalFile
 
 INTEGRITY_ATTEMPTS = 3  # a file whose bytes arrived wrong is sent again; HTTP-level retries are the backend's
 CANCEL_GRACE_SECONDS = 60
@@ -165,16 +171,21 @@ class Executor:
             raise FileUploadError("the file changed on disk during the run; re-run to upload its new content")
         try:
             with self.liveness.working():
-                op.digests.update(digests(file, self.backend.digests_to_send(file), self.cache, self.stop))
+                op.digests.update(self._digests_to_send(op, file))
         except Cancelled:
             raise FileUploadError("interrupted") from None
         except OSError as exc:
             raise FileUploadError(f"cannot read {file.path}: {exc.strerror}") from None
-        if op.is_catalog:
-            listing = confirm_in_place(op.dataset, self.backend, self.cache)
-            if op.recheck:
-                self._decide_again(op, listing)
+        if op.is_catalog:  # sent only when the decisions say so now (else CatalogWaits, CatalogInPlace)
+            publish_or_wait(op, self.backend, self.cache)
         return _as_optional(self.backend.start_send(op, op.digests, attempt.advance, self.stop))
+
+    def _digests_to_send(self, op: Operation, file: LocalFile) -> dict[str, str]:
+        """What the backend needs before sending; on a first upload, what it hashes while sending is not read."""
+        wanted = self.backend.digests_to_send(file)
+        if op.action is Action.UPLOAD and set(wanted) <= set(self.backend.digests_while_sending(file)):
+            return cached_digests(file, wanted, self.cache) or {}
+        return digests(file, wanted, self.cache, self.stop)
 
     def complete(self, attempt: _Attempt, outcome: Future[Stored | None]) -> _Attempt | None:
         """In the completing thread: verify and record the outcome; the next attempt if one is worth it."""
@@ -201,16 +212,6 @@ class Executor:
                 return attempt.next(after_pause=False)
         return None
 
-    def _decide_again(self, op: Operation, listing: dict[str, RemoteFile]) -> None:
-        """A catalog another worker may have published or withdrawn: skipped if there as it is here, else sent."""
-        assert op.file is not None
-        found = listing.get(op.destination)
-        if found is not None and found.size == op.file.size and _proven_equal(found.digests, op.file, self.cache):
-            raise CatalogInPlace("already published, as it is here (by another worker or an earlier run)")
-        if op.action is Action.SKIP:  # there when this run began; withdrawn or replaced since
-            op.action = Action.REPLACE if found else Action.UPLOAD
-            op.reason = "published again: it was " + ("replaced" if found else "withdrawn") + " while this run went on"
-
     def _verify(self, op: Operation, stored: Stored) -> None:
         """The remote holds what was sent: its size, and each digest it vouches for, equal the local file's."""
         file = op.file
@@ -224,14 +225,13 @@ class Executor:
         if stored.size != file.size:
             raise FileUploadError(f"verification failed: the remote holds {stored.size:,d} bytes, the file has"
                                   f" {file.size:,d}", retryable=True)
-        names = [name for name in stored.digests if is_digest_name(name)]
+        names = list(vouched(stored.digests))
         if not names:
             raise FileUploadError("verification failed: the remote vouches for no digest of what it stored")
         op.digests.update(digests(file, [name for name in names if name not in op.digests], self.cache))
-        for name in names:
-            if op.digests[name] != stored.digests[name]:
-                raise FileUploadError(f"verification failed: the remote's {name} differs from the file's"
-                                      f" ({stored.digests[name]} != {op.digests[name]})", retryable=True)
+        if (name := disagreeing_digest(stored.digests, op.digests)) is not None:
+            raise FileUploadError(f"verification failed: the remote's {name} differs from the file's"
+                                  f" ({stored.digests[name]} != {op.digests[name]})", retryable=True)
         op.checksum = _report_checksum(op.digests)
         op.resumed = stored.resumed
 
@@ -264,15 +264,17 @@ class _Batch:
                     self._try(attempt)
                 handed_out += 1
             self._wait_for_all()
-        except (KeyboardInterrupt, RunStalled) as ending:
+        except (KeyboardInterrupt, UploaderError) as ending:  # an interrupt, a stall, or the run's own failure
             # Not `with ThreadPoolExecutor`: its exit would wait for every upload to finish.
+            self._bug = None  # raised once, here
             self.executor.stop.set()
             self.executor.backend.cancel()
             self._workers.shutdown(wait=False, cancel_futures=True)
             for _ in self.ops[handed_out:]:  # never started: nothing to wait for
                 self._one_done()
             # A dead remote answers nothing more: what is still in flight is not waited for.
-            self._wait_for_all(grace=STALLED_GRACE_SECONDS if isinstance(ending, RunStalled) else CANCEL_GRACE_SECONDS)
+            interrupted = isinstance(ending, KeyboardInterrupt)
+            self._wait_for_all(grace=CANCEL_GRACE_SECONDS if interrupted else STALLED_GRACE_SECONDS)
             raise
         finally:
             self._outcomes.put(None)
@@ -351,68 +353,6 @@ class _Batch:
     def _raise_bug(self) -> None:
         if self._bug is not None:
             raise self._bug
-
-
-def confirm_in_place(dataset: Dataset, backend: Backend, cache: HashCache) -> dict[str, RemoteFile]:
-    """A fresh listing shows every file of a catalog's dataset with the size and digests it was verified with.
-
-    Raises FileUploadError when a file this run sent is not in place as sent, CatalogWaits when a file another
-    run sends is not there yet; returns the listing. Sizes are compared first: a file not sent yet is found
-    without reading a single local file.
-    """
-    try:
-        listing = backend.remote_files(dataset)
-    except Exception as exc:  # the catalog waits: a listing that failed proves nothing
-        raise FileUploadError(f"not published: cannot list the remote ({exc})", retryable=True) from None
-
-    def missing(files: tuple[LocalFile, ...]) -> list[LocalFile]:
-        return [file for file in files if (found := listing.get(backend.destination(dataset, file.name))) is None
-                or found.size != file.size]
-
-    def different(files: tuple[LocalFile, ...]) -> list[LocalFile]:
-        return [file for file in files
-                if not _digests_agree(listing[backend.destination(dataset, file.name)].digests, file, cache)]
-
-    rewritten = [file.name for file in missing(dataset.files) if "\\" in file.name
-                 and backend.destination(dataset, file.name.replace("\\", "/")) in listing]
-    if rewritten:  # re-running never repairs this: the store itself changes the name
-        key = backend.destination(dataset, rewritten[0])
-        raise FileUploadError(f"not published: the store saved '{key}' as '{key.replace(chr(92), '/')}' (it turns"
-                              " '\\' in keys into '/'), so the catalog's name would not be found; rename the file"
-                              " without '\\' (and fix the catalog)")
-    if wrong := missing(dataset.files) or different(dataset.files):
-        raise FileUploadError(f"not published: {len(wrong)} file(s) are not in place as uploaded (e.g."
-                              f" {wrong[0].name}); is something else writing there? Re-run to repair")
-    if elsewhere := missing(dataset.checked_only):
-        raise CatalogWaits(_waiting_reason(dataset, elsewhere))
-    cache.read_again(dataset.checked_only)  # what the runs that sent them hashed meanwhile, in a shared cache
-    if elsewhere := different(dataset.checked_only):
-        raise CatalogWaits(_waiting_reason(dataset, elsewhere))
-    return listing
-
-
-def _waiting_reason(dataset: Dataset, missing: list[LocalFile]) -> str:
-    first = missing[0]
-    reason = (f"not published yet: {len(missing)} file(s) it names are not on the remote as they are here"
-              f" (e.g. {first.name})")
-    if first in dataset.other_shares:
-        return (f"{reason}; other --shard workers send them: the last worker to finish publishes it (if a worker"
-                " failed, re-run that one alone)")
-    if dataset.collection_root and "/" in first.name:
-        return f"{reason}; they are the samples': it is published after them, by the run that publishes the last"
-    return (f"{reason} and belong to another upload group; it is published by the run that uploads them, or by the"
-            " full upload (without --upload-*-only)")
-
-
-def _proven_equal(vouched: Mapping[str, str], file: LocalFile, cache: HashCache) -> bool:
-    """At least one digest the remote vouches for, and every one of them, equals the local file's."""
-    return any(is_digest_name(name) for name in vouched) and _digests_agree(vouched, file, cache)
-
-
-def _digests_agree(vouched: Mapping[str, str], file: LocalFile, cache: HashCache) -> bool:
-    names = [name for name in vouched if is_digest_name(name)]
-    local = digests(file, names, cache) if names else {}
-    return all(local[name] == vouched[name] for name in names)
 
 
 def _report_checksum(known: Mapping[str, str]) -> str:

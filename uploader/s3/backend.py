@@ -1,16 +1,11 @@
 """The S3 backend: the runner's view of a bucket (AWS, MinIO, SeaweedFS, Ceph, ...).
 
 It lists what is there (verify.py says what each ETag vouches for), checks
-access beside that listing (access.py), sends files (writer.py, over
-transport.py) and verifies them, updates unchanged objects' options in place
-(updates.py), and keeps unfinished multipart uploads for the next run
-(leases.py).
-
-Verification: a single PUT is confirmed by the ETag it returns (the server's
-MD5 of what it stored), a multipart upload by CompleteMultipartUpload's; the
-catalog, and the first object of each Content-Type, by a HEAD (size,
-SHA-256, Content-Type, no Content-Encoding, and the object options given): a
-store that drops headers drops them for every object.
+the bucket beside that listing and lets the run's first write prove write
+access (access.py), sends files and verifies what the
+store holds (sends.py, over writer.py and transport.py), updates unchanged
+objects' options in place (updates.py), and keeps unfinished multipart
+uploads for the next run (leases.py). Its options are settings.py's.
 
 The object options (options.py) go with every PutObject and
 CreateMultipartUpload; the request payer with every request.
@@ -22,24 +17,25 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING
 
 from uploader.engine.operations import PUBLISHED, Action, Operation, RemoteFile, Stored
+from uploader.errors import FileUploadError
 from uploader.local.content_types import content_type
-from uploader.local.hashing import multipart_etag_name, part_md5_name
+from uploader.local.digests import part_md5_name
 from uploader.local.plan import CATALOG_NAME, Dataset, LocalFile, UploadPlan
 from uploader.local.pmtiles import is_pmtiles_name
 from uploader.redact import redact
-from uploader.s3.access import check_bucket, probe_write
-from uploader.s3.client import as_file_upload_error, make_client, uploader_errors_for
+from uploader.s3.access import FirstWrite, check_bucket
+from uploader.s3.client import make_client, uploader_errors_for
 from uploader.s3.leases import Leases
 from uploader.s3.options import send_request_payer_always
 from uploader.s3.reader import S3Reader
+from uploader.s3.sends import VerifiedSends
 from uploader.s3.settings import S3Settings
-from uploader.s3.transport import Sent, make_transport
+from uploader.s3.transport import DeferredTransport, make_transport
 from uploader.s3.updates import InPlaceUpdates
-from uploader.s3.verify import SHA256_META, stored_as_headed
 from uploader.s3.writer import ObjectWriter, is_multipart, part_size
 
 if TYPE_CHECKING:
@@ -64,19 +60,17 @@ class S3Backend:
         self.reader = S3Reader(self.client, destination, settings)  # the read side, shared with verify_aws
         if payer := self.objects.given.get("--request-payer"):
             send_request_payer_always(self.client, payer)
-        transport = make_transport(self.client, destination.bucket, connections=n_jobs)
+        self._transport = DeferredTransport(partial(make_transport, self.client, destination.bucket, n_jobs))
         self.leases = Leases(self.client, destination.bucket, destination.prefix, take_over=settings.take_over)
-        self.writer = ObjectWriter(self.client, destination.bucket, transport, self.leases)
+        self.writer = ObjectWriter(self.client, destination.bucket, self._transport, self.leases)
+        self.first_write = FirstWrite(destination, settings, self.objects)
         # Multipart uploads and sends verified by a HEAD wait for their answers in these threads.
         self._waiting = ThreadPoolExecutor(n_jobs, thread_name_prefix="s3-send")
         self._bucket_there: Future[None] | None = None
-        self._ready_to_write: Future[None] | None = None
-        self._probe_removed: Future[None] | None = None
-        # A HEAD of the first object of each Content-Type proves the store keeps our headers. The others of
-        # that type go out beside it; once it passed, their ETags verify them, else a HEAD each.
-        self._proofs: dict[str, Future[Stored]] = {}
-        self._proofs_lock = threading.Lock()
+        self._surveyed: Future[None] | None = None  # whose the unfinished uploads are: before the first multipart
         self.updates = InPlaceUpdates(self.client, destination.bucket, self.objects)
+        self.sends = VerifiedSends(self.client, destination.bucket, self.writer, self.objects, self._waiting,
+                                   self.first_write, self.updates, self._wait_for_survey)
 
     # -- the options the decisions need -----------------------------------------------------
 
@@ -106,11 +100,22 @@ class S3Backend:
     def digests_to_send(self, file: LocalFile) -> tuple[str, ...]:
         return "sha256", part_md5_name(part_size(file.size))
 
+    def digests_while_sending(self, file: LocalFile) -> tuple[str, ...]:
+        """A first multipart upload hashes its parts as it sends them (writer.py), unless SSE-KMS is asked for:
+        then the ETag vouches for nothing, and the SHA-256 must go with CreateMultipartUpload."""
+        if not is_multipart(file.size) or self.objects.given.get("--sse", "").startswith("aws:kms"):
+            return ()
+        return self.digests_to_send(file)
+
     def check_access(self, plan: UploadPlan, *, dry_run: bool) -> None:
-        """Checks that go on beside the first listing (round trips on a WAN): the bucket, then writing."""
+        """Beside the first listing (round trips on a WAN): the bucket, and whose the unfinished uploads are.
+
+        Write access is what the run's first write proves (access.FirstWrite): no probe of its own.
+        """
         self._bucket_there = self._waiting.submit(check_bucket, self.client, self.s3_dir.bucket, self.settings)
         if not dry_run:
-            self._ready_to_write = self._waiting.submit(self._prepare_to_write)
+            self._surveyed = self._waiting.submit(self._survey_uploads)
+            self._transport.start(self._waiting.submit)
 
     def remote_files(self, dataset: Dataset) -> dict[str, RemoteFile]:
         listing = self._list(dataset)
@@ -145,20 +150,15 @@ class S3Backend:
     # -- writing --------------------------------------------------------------------------
 
     def begin(self, ops: list[Operation]) -> bool:
-        """Before the first write: the write probe started at check_access must have passed."""
-        if any(op.action is not Action.SKIP for op in ops) and self._ready_to_write is not None:
-            self._ready_to_write.result()  # a refusal stops the run before gigabytes are sent
+        """Before the first write: the bucket is there (a write to a missing bucket creates it on some stores)."""
+        if any(op.action is not Action.SKIP for op in ops) and self._bucket_there is not None:
+            self._bucket_there.result()
         return False
 
-    def _prepare_to_write(self) -> None:
-        """Prove write access and learn whose the unfinished uploads are, side by side with the listing."""
-        assert self._bucket_there is not None
-        self._bucket_there.result()  # a write to a missing bucket may create it on some stores
-        with ThreadPoolExecutor(1, thread_name_prefix="leases") as pool:
-            survey = pool.submit(self._survey_uploads)
-            self._probe_removed = self._waiting.submit(probe_write(self.client, self.s3_dir, self.settings,
-                                                                   self.objects))
-            survey.result()
+    def _wait_for_survey(self) -> None:
+        """Before a multipart upload: an unfinished upload of its file may be ours to resume, or another run's."""
+        if self._surveyed is not None:
+            self._surveyed.result()
 
     def _survey_uploads(self) -> None:
         with uploader_errors_for(f"listing unfinished uploads under {self.s3_dir.uri()}", self.settings):
@@ -166,97 +166,34 @@ class S3Backend:
 
     def start_send(self, op: Operation, digests: Mapping[str, str], progress: Callable[[int], None],
                    stop: threading.Event) -> Future[Stored]:
-        """A small file goes out without a thread of ours; a multipart upload, a HEAD or an update waits in one."""
-        file = op.file
-        assert file is not None
-        parts = part_size(file.size)
-        part_md5s = digests[part_md5_name(parts)].split(",")
-        kind = content_type(file.name)
+        """An update in place waits in a thread of ours; a file goes out as sends.py says."""
         if op.action is Action.UPDATE:
-            return self._waiting.submit(self.updates.update, op, digests["sha256"])
-        params: dict[str, Any] = {"ContentType": kind, "Metadata": {SHA256_META: digests["sha256"]},
-                                  **self.objects.put_params(catalog=op.is_catalog)}
-        if op.is_catalog:
-            return self._waiting.submit(self._send_and_check, op, params, part_md5s, progress, stop, True)
-        with self._proofs_lock:
-            proof = self._proofs.get(kind)
-            if proof is None or (proof.done() and proof.exception() is not None):
-                proof = self._waiting.submit(self._send_and_check, op, params, part_md5s, progress, stop, True)
-                self._proofs[kind] = proof
-                return proof
-        if is_multipart(file.size):
-            sending = self._waiting.submit(self._send_and_check, op, params, part_md5s, progress, stop, False)
-        else:
-            sending = Future()
-            started = self.writer.start_single(file, op.destination, params, part_md5s[0], progress, stop)
-            started.add_done_callback(lambda sent: self._settle(op, sent, sending))
-        if proof.done():
-            return sending
-        # Sent beside the proof (a round trip or two saved on a WAN), and settled once it has its answer.
-        stored: Future[Stored] = Future()
-        proof.add_done_callback(lambda _: sending.add_done_callback(lambda _: self._once_proven(op, proof, sending,
-                                                                                                 stored)))
-        return stored
-
-    def _once_proven(self, op: Operation, proof: Future[Stored], sending: Future[Stored],
-                     stored: Future[Stored]) -> None:
-        """A file sent before its Content-Type was proven: its ETag stands if the proof passed, else a HEAD tells."""
-        assert op.file is not None
-        file = op.file
-        if sending.exception() is not None or proof.exception() is None:
-            _copy_outcome(sending, stored)
-            return
-        resumed = sending.result().resumed
-        headed = self._waiting.submit(lambda: replace(self._stored_as_headed(op.destination, file), resumed=resumed))
-        headed.add_done_callback(lambda done: _copy_outcome(done, stored))
-
-    def _settle(self, op: Operation, sending: Future[Sent], stored: Future[Stored]) -> None:
-        """In the transport's thread: what a single PUT stored, by its ETag (a HEAD where the ETag is no MD5)."""
-        assert op.file is not None
-        try:
-            sent = sending.result()
-        except Exception as exc:
-            stored.set_exception(as_file_upload_error(exc))
-            return
-        if sent.encryption.startswith("aws:kms"):  # SSE-KMS: the ETag is no MD5; only a HEAD tells
-            headed = self._waiting.submit(self._stored_as_headed, op.destination, op.file)
-            headed.add_done_callback(lambda done: _copy_outcome(done, stored))
-            return
-        stored.set_result(Stored(op.file.size, {multipart_etag_name(part_size(op.file.size)): sent.etag}))
-
-    def _send_and_check(self, op: Operation, params: dict[str, Any], part_md5s: list[str],
-                        progress: Callable[[int], None], stop: threading.Event, head: bool) -> Stored:
-        """Send and wait; what a HEAD shows when asked for (or the ETag is no MD5), else the ETag."""
-        file = op.file
-        assert file is not None
-        try:
-            sent = self.writer.put(file, op.destination, params, part_md5s, params["Metadata"][SHA256_META],
-                                   progress, stop)
-        except Exception as exc:
-            raise as_file_upload_error(exc) from None
-        if head or sent.encryption.startswith("aws:kms"):
-            return replace(self._stored_as_headed(op.destination, file), resumed=sent.resumed)
-        return Stored(file.size, {multipart_etag_name(part_size(file.size)): sent.etag}, resumed=sent.resumed)
+            return self._waiting.submit(self._update, op, digests.get("sha256", ""))
+        return self.sends.start(op, digests, progress, stop)
 
     def delete(self, op: Operation) -> None:
         try:
             self.client.delete_object(Bucket=self.s3_dir.bucket, Key=op.destination)
         except Exception as exc:
-            raise as_file_upload_error(exc) from None
+            raise self.first_write.failure(exc) from None
+
+    def _update(self, op: Operation, sha256: str) -> Stored:
+        try:
+            return self.updates.update(op, sha256)
+        except FileUploadError as exc:
+            raise self.first_write.failure(exc) from None
 
     def finish(self, ops: list[Operation], *, ok: bool) -> list[str]:
-        if self._ready_to_write is not None:
-            self._ready_to_write.exception()  # a run with nothing to write still lets the probe clean up
         self.updates.close()
         self.leases.release()
         published = [op.destination for op in ops if op.is_catalog and op.status in PUBLISHED]
         return [f"catalog: {self.s3_dir.uri(key)}" for key in published] + self._kept_uploads() \
-            + self._probe_left()
+            + self._survey_failed()
 
-    def _probe_left(self) -> list[str]:
-        """The write check's empty upload, if aborting it failed: said, not a failure of the run."""
-        failed = self._probe_removed.exception() if self._probe_removed is not None else None
-        return [f"warning: {failed}; it holds 30 bytes and no object"] if failed else []
+    def _survey_failed(self) -> list[str]:
+        """The unfinished uploads could not be listed (a run that sent no multipart upload did not need them)."""
+        failed = self._surveyed.exception() if self._surveyed is not None else None
+        return [f"warning: {failed}; unfinished uploads under it were not checked or cleaned up"] if failed else []
 
     def cancel(self) -> None:
         """Stop what is in flight; keep the unfinished uploads, and hand them to the next run at once."""
@@ -281,17 +218,3 @@ class S3Backend:
 
     def resume_options(self) -> list[str]:
         return []  # the same command resumes: S3 keys are the destination
-
-    # -- helpers --------------------------------------------------------------------------
-
-    def _stored_as_headed(self, key: str, file: LocalFile) -> Stored:
-        return stored_as_headed(self.client, self.s3_dir.bucket, key, file, self.objects)
-
-
-def _copy_outcome(source: Future[Stored], target: Future[Stored]) -> None:
-    """Once `source` is done: the same result or error in `target`."""
-    error = source.exception()
-    if error is not None:
-        target.set_exception(error)
-    else:
-        target.set_result(source.result())

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from uploader.engine.operations import RemoteFile, Stored
 from uploader.errors import FileUploadError
 from uploader.local.content_types import content_type
-from uploader.local.hashing import multipart_etag_name
+from uploader.local.digests import multipart_etag_name
 from uploader.local.plan import LocalFile
 from uploader.s3.access import OWN_KEY_MARK
 from uploader.s3.client import as_file_upload_error
@@ -95,7 +95,8 @@ def stored_as_headed(client: S3Client, bucket: str, key: str, file: LocalFile, o
                    if kept.get(name) != value]:
         raise FileUploadError(f"the store did not keep {'; '.join(dropped)}: it ignores what was asked for; leave"
                               " the option out, or use a store that keeps it")
-    vouched = {"sha256": head.get("Metadata", {}).get(SHA256_META, "")}
+    sha256 = head.get("Metadata", {}).get(SHA256_META, "")  # none on a multipart upload hashed while sent
+    vouched = {"sha256": sha256} if sha256 else {}
     etag, size = head.get("ETag", "").strip('"'), int(head["ContentLength"])
     opaque = etag_is_opaque(head)  # with SSE-KMS or SSE-C the ETag is not an MD5
     if updated and not opaque:
