@@ -128,14 +128,15 @@ class Claim:
 
 def claims(path: Path, text: str) -> list[Claim]:
     found: list[Claim] = []
-    command, header, fenced, paragraph = FILE_COMMAND.get(relative(path)), "", False, ""
+    command, header, fenced, paragraph, start = FILE_COMMAND.get(relative(path)), "", False, "", ""
     for number, line in enumerate([*text.splitlines(), ""], 1):
         where = f"{relative(path)}:{number}"
         fenced ^= line.startswith("```")
         if line.strip() and not (fenced or line.startswith(("```", "#", "|"))):
+            start = start if paragraph else where
             paragraph += " " + line  # a sentence may run over several lines
             continue
-        found += sentence_claims(where, paragraph, command)
+        found += sentence_claims(start, paragraph, command) if paragraph else []
         paragraph = ""
         if fenced or line.startswith("```"):
             continue
