@@ -14,7 +14,6 @@ import os
 import platform
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
@@ -22,6 +21,7 @@ from uploader import __version__
 from uploader.errors import AuthError, FileUploadError, RemoteError, UsageError
 from uploader.redact import redact
 from uploader.s3.addressing import is_aws_host, is_ip_address
+from uploader.s3.settings import S3Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -36,24 +36,13 @@ TRANSIENT_CODES = {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTi
                    "ThrottlingException", "TooManyRequests"}
 
 
-@dataclass(frozen=True)
-class S3Settings:
-    """How to reach the store; None leaves the choice to botocore's usual chain."""
-
-    profile: str | None = None
-    endpoint_url: str | None = None
-    n_jobs: int = 8
-    addressing_style: str = "auto"  # auto, path or virtual (--addressing-style)
-    take_over: bool = False  # resume unfinished uploads even under another run's fresh lease
-    abort_incomplete: bool = False  # abort every unfinished upload under the prefix no live run holds
-
-
-def make_client(settings: S3Settings) -> S3Client:
-    """The run's one client (clients are thread-safe); configuration problems become one-line errors."""
+def make_client(settings: S3Settings, n_jobs: int = 8) -> S3Client:
+    """The run's one client (clients are thread-safe), pooling connections for `n_jobs` requests in flight;
+    configuration problems become one-line errors."""
     import botocore.exceptions
 
     try:
-        return _build_client(settings)
+        return _build_client(settings, n_jobs)
     except botocore.exceptions.ProfileNotFound as missing:
         given = f"--profile {settings.profile}" if settings.profile \
             else f"AWS_PROFILE {missing.kwargs.get('profile', '')}"
@@ -63,7 +52,7 @@ def make_client(settings: S3Settings) -> S3Client:
         raise UsageError(f"AWS configuration problem: {exc}; fix the file (or AWS_CONFIG_FILE)") from None
 
 
-def _build_client(settings: S3Settings) -> S3Client:
+def _build_client(settings: S3Settings, n_jobs: int = 8) -> S3Client:
     # botocore's own session, as boto3's Session wraps it: importing boto3 (and the s3transfer it loads for
     # transfer methods never used here) cost ~40 ms before every run's first request.
     import botocore
@@ -76,7 +65,7 @@ def _build_client(settings: S3Settings) -> S3Client:
     # Timestamps (LastModified) are never used: parsing them with dateutil was a third of a listing's cost.
     session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=str)
     options: dict[str, Any] = {
-        "max_pool_connections": 2 * settings.n_jobs + 4,
+        "max_pool_connections": 2 * n_jobs + 4,
         # Given whole, the User-Agent is built once; botocore's own is rebuilt twice per request
         # (a tenth of a small PUT's CPU).
         "user_agent": f"cartload-uploader/{__version__} Botocore/{botocore.__version__}"
