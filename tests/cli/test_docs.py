@@ -298,3 +298,14 @@ def test_every_relative_link_leads_to_a_file_and_heading_that_exist(path):
             broken.append(target)
 
     assert broken == []
+
+
+def test_the_module_map_names_every_module_and_only_modules_that_exist():
+    architecture = (REPO / "docs" / "architecture.md").read_text()
+    modules = {path.name for path in (REPO / "uploader").rglob("*.py") if path.name != "__init__.py"}
+    named = set(re.findall(r"`(?:[a-z]+/)*([a-z_]+\.py)`", architecture)) - {"entrypoint.py"}
+
+    helpers = {path.name for path in (REPO / "tests").rglob("*.py")}
+
+    assert sorted(modules - named) == []
+    assert sorted(named - modules - helpers) == []
