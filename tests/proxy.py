@@ -22,6 +22,7 @@ import socket
 import socketserver
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 CHUNK = 256 * 1024
@@ -38,6 +39,11 @@ class Behaviour:
     http_status: int = 503  # "http-error": the status of the canned answer
     connections: int = 0  # how many connections have been accepted
     requests_seen: list[int] = field(default_factory=list)  # bytes sent upstream, per closed connection
+    first_connection_at: float = 0.0  # time.time() of the first connection accepted (0: none yet)
+    # A store's refusal: a new connection whose first request's head matches is answered (status, S3 error
+    # document) after its body is read, and closed, as a store answers what it refuses.
+    refuse_when: Callable[[bytes], bool] | None = None
+    refusal: tuple[int, bytes] = (403, b"")
 
 
 class Proxy:
@@ -102,6 +108,7 @@ class Proxy:
     async def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         behaviour = self.behaviour
         behaviour.connections += 1
+        behaviour.first_connection_at = behaviour.first_connection_at or time.time()
         self._writers.add(client_writer)
         try:
             if behaviour.mode == "refuse":
@@ -113,8 +120,15 @@ class Proxy:
             if behaviour.mode == "http-error":
                 await _answer_with_error(client_reader, client_writer, behaviour.http_status)
                 return
+            head = b""
+            if behaviour.refuse_when is not None:
+                head = await client_reader.readuntil(b"\r\n\r\n")
+                if behaviour.refuse_when(head):
+                    await _refuse(client_reader, client_writer, head, *behaviour.refusal)
+                    return
             upstream_reader, upstream_writer = await asyncio.open_connection(*self.upstream)
             self._writers.add(upstream_writer)
+            upstream_writer.write(head)
             sent = [0]
             await asyncio.gather(
                 self._pump(client_reader, upstream_writer, sent, upstream=True),
@@ -185,6 +199,19 @@ async def _answer_with_error(reader: asyncio.StreamReader, writer: asyncio.Strea
             b"<Message>Please reduce your request rate.</Message></Error>")
     reason = {500: "Internal Server Error", 503: "Service Unavailable"}.get(status, "Error")
     writer.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/xml\r\nContent-Length: {len(body)}\r\n"
+                 f"Connection: close\r\n\r\n".encode() + body)
+    with contextlib.suppress(Exception):
+        await writer.drain()
+
+
+async def _refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes, status: int,
+                  body: bytes) -> None:
+    """Read the request's body, then answer it with `status` and `body`, and close."""
+    length = next((int(line.split(b":", 1)[1]) for line in head.lower().split(b"\r\n")
+                   if line.startswith(b"content-length:")), 0)
+    with contextlib.suppress(Exception):
+        await reader.readexactly(length)
+    writer.write(f"HTTP/1.1 {status} Refused\r\nContent-Type: application/xml\r\nContent-Length: {len(body)}\r\n"
                  f"Connection: close\r\n\r\n".encode() + body)
     with contextlib.suppress(Exception):
         await writer.drain()

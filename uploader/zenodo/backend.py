@@ -94,6 +94,9 @@ class ZenodoBackend(SendsInThreads):
     def digests_to_send(self, file: LocalFile) -> tuple[str, ...]:
         return ()  # the MD5 is computed while the file streams
 
+    def digests_while_sending(self, file: LocalFile) -> tuple[str, ...]:
+        return ()
+
     def check_access(self, plan: UploadPlan, *, dry_run: bool) -> None:
         _refuse_folders_and_empty_files(plan)
         if self.settings.deposition_id is not None:
