@@ -113,8 +113,9 @@ def test_a_corrected_input_after_a_refused_publish_reuses_the_draft(zenodo, zeno
     assert draft["submitted"] is False
     assert refused.stderr.splitlines()[-1].endswith(
         "Zenodo refused publishing (400): A validation error occurred.; metadata.creators.0.name: Invalid value.;"
-        f" correct what Zenodo names and re-run with --publish --zenodo-id {draft['id']} (this draft is published,"
-        " no second one made), or publish it on the web page")
+        " correct what Zenodo names (--title, --creators, --description, --metadata FILE ...) and re-run with"
+        f" --publish --zenodo-id {draft['id']} (this draft is published, no second one made), or publish it on the"
+        " web page")
 
     result = upload(zenodo, zenodo_env, token_file, dataset, *LUNG, "--publish")
 

@@ -261,8 +261,9 @@ class ZenodoBackend(SendsInThreads):
             published = self.client.publish(target)
         except UploaderError as refused:
             raise NotPublished(f"every file is in the draft {target.page}, but {refused}; correct what Zenodo"
-                               f" names and re-run with --publish --zenodo-id {target.id} (this draft is published,"
-                               " no second one made), or publish it on the web page") from None
+                               " names (--title, --creators, --description, --metadata FILE ...) and re-run with"
+                               f" --publish --zenodo-id {target.id} (this draft is published, no second one made),"
+                               " or publish it on the web page") from None
         self._published = published
         self._communities = community_states(self.client, published, wanted_communities(self.settings.metadata))
         return outcome.published_lines(published, target)
