@@ -159,6 +159,9 @@ BAD = [
     (["--grant", "R01HG011031"], "--grant R01HG011031: the form is FUNDER_DOI::AWARD_NUMBER"),
     (["--publication-date", "2025-13-01"], "--publication-date 2025-13-01: must be a date, YYYY-MM-DD"),
     (["--description", "ok"], "--description 'ok': Zenodo needs at least 3 characters"),
+    # Zenodo stores a description cleaned of disallowed tags (bleach), and the length is that text's.
+    (["--description", "<blink>ab</blink>"],
+     "--description '<blink>ab</blink>': Zenodo needs at least 3 characters once its HTML is cleaned"),
 ]
 
 
