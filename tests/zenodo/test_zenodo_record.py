@@ -159,6 +159,9 @@ BAD = [
     (["--grant", "R01HG011031"], "--grant R01HG011031: the form is FUNDER_DOI::AWARD_NUMBER"),
     (["--publication-date", "2025-13-01"], "--publication-date 2025-13-01: must be a date, YYYY-MM-DD"),
     (["--description", "ok"], "--description 'ok': Zenodo needs at least 3 characters"),
+    # Zenodo stores a description cleaned of disallowed tags (bleach), and the length is that text's.
+    (["--description", "<blink>ab</blink>"],
+     "--description '<blink>ab</blink>': Zenodo needs at least 3 characters once its HTML is cleaned"),
 ]
 
 
@@ -217,3 +220,31 @@ def test_an_edit_that_adds_a_community_keeps_those_the_record_is_in(zenodo, zeno
     assert f"community {names['other']}: submitted: awaiting the community's curators" in result.stderr
     edited = only_deposition(zenodo)
     assert edited["doi"] == record["doi"] and edited["metadata"]["communities"] == [{"identifier": names["own"]}]
+
+
+def test_a_changed_metadata_file_is_sent_to_the_resumed_draft_and_the_tools_defaults_never_are(
+        zenodo, zenodo_env, token_file, dataset, tmp_path):
+    # A description and upload type the user gave only in --metadata FILE are the user's, like an option's:
+    # when the file changes, the next run (no --zenodo-id, the same draft) sends them. Only the tool's own
+    # defaults (cartloader's "No description provided.", upload type dataset) are for a new deposition only.
+    record_file = {"title": "Lung", "creators": [{"name": "Doe, Jane"}], "description": "A lung dataset"}
+    first = upload(zenodo, zenodo_env, token_file, dataset, "--metadata", zenodo_json(tmp_path, record_file))
+    assert first.code == 0, first.output
+    draft = only_deposition(zenodo)
+    assert (draft["metadata"]["description"], draft["metadata"]["upload_type"]) == ("A lung dataset", "dataset")
+
+    changed = upload(zenodo, zenodo_env, token_file, dataset, "--metadata", zenodo_json(
+        tmp_path, record_file | {"description": "A lung dataset, re-annotated", "upload_type": "other"}))
+    assert changed.code == 0, changed.output
+    held = only_deposition(zenodo)["metadata"]
+    assert (held["description"], held["upload_type"]) == ("A lung dataset, re-annotated", "other")
+
+    without = {"title": "Lung", "creators": [{"name": "Doe, Jane"}]}
+    published = upload(zenodo, zenodo_env, token_file, dataset, "--metadata", zenodo_json(tmp_path, without),
+                       "--publish")
+
+    assert published.code == 0, published.output
+    record = only_deposition(zenodo)
+    assert record["id"] == draft["id"] and record["submitted"] is True
+    assert (record["metadata"]["description"], record["metadata"]["upload_type"]) == (
+        "A lung dataset, re-annotated", "other")

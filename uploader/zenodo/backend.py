@@ -260,9 +260,10 @@ class ZenodoBackend(SendsInThreads):
         try:
             published = self.client.publish(target)
         except UploaderError as refused:
-            raise NotPublished(f"every file is in the draft {target.page}, but {refused}; add what is missing"
-                               " (--title, --creators, --description) and re-run with --publish, or publish it on"
-                               " the web page") from None
+            raise NotPublished(f"every file is in the draft {target.page}, but {refused}; correct what Zenodo"
+                               " names (--title, --creators, --description, --metadata FILE ...) and re-run with"
+                               f" --publish --zenodo-id {target.id} (this draft is published, no second one made),"
+                               " or publish it on the web page") from None
         self._published = published
         self._communities = community_states(self.client, published, wanted_communities(self.settings.metadata))
         return outcome.published_lines(published, target)

@@ -16,6 +16,7 @@ from uploader.zenodo import metadata_file
 from uploader.zenodo import record_options as check
 
 NO_DESCRIPTION = "No description provided."  # what cartloader gives a new deposition without --description
+NEW_DEPOSITION_DEFAULTS = ("description", "upload_type")  # filled in below when nothing gives them
 UPLOAD_TYPES = ("dataset", "software", "publication", "poster", "presentation", "image", "video", "lesson",
                 "physicalobject", "other")
 # The option that sets each field (for the overrides told).
@@ -32,6 +33,20 @@ RECORD_OPTIONS = (*OPTION_OF.values(), "--metadata", "--viewer-link")  # the opt
 def wanted_metadata(args: Mapping[str, Any], notes: list[str], *, new_deposition: bool,
                     today: date | None = None) -> dict[str, Any]:
     """The fields the options and --metadata FILE give; a new deposition's defaults filled in (and told)."""
+    metadata = given_metadata(args, notes, today)
+    if new_deposition:
+        _new_deposition_defaults(metadata, notes)
+    return metadata
+
+
+def defaulted_fields(args: Mapping[str, Any]) -> frozenset[str]:
+    """The fields a new deposition gets from the tool's defaults: neither an option nor --metadata FILE gives them."""
+    given = given_metadata(args, [])
+    return frozenset(key for key in NEW_DEPOSITION_DEFAULTS if not given.get(key))
+
+
+def given_metadata(args: Mapping[str, Any], notes: list[str], today: date | None = None) -> dict[str, Any]:
+    """The fields the options and --metadata FILE give (options win, each override told)."""
     from_file = metadata_file.read(Path(args["--metadata"])) if args.get("--metadata") else {}
     from_options = _main_fields(args) | check.from_options(args, today or date.today())
     notes += [f"{OPTION_OF[key]} replaces {key} of --metadata {args['--metadata']}" for key in from_options
@@ -40,8 +55,6 @@ def wanted_metadata(args: Mapping[str, Any], notes: list[str], *, new_deposition
     if args.get("--viewer-link"):
         link = check.viewer_link(args["--viewer-link"])
         metadata["related_identifiers"] = [*metadata.get("related_identifiers", []), link]
-    if new_deposition:
-        _new_deposition_defaults(metadata, notes)
     return metadata
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from uploader.errors import InputError, UsageError
+from uploader.zenodo import normal
 from uploader.zenodo import vocabularies as vocab
 from uploader.zenodo.creators import creator_name_problems
 
@@ -142,8 +143,11 @@ def grant(value: str, where: str = "") -> dict[str, str]:
 
 
 def text(value: str, option: str) -> str:
-    if len(value.strip()) < MIN_TEXT:
-        raise UsageError(f"{option} '{value}': Zenodo needs at least {MIN_TEXT} characters")
+    """A title or description long enough as Zenodo will store it (a description's tags are cleaned away first)."""
+    stored = normal.description(value) if option.endswith("description") else normal.text(value)
+    if len(stored) < MIN_TEXT:
+        raise UsageError(f"{option} '{value}': Zenodo needs at least {MIN_TEXT} characters"
+                         + (" once its HTML is cleaned" if stored != value.strip() else ""))
     return value
 
 

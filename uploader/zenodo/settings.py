@@ -18,7 +18,7 @@ from uploader.engine.settings import Given, flag, option, positive_int
 from uploader.errors import InputError, UsageError
 from uploader.local.hash_cache import default_cache_dir
 from uploader.zenodo.pacing import ZenodoTiming
-from uploader.zenodo.record_metadata import RECORD_OPTIONS, wanted_metadata
+from uploader.zenodo.record_metadata import RECORD_OPTIONS, defaulted_fields, wanted_metadata
 from uploader.zenodo.records import ZenodoToken
 
 PRODUCTION_API = "https://zenodo.org/api"
@@ -99,10 +99,9 @@ def _metadata(given: Given) -> dict[str, Any]:
 
 
 def _new_only(given: Given) -> frozenset[str]:
-    """The metadata _metadata fills in by default for a new deposition (not given): never sent to an existing one."""
-    if _deposition_id(given) is not None:
-        return frozenset()
-    return frozenset(key for key in ("description", "upload_type") if not given[f"--{key.replace('_', '-')}"])
+    """The metadata _metadata fills in by default for a new deposition (neither an option nor --metadata FILE
+    gives it): never sent to an existing one. What the user gave is compared and sent whenever it differs."""
+    return frozenset() if _deposition_id(given) is not None else defaulted_fields(given.values)
 
 
 def _api_url(given: Given) -> str:
