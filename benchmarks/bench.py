@@ -53,7 +53,7 @@ TIME = "/usr/bin/time"  # GNU time (Debian package `time`)
 # local SeaweedFS through tests/proxy.py, started as a process of its own, which adds that delay to each
 # direction (the TCP handshake itself is not delayed, which flatters tools that open a connection per request).
 WORKLOADS = ("startup", "first-request", "large", "large-15ms", "small", "small-15ms", "small-40ms", "tiny", "noop",
-             "noop-15ms", "one-changed", "huge-file", "resume", "zenodo", "shards")
+             "noop-15ms", "one-changed", "huge-file", "resume", "zenodo", "shards", "verify")
 
 
 @dataclass(frozen=True)
@@ -347,6 +347,31 @@ def _rerun_rounds(bench: Bench, dataset: SyntheticDataset, kind: str, delay: int
                 bench.check_intact(dataset, prefix)
 
 
+def verify(bench: Bench, data: dict[str, SyntheticDataset]) -> None:
+    """verify_aws, paired with what bounds it. On the small dataset (2,000 files of 8 KiB): the no-op re-run of
+    upload_aws on the same prefix, with the same hash cache (a CI step verifies right after its upload); both
+    run the viewer check. --deep on the large one (1 GiB): a download of it by s5cmd (cp to a local directory)."""
+    for name, tools in (("small", ("ours no-op", "verify_aws")), ("large", ("verify_aws --deep", "s5cmd download"))):
+        prefix = f"verify-{name}"
+        command, env = bench.ours(data[name].directory, prefix, cache=f"verify-{name}")
+        measure(command, env)  # the upload a pipeline's verify step follows
+        bench.check_intact(data[name], prefix)
+        for round_ in range(bench.rounds):
+            for tool in _rotated(list(tools), round_):
+                command, env = bench.ours(data[name].directory, prefix, cache=f"verify-{name}")
+                if tool.startswith("verify_aws"):
+                    command = [sys.executable, str(REPO / "entrypoint.py"), "verify_aws", "--in-dir",
+                               str(data[name].directory), "--s3-dir", f"s3://{BUCKET}/{prefix}", "--quiet",
+                               *(["--deep"] if tool.endswith("--deep") else [])]
+                elif tool == "s5cmd download":
+                    target = bench.workdir / "download"
+                    shutil.rmtree(target, ignore_errors=True)
+                    command, env = [str(bench.tools / "s5cmd"), "--endpoint-url", bench.endpoint, "--log", "error",
+                                    "cp", f"s3://{BUCKET}/{prefix}/*", f"{target}/"], bench.env
+                bench.results.add(f"verify {name}", tool, measure(command, env))
+    shutil.rmtree(bench.workdir / "download", ignore_errors=True)
+
+
 def resume(bench: Bench, data: dict[str, SyntheticDataset]) -> None:
     """A 1 GiB file interrupted (SIGTERM) at 60 %, then the same command again: what was kept, what was re-sent.
 
@@ -600,6 +625,10 @@ TARGETS = [
     Target("shards", "4 shards vs 1 process: objects written, 4 shards - 1 process (max of rounds)",
            lambda r: max((a.written or 0) - (b.written or 0) for a, b in zip(
                r.runs[("shards", "ours 4 shards")], r.runs[("shards", "ours")], strict=False)), 1),
+    Target("verify small", "wall, verify_aws / the no-op re-run of upload_aws (2,000 files)",
+           lambda r: r.ratio("verify small", "verify_aws", "ours no-op", "wall"), 1.0),
+    Target("verify large", "wall, verify_aws --deep / s5cmd's download of the dataset (1 GiB)",
+           lambda r: r.ratio("verify large", "verify_aws --deep", "s5cmd download", "wall"), 1.5),
     Target("shards", "4 shards vs 1 process: wall, 4 shards / 1 process (reference: one machine, 2 cores)",
            lambda r: r.ratio("shards", "ours 4 shards", "ours", "wall"), 1.0, reference=True),
 ]
@@ -688,7 +717,7 @@ def main() -> int:
     steps: dict[str, Callable[[Bench, dict[str, SyntheticDataset]], None]] = {
         "startup": startup, "first-request": first_request, "noop": rerun("noop"), "noop-15ms": rerun("noop-15ms"),
         "one-changed": rerun("one-changed"), "huge-file": huge_file, "resume": resume, "zenodo": zenodo,
-        "shards": shards,
+        "shards": shards, "verify": verify,
     }
     steps |= {name: first_upload(name) for name in WORKLOADS if split_workload(name)[0] in ("large", "small", "tiny")}
     server_dir = args.workdir / "seaweedfs"

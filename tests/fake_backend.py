@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from uploader.engine.backend import SendsInThreads
@@ -98,6 +98,11 @@ class InMemoryBackend(SendsInThreads):
     def read(self, remote: RemoteFile) -> bytes:
         self.events.append(("read", remote.name))
         return self.objects[remote.name]
+
+    def downloaded_digests(self, remote: RemoteFile, names: Sequence[str]) -> dict[str, str]:
+        """The digests of the bytes held (verify's --deep)."""
+        self.events.append(("download", remote.name))
+        return {name: hashlib.new(name, self.objects[remote.name]).hexdigest() for name in names}
 
     def check_plan(self, ops: list[Operation]) -> None:
         """Anything fits."""

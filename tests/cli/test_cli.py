@@ -32,7 +32,7 @@ def test_version_is_one_parseable_line(tmp_path):
 def test_help_lists_commands_exit_codes_and_environment(tmp_path):
     code, out, _ = run("--help", tmp_path=tmp_path)
     assert code == 0
-    for text in ("upload_aws", "upload_zenodo", "130", "CARTLOAD_UPLOADER_CACHE_DIR"):
+    for text in ("upload_aws", "upload_zenodo", "verify_aws", "verify_zenodo", "130", "CARTLOAD_UPLOADER_CACHE_DIR"):
         assert text in out
 
 
@@ -40,6 +40,10 @@ def test_command_help(tmp_path):
     code, out, _ = run("upload_aws", "--help", tmp_path=tmp_path)
     assert code == 0
     assert "--s3-dir S3URI" in out and "--dry-run" in out
+    code, out, _ = run("verify_aws", "--help", tmp_path=tmp_path)
+    assert code == 0 and "--no-sign-request" in out and "--deep" in out and "--dry-run" not in out
+    code, out, _ = run("verify_zenodo", "--help", tmp_path=tmp_path)
+    assert code == 0 and "--zenodo-id ID" in out and "--latest" in out and "  --publish" not in out
 
 
 AWS = ["upload_aws", "--in-dir", "data", "--s3-dir", "s3://my-bucket/lung"]
@@ -48,6 +52,10 @@ ZENODO = ["upload_zenodo", "--in-dir", "data"]
 # Every kind of usage mistake, for both commands: the one line that names it, then where the help is.
 USAGE_MISTAKES = [
     ([*AWS, "--n-job", "4"], "unknown option --n-job (did you mean --n-jobs?)"),
+    (["verify_aws", "--in-dir", "data"], "--s3-dir S3URI is required (Where it is published, s3://BUCKET[/PREFIX])"),
+    (["verify_zenodo", "--in-dir", "data"], "--zenodo-id ID is required (The published record"),
+    (["verify_aws", "--in-dir", "data", "--s3-dir", "s3://b/p", "--delete"],
+     "--delete is an option of upload_aws, not of verify_aws"),
     (["upload_aws", "--in-di", "data", "--s3-dir", "s3://my-bucket/lung"],
      "unknown option --in-di (did you mean --in-dir?)"),
     ([*AWS, "--frobnicate"], "unknown option --frobnicate"),
@@ -89,9 +97,9 @@ def test_a_usage_mistake_is_one_line_naming_it_then_the_help_exit_2(argv, messag
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    ([], "no command given: use upload_aws or upload_zenodo"),
+    ([], "no command given: use upload_aws, upload_zenodo, verify_aws, verify_zenodo"),
     (["upload_aw"], "unknown command 'upload_aw' (did you mean upload_aws?)"),
-    (["frobnicate"], "unknown command 'frobnicate': use upload_aws or upload_zenodo"),
+    (["frobnicate"], "unknown command 'frobnicate': use upload_aws, upload_zenodo, verify_aws, verify_zenodo"),
     (["--in-dir", "data", "upload_aws"], "unknown option --in-dir before the command: options go after the command"),
     (["--version", "upload_aws"], "--version takes nothing after it"),
 ])

@@ -322,3 +322,24 @@ def test_every_object_option_of_the_usage_text_has_its_row_and_every_row_its_usa
     object_lines = usage[usage.index("  --acl "):usage.index("  --delete ")]  # the usage's block of object options
     in_usage = {line.split()[0] for line in object_lines.splitlines() if line.startswith("  --")}
     assert rows == in_usage
+
+
+@pytest.mark.parametrize(("command", "kinds"), [("verify_aws", ("AuditSettings", "S3Settings", "S3ReadSettings")),
+                                                ("verify_zenodo", ("AuditSettings", "PublishedRecordSettings"))])
+def test_every_option_of_a_verify_usage_is_read_by_exactly_one_field(command, kinds):
+    """The verify commands share RunSettings' fields they have options for, and read the rest with their own."""
+    from dataclasses import fields
+
+    from uploader.engine.audit import AuditSettings
+    from uploader.s3.settings import S3ReadSettings
+    from uploader.zenodo.settings import PublishedRecordSettings
+
+    known = {"AuditSettings": AuditSettings, "S3Settings": S3Settings, "S3ReadSettings": S3ReadSettings,
+             "PublishedRecordSettings": PublishedRecordSettings}
+    usage = long_names(command)
+    own = [name for kind in kinds for spec in fields(known[kind]) for name in spec.metadata.get("options", ())
+           if name in usage or kind != "S3Settings"]  # upload_aws's options verify_aws has no line for stay unread
+    shared = [name for spec in fields(RunSettings) for name in spec.metadata.get("options", ()) if name in usage]
+    read = own + shared
+    assert sorted(read) == sorted(set(read)), "an option read by two fields"
+    assert set(read) == usage

@@ -5,6 +5,7 @@ These talk to the mock over HTTP, as a client would, with the tests' own helper.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Any
 
@@ -86,6 +87,24 @@ def test_latest_link_redirects_to_the_latest_version(zenodo):
     publish(zenodo, v2)
     answer = call(zenodo, "GET", zenodo.api("GET", f"/deposit/depositions/{v1['id']}")["links"]["latest"])
     assert answer.status_code == 200 and answer.json()["id"] == str(v2["id"])
+
+
+def test_a_published_record_is_public_with_its_files_md5s_and_content(zenodo):
+    """zenodo-rdm ZenodoJSONSerializer (legacy/serializers/schemas/zenodojson.py): anyone reads a published record;
+    its files carry key, size, an "md5:"-prefixed checksum and a link to their content."""
+    v1 = publish(zenodo, new_draft(zenodo, {"a b.tsv": b"v1 bytes"}))
+    record = requests.get(f"{zenodo.api_url}/records/{v1['id']}", timeout=30,  # no token
+                          headers={"Accept": "application/vnd.zenodo.v1+json"}).json()
+    assert record["id"] == v1["id"]  # LegacySchema: an Integer
+
+    (entry,) = record["files"]
+    assert entry["key"] == "a b.tsv" and entry["size"] == 8
+    assert entry["checksum"] == "md5:" + hashlib.md5(b"v1 bytes").hexdigest()
+    assert entry["links"]["self"] == f"{zenodo.api_url}/records/{v1['id']}/files/a%20b.tsv/content"
+    assert requests.get(entry["links"]["self"], timeout=30).content == b"v1 bytes"
+    assert record["metadata"]["relations"]["version"][0]["is_last"] is True
+    draft = new_draft(zenodo, {"c.tsv": b"c"})
+    assert requests.get(f"{zenodo.api_url}/records/{draft['id']}", timeout=30).status_code == 404
 
 
 def test_search_lists_the_latest_draft_of_each_concept_unless_allversions(zenodo):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from uploader.engine.backend import Backend
@@ -18,7 +19,7 @@ from uploader.engine.report import failure_lines, print_plan, report_document, s
 from uploader.engine.runner import RunResult, run
 from uploader.engine.settings import RunSettings
 from uploader.errors import ExitStatus
-from uploader.local.catalog import load_catalog
+from uploader.local.catalog import Group, load_catalog
 from uploader.local.hash_cache import HashCache
 from uploader.local.markers import marker_paths, write_markers
 from uploader.local.plan import (
@@ -34,7 +35,7 @@ from uploader.local.shards import take_share
 
 if TYPE_CHECKING:
     from uploader.s3.settings import S3Settings
-    from uploader.zenodo.settings import ZenodoSettings
+    from uploader.zenodo.settings import FilesToUpload, ZenodoSettings
 
 
 def upload_aws(run: RunSettings, settings: S3Settings, resume_command: str) -> ExitStatus:
@@ -42,10 +43,7 @@ def upload_aws(run: RunSettings, settings: S3Settings, resume_command: str) -> E
     from uploader.s3.backend import S3Backend
     from uploader.s3.viewer import ViewerCheck
 
-    if settings.in_list:
-        plan = plan_collection(run.in_dir, settings.in_list, settings.groups)
-    else:
-        plan = UploadPlan((plan_from_catalog(run.in_dir, run.catalog_path, settings.groups),))
+    plan = aws_plan(run, settings.in_list, settings.groups)
     if settings.shard is not None:
         plan = take_share(plan, settings.shard)
     backend = S3Backend(settings, run.n_jobs)
@@ -58,7 +56,7 @@ def upload_zenodo(run: RunSettings, settings: ZenodoSettings, resume_command: st
     """Publish a dataset (its catalog's files, a whole directory, or named files) into a Zenodo deposition."""
     from uploader.zenodo.backend import ZenodoBackend, is_sandbox
 
-    dataset = zenodo_dataset(run, settings)
+    dataset = zenodo_dataset(run, settings.files)
     backend = ZenodoBackend(settings, run.n_jobs)
     where = f"{settings.api_url} deposition {settings.deposition_id or '(new)'}"
     notes = settings.notes
@@ -82,17 +80,18 @@ class RecordSummary(Protocol):
     def __call__(self, *, dry_run: bool) -> RecordOutcome: ...
 
 
-def zenodo_dataset(run: RunSettings, settings: ZenodoSettings) -> Dataset:
-    """The files upload_zenodo sends: the catalog's, every regular file of --in-dir (all), or those named.
+def zenodo_dataset(run: RunSettings, files: FilesToUpload) -> Dataset:
+    """The files upload_zenodo sends (and verify_zenodo checks): the catalog's, every regular file of --in-dir
+    (all), or those named.
 
     A catalog.yaml among them must be valid whatever the method: it is refused before anything is sent.
     """
     from uploader.zenodo.backend import without_empty_files
 
-    method = settings.files.method
+    method = files.method
     if method == "catalog":
         return plan_from_catalog(run.in_dir, run.catalog_path)
-    names = regular_files_in(run.in_dir) if method == "all" else list(settings.files.names)
+    names = regular_files_in(run.in_dir) if method == "all" else list(files.names)
     dataset = plan_from_names(run.in_dir, names, f"--in-dir {run.in_dir}" if method == "all" else "--files")
     for file in dataset.files:
         if file.name == CATALOG_NAME:
@@ -110,6 +109,13 @@ def zenodo_dataset(run: RunSettings, settings: ZenodoSettings) -> Dataset:
 
 def _few(names: list[str], shown: int = 5) -> str:
     return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
+
+
+def aws_plan(run: RunSettings, in_list: Path | None, groups: frozenset[Group]) -> UploadPlan:
+    """The datasets upload_aws publishes (and verify_aws checks): one catalog's, or a collection's."""
+    if in_list:
+        return plan_collection(run.in_dir, in_list, groups)
+    return UploadPlan((plan_from_catalog(run.in_dir, run.catalog_path, groups),))
 
 
 def execute(plan: UploadPlan, backend: Backend, common: RunSettings, resume_command: str, destination: str, *,

@@ -25,9 +25,10 @@ from uploader.errors import ExitStatus, UploaderError, UsageError, exit_status
 from uploader.redact import redact
 
 if TYPE_CHECKING:
+    from uploader.engine.audit import AuditSettings
     from uploader.engine.settings import RunSettings
-    from uploader.s3.settings import S3Settings
-    from uploader.zenodo.settings import ZenodoSettings
+    from uploader.s3.settings import S3ReadSettings, S3Settings
+    from uploader.zenodo.settings import PublishedRecordSettings, ZenodoSettings
 
 PROGRAM = "cartload-uploader"
 
@@ -41,6 +42,8 @@ Usage:
 Commands:
   upload_aws      upload to Amazon S3 or any S3-compatible store
   upload_zenodo   upload to a Zenodo deposition
+  verify_aws      check, reading only, that an S3 prefix holds exactly the local dataset
+  verify_zenodo   check, reading only, that a published Zenodo record holds exactly the local files
 
 Run 'cartload-uploader <command> --help' for the options of a command.
 
@@ -73,8 +76,8 @@ Environment:
   CARTLOAD_UPLOADER_ZENODO_SEARCH_WAIT=60       seconds to keep looking for a draft Zenodo's search lags behind
   CARTLOAD_UPLOADER_ZENODO_URL  the Zenodo API root, when neither --zenodo-url nor --sandbox is given
 
-Also installed as the commands upload_aws and upload_zenodo (the same as
-'cartload-uploader upload_aws' and 'cartload-uploader upload_zenodo').
+Also installed as the commands upload_aws, upload_zenodo, verify_aws and verify_zenodo
+(the same as 'cartload-uploader upload_aws' and so on).
 """
 
 # The options both commands share: one line here and one field in engine.settings.RunSettings.
@@ -220,6 +223,80 @@ Options:
 """ + COMMON_OPTIONS
 
 
+VERIFY_EXIT = """Exit codes:
+  0    the remote holds exactly the local dataset
+  1    something differs: each difference is named on a line of its own
+  2    usage or input error (options, catalog, local files, a record or bucket that does not exist)
+  3    authentication or permission error
+  4    the remote could not be reached, or kept failing
+"""
+
+VERIFY_AWS_USAGE = """Check that an S3 prefix holds exactly the local dataset, reading only: nothing is written.
+
+Every file the local catalog names (the plan upload_aws makes) is compared with
+its object: missing, different (size, ETag, stored SHA-256) and extra objects
+under the dataset's prefix, and the live catalog; then the viewer check of
+upload_aws. With --deep every object is downloaded and hashed instead.
+
+Usage:
+  cartload-uploader verify_aws --in-dir DIR --s3-dir S3URI [options]
+  cartload-uploader verify_aws (-h | --help)
+
+Options:
+  --in-dir DIR            The cartload output directory (--in-list: the parent of the samples).
+  --s3-dir S3URI          Where it is published, s3://BUCKET[/PREFIX].
+  --catalog-yaml FILE     The catalog (default: <in-dir>/catalog.yaml).
+  --in-list TSV           A collection, as upload_aws --in-list publishes it: each sample under
+                          <s3-dir>/<catalog id>/, the collection's root under <s3-dir>/.
+  --deep                  Download and hash every object instead of trusting the store's ETags
+                          (reads the whole dataset; side by side, in bounded memory).
+  --no-sign-request       Anonymous requests, for a public bucket: no credentials are looked for.
+  --profile NAME          AWS profile (default: AWS_PROFILE, else the default chain).
+  --endpoint-url URL      S3-compatible endpoint (default: AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL).
+  --addressing-style STYLE  auto, path or virtual (as upload_aws).
+  --n-jobs N              Requests in flight at once, 1 to 256 (default: 8).
+  --viewer-url URL        Base of the viewer link (default: https://v3o-main.carto-scope.org/dataset?uri=).
+  --no-viewer-check       Do not check that the viewer can read the dataset.
+  --require-viewer-ready  Exit 5 when everything matches but the viewer cannot read it.
+  --report FILE           Write a JSON report of every file's verdict ('-' for stdout).
+  --quiet                 Print only the differences and errors.
+  -h --help               Show this help.
+
+""" + VERIFY_EXIT + """  5    everything matches, but the viewer cannot read it (with --require-viewer-ready)
+"""
+
+VERIFY_ZENODO_USAGE = """Check that a published Zenodo record holds exactly the local files, reading only.
+
+Every file of the local dataset (the plan upload_zenodo makes) is compared with
+the record's: missing, different (size, MD5) and extra files, and the catalog.
+A published record is public: no token is needed. With --deep every file is
+downloaded and hashed instead of trusting the record's MD5s.
+
+Usage:
+  cartload-uploader verify_zenodo --in-dir DIR --zenodo-id ID [options] [--files NAME]...
+  cartload-uploader verify_zenodo (-h | --help)
+
+Options:
+  --in-dir DIR            The cartload output directory.
+  --zenodo-id ID          The published record (the version whose DOI is to be checked).
+  --latest                Check the latest version of that record's concept instead (e.g. the version
+                          upload_zenodo --zenodo-id ID --publish just made).
+  --zenodo-token FILE     A file holding a token, for a record whose files are restricted
+                          (default: $ZENODO_TOKEN when set; a public record needs none).
+  --catalog-yaml FILE     The catalog (default: <in-dir>/catalog.yaml).
+  --upload-method METHOD  What the upload sent: catalog (the catalog's files and catalog.yaml), all
+                          (every regular file in --in-dir) or files (--files) (default: catalog).
+  --files NAME            With --upload-method files: a file directly inside --in-dir.
+  --zenodo-url URL        API root (default: $CARTLOAD_UPLOADER_ZENODO_URL, else https://zenodo.org/api).
+  --sandbox               Use Zenodo's sandbox (https://sandbox.zenodo.org/api).
+  --deep                  Download and hash every file instead of trusting the record's MD5s.
+  --n-jobs N              Files read at once with --deep, 1 to 256 (default: 4).
+  --report FILE           Write a JSON report of every file's verdict ('-' for stdout).
+  --quiet                 Print only the differences and errors.
+  -h --help               Show this help.
+
+""" + VERIFY_EXIT
+
 
 def aws_settings(args: dict[str, Any]) -> tuple[RunSettings, S3Settings]:
     """upload_aws's parsed usage as the run's settings and the S3 backend's."""
@@ -251,17 +328,58 @@ def _upload_zenodo(args: dict[str, Any], resume: str) -> int:
     return upload_zenodo(*zenodo_settings(args), resume)
 
 
+def verify_aws_settings(args: dict[str, Any]) -> tuple[RunSettings, AuditSettings, S3Settings, S3ReadSettings]:
+    """verify_aws's parsed usage: the shared options, the audit's, and upload_aws's S3 ones with its own."""
+    from uploader.engine.audit import AuditSettings
+    from uploader.engine.settings import Given, RunSettings, read_settings
+    from uploader.s3.settings import S3ReadSettings, S3Settings
+
+    given = Given(args, defaults={"--n-jobs": VERIFY_JOBS})
+    return (read_settings(RunSettings, given), read_settings(AuditSettings, given), read_settings(S3Settings, given),
+            read_settings(S3ReadSettings, given))
+
+
+def verify_zenodo_settings(args: dict[str, Any]) -> tuple[RunSettings, AuditSettings, PublishedRecordSettings]:
+    """verify_zenodo's parsed usage: the shared options, the audit's, and the published record's."""
+    from uploader.engine.audit import AuditSettings
+    from uploader.engine.settings import Given, RunSettings, read_settings
+    from uploader.zenodo.settings import DEFAULT_JOBS, PublishedRecordSettings
+
+    given = Given(args, defaults={"--n-jobs": DEFAULT_JOBS})
+    return read_settings(RunSettings, given), read_settings(AuditSettings, given), \
+        read_settings(PublishedRecordSettings, given)
+
+
+VERIFY_JOBS = 8
+
+
+def _verify_aws(args: dict[str, Any], resume: str) -> int:
+    from uploader.cli.verify import verify_aws
+
+    return verify_aws(*verify_aws_settings(args))
+
+
+def _verify_zenodo(args: dict[str, Any], resume: str) -> int:
+    from uploader.cli.verify import verify_zenodo
+
+    return verify_zenodo(*verify_zenodo_settings(args))
+
+
 SPECS: dict[str, CommandSpec] = {
     "upload_aws": CommandSpec.from_usage("upload_aws", AWS_USAGE),
     # cartloader's upload_zenodo declares these with nargs='+' (--in-list in its older versions).
     "upload_zenodo": CommandSpec.from_usage("upload_zenodo", ZENODO_USAGE,
                                             multi_value=frozenset({"--creators", "--files", "--in-list",
                                                                         "--contributors", "--keywords"})),
+    "verify_aws": CommandSpec.from_usage("verify_aws", VERIFY_AWS_USAGE),
+    "verify_zenodo": CommandSpec.from_usage("verify_zenodo", VERIFY_ZENODO_USAGE, multi_value=frozenset({"--files"})),
 }
 
 COMMANDS: dict[str, Callable[[dict[str, Any], str], int]] = {
     "upload_aws": _upload_aws,
     "upload_zenodo": _upload_zenodo,
+    "verify_aws": _verify_aws,
+    "verify_zenodo": _verify_zenodo,
 }
 
 
@@ -329,7 +447,7 @@ def _report_failure(args: dict[str, Any], resume: str, status: int, message: str
 def _top_level(argv: list[str]) -> int:
     """`cartload-uploader` without a command: help, version, or a usage error naming the mistake."""
     if not argv:
-        raise UsageError("no command given: use upload_aws or upload_zenodo")
+        raise UsageError(f"no command given: use {', '.join(COMMANDS)}")
     first = argv[0]
     if first in ("-h", "--help") and len(argv) == 1:
         print(MAIN_USAGE.strip("\n"))
@@ -344,7 +462,7 @@ def _top_level(argv: list[str]) -> int:
         where = f": options go after the command ({found[0]} {first} ...)" if found else ""
         raise UsageError(f"unknown option {first} before the command{where}")
     close = difflib.get_close_matches(first, list(COMMANDS), n=1, cutoff=0.6)
-    suggestion = f" (did you mean {close[0]}?)" if close else ": use upload_aws or upload_zenodo"
+    suggestion = f" (did you mean {close[0]}?)" if close else f": use {', '.join(COMMANDS)}"
     raise UsageError(f"unknown command '{first}'{suggestion}")
 
 
@@ -395,6 +513,16 @@ def upload_aws_main() -> int:
 def upload_zenodo_main() -> int:
     """The `upload_zenodo` command: `cartload-uploader upload_zenodo` under cartloader's name."""
     return exit_promptly(main(["upload_zenodo", *sys.argv[1:]], invoked_as="upload_zenodo"))
+
+
+def verify_aws_main() -> int:
+    """The `verify_aws` command: `cartload-uploader verify_aws`."""
+    return exit_promptly(main(["verify_aws", *sys.argv[1:]], invoked_as="verify_aws"))
+
+
+def verify_zenodo_main() -> int:
+    """The `verify_zenodo` command: `cartload-uploader verify_zenodo`."""
+    return exit_promptly(main(["verify_zenodo", *sys.argv[1:]], invoked_as="verify_zenodo"))
 
 
 def console_main() -> int:

@@ -18,6 +18,13 @@ from uploader.engine.operations import Operation, RemoteFile, Stored
 from uploader.local.plan import Dataset, LocalFile, UploadPlan
 
 
+class Destinations(Protocol):
+    """Where a destination puts each file: all that deciding what is extra on the remote needs of it."""
+
+    def destination(self, dataset: Dataset, name: str) -> str:
+        """Where a file of `dataset` called `name` goes (an S3 key, a Zenodo file name)."""
+
+
 class Backend(Protocol):
     """What a destination provides to the runner."""
 

@@ -53,7 +53,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
-from uploader.engine.backend import Backend
+from uploader.engine.backend import Backend, Destinations
 from uploader.engine.operations import PUBLISHED, Action, Operation, RemoteFile, Status
 from uploader.errors import CatalogInPlace, CatalogWaits, FileUploadError, InputError
 from uploader.local.catalog import file_names_in
@@ -186,7 +186,13 @@ def _remote_of(op: Operation) -> RemoteFile:
 REMOVED = "not named by the catalog (--delete): deleted once the catalog is published"
 
 
-def _removals(dataset: Dataset, remote: Mapping[str, RemoteFile], backend: Backend,
+def extra_remote_files(dataset: Dataset, remote: Mapping[str, RemoteFile], backend: Destinations,
+                       plan: UploadPlan) -> list[RemoteFile]:
+    """The remote files under the dataset's own prefix that its catalog does not name (what --delete removes)."""
+    return [op.remote for op in _removals(dataset, remote, backend, plan) if op.remote is not None]
+
+
+def _removals(dataset: Dataset, remote: Mapping[str, RemoteFile], backend: Destinations,
               plan: UploadPlan) -> list[Operation]:
     """A DELETE, run after the catalog is published, for each remote file of the dataset its catalog does not name.
 
@@ -203,7 +209,7 @@ def _removals(dataset: Dataset, remote: Mapping[str, RemoteFile], backend: Backe
             if key not in named and key.startswith(root) and not any(key.startswith(kept) for kept in kept_below)]
 
 
-def _key_prefix(dataset: Dataset, backend: Backend) -> str:
+def _key_prefix(dataset: Dataset, backend: Destinations) -> str:
     """What every destination name of the dataset starts with: where a file '-' would go, less that name."""
     return backend.destination(dataset, "-")[:-1]
 

@@ -31,11 +31,11 @@ from uploader.s3.access import FirstWrite, check_bucket
 from uploader.s3.client import make_client, uploader_errors_for
 from uploader.s3.leases import Leases
 from uploader.s3.options import send_request_payer_always
+from uploader.s3.reader import S3Reader
 from uploader.s3.sends import VerifiedSends
 from uploader.s3.settings import S3Settings
 from uploader.s3.transport import DeferredTransport, make_transport
 from uploader.s3.updates import InPlaceUpdates
-from uploader.s3.verify import SHA256_META, listed_files
 from uploader.s3.writer import ObjectWriter, is_multipart, part_size
 
 if TYPE_CHECKING:
@@ -57,6 +57,7 @@ class S3Backend:
         self.s3_dir = destination = settings.s3_dir
         self.objects = settings.objects
         self.client: S3Client = make_client(settings, n_jobs)
+        self.reader = S3Reader(self.client, destination, settings)  # the read side, shared with verify_aws
         if payer := self.objects.given.get("--request-payer"):
             send_request_payer_always(self.client, payer)
         self._transport = DeferredTransport(partial(make_transport, self.client, destination.bucket, n_jobs))
@@ -94,7 +95,7 @@ class S3Backend:
     # -- what is there --------------------------------------------------------------------
 
     def destination(self, dataset: Dataset, name: str) -> str:
-        return self.s3_dir.key(dataset, name)
+        return self.reader.destination(dataset, name)
 
     def digests_to_send(self, file: LocalFile) -> tuple[str, ...]:
         return "sha256", part_md5_name(part_size(file.size))
@@ -123,16 +124,10 @@ class S3Backend:
         return listing
 
     def _list(self, dataset: Dataset) -> dict[str, RemoteFile]:
-        prefix = self.s3_dir.dataset_prefix(dataset)
-        with uploader_errors_for(f"listing {self.s3_dir.uri(prefix)}", self.settings):
-            expected = [self.destination(dataset, file.name) for file in (*dataset.all_files, *dataset.checked_only)]
-            return listed_files(self.client, self.s3_dir.bucket, prefix, expected)
+        return self.reader.remote_files(dataset)
 
     def digests_on_request(self, remote: RemoteFile) -> dict[str, str]:
-        with uploader_errors_for(f"reading {remote.name}", self.settings):
-            head = self.client.head_object(Bucket=self.s3_dir.bucket, Key=remote.name)
-        stored = head.get("Metadata", {}).get(SHA256_META)
-        return {"sha256": stored} if stored else {}
+        return self.reader.digests_on_request(remote)
 
     def stored_options(self, remote: RemoteFile, wanted: Mapping[str, str]) -> dict[str, str]:
         """What the object holds for each wanted option (a HEAD; GetObjectAcl for --acl), in the options' terms."""
@@ -147,8 +142,7 @@ class S3Backend:
         return {"Content-Type": content_type(file.name), "Content-Encoding": ""}
 
     def read(self, remote: RemoteFile) -> bytes:
-        with uploader_errors_for(f"reading {self.s3_dir.uri(remote.name)}", self.settings):
-            return bytes(self.client.get_object(Bucket=self.s3_dir.bucket, Key=remote.name)["Body"].read())
+        return self.reader.read(remote)
 
     def check_plan(self, ops: list[Operation]) -> None:
         """Any plan fits in a bucket."""

@@ -36,13 +36,14 @@ TRANSIENT_CODES = {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTi
                    "ThrottlingException", "TooManyRequests"}
 
 
-def make_client(settings: S3Settings, n_jobs: int = 8) -> S3Client:
+def make_client(settings: S3Settings, n_jobs: int = 8, *, sign_requests: bool = True) -> S3Client:
     """The run's one client (clients are thread-safe), pooling connections for `n_jobs` requests in flight;
-    configuration problems become one-line errors."""
+    configuration problems become one-line errors. `sign_requests` False: anonymous requests, as
+    `aws --no-sign-request` sends them (a public bucket; no credentials are looked for)."""
     import botocore.exceptions
 
     try:
-        return _build_client(settings, n_jobs)
+        return _build_client(settings, n_jobs, sign_requests)
     except botocore.exceptions.ProfileNotFound as missing:
         given = f"--profile {settings.profile}" if settings.profile \
             else f"AWS_PROFILE {missing.kwargs.get('profile', '')}"
@@ -52,7 +53,7 @@ def make_client(settings: S3Settings, n_jobs: int = 8) -> S3Client:
         raise UsageError(f"AWS configuration problem: {exc}; fix the file (or AWS_CONFIG_FILE)") from None
 
 
-def _build_client(settings: S3Settings, n_jobs: int = 8) -> S3Client:
+def _build_client(settings: S3Settings, n_jobs: int = 8, sign_requests: bool = True) -> S3Client:
     # botocore's own session, as boto3's Session wraps it: importing boto3 (and the s3transfer it loads for
     # transfer methods never used here) cost ~40 ms before every run's first request.
     import botocore
@@ -84,6 +85,8 @@ def _build_client(settings: S3Settings, n_jobs: int = 8) -> S3Client:
         options["response_checksum_validation"] = "when_required"
     if not os.environ.get("AWS_RETRY_MODE") and not os.environ.get("AWS_MAX_ATTEMPTS"):
         options["retries"] = {"mode": "standard", "max_attempts": 5}
+    if not sign_requests:
+        options["signature_version"] = botocore.UNSIGNED
     region = session.get_config_variable("region") or "us-east-1"
     style = settings.addressing_style
     if style != "auto":
@@ -114,7 +117,7 @@ def _build_client(settings: S3Settings, n_jobs: int = 8) -> S3Client:
     # On 'before-call.s3', after botocore's own handler there that adds it: a body we hold whole needs no
     # '100-continue' round trip (the write probe's part, and every send when boto3 carries the bytes).
     client.meta.events.register_last("before-call.s3", _no_expect_header)
-    if session.get_credentials() is None:
+    if sign_requests and session.get_credentials() is None:
         raise AuthError("no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY,"
                         " run 'aws configure', or pass --profile")
     return client

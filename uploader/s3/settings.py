@@ -155,3 +155,19 @@ class S3Settings:
     abort_incomplete: bool = option(flag("--abort-incomplete-uploads"), "--abort-incomplete-uploads", default=False)
     notes: tuple[str, ...] = option(lambda given: tuple(given.notes), default=())  # told with the summary
 
+
+
+# -- verify_aws -------------------------------------------------------------------------------------
+
+
+def _no_sign_request(given: Given) -> bool:
+    if given["--no-sign-request"] and given["--profile"]:
+        raise UsageError("--no-sign-request and --profile exclude each other: anonymous requests use no profile")
+    return bool(given["--no-sign-request"])
+
+
+@dataclass(frozen=True, kw_only=True)
+class S3ReadSettings:
+    """verify_aws's own option, beside the connection and dataset options it shares with upload_aws (S3Settings)."""
+
+    no_sign_request: bool = option(_no_sign_request, "--no-sign-request", default=False)  # anonymous requests

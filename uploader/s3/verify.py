@@ -59,7 +59,8 @@ def _listed_range(client: S3Client, bucket: str, prefix: str, after: str | None,
             key = item["Key"]
             if upto is not None and key > upto:
                 return found  # the next range's
-            if not key.rsplit("/", 1)[-1].startswith(OWN_KEY_MARK):  # the tool's own: not compared, never deleted
+            # The tool's own keys (write check, leases under .cartload-uploader/): not compared, never deleted.
+            if not any(part.startswith(OWN_KEY_MARK) for part in key[len(prefix):].split("/")):
                 size, etag = item["Size"], item.get("ETag", "").strip('"')
                 found[key] = RemoteFile(key, size, digests_of_etag(etag, size))
             if key == upto:

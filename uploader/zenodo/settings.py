@@ -217,3 +217,31 @@ def unreadable_token_file(path: str) -> str:
         owner = ""
     return (f"--zenodo-token {path}: not readable by uid {os.getuid()}{owner}; run as the file's owner"
             f" (docker run --user \"$(id -u):$(id -g)\"), or pass the token in {ZENODO_TOKEN_ENV} instead")
+
+
+# -- verify_zenodo ----------------------------------------------------------------------------------
+
+
+def _record_id(given: Given) -> int:
+    return positive_int(given["--zenodo-id"], "--zenodo-id", maximum=10**12)
+
+
+def _optional_token(given: Given) -> ZenodoToken:
+    """--zenodo-token FILE, else $ZENODO_TOKEN when set, else none: a published record is public."""
+    path = given["--zenodo-token"]
+    if path or os.environ.get(ZENODO_TOKEN_ENV, "").strip():
+        return ZenodoToken(read_zenodo_token(str(path) if path else None))
+    return ZenodoToken("")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PublishedRecordSettings:
+    """verify_zenodo's options: which files (as upload_zenodo reads them), which record, and how to reach it."""
+
+    files: FilesToUpload = option(_files_to_upload, "--upload-method", "--files", default=FilesToUpload())
+    record_id: int = option(_record_id, "--zenodo-id", required=True)
+    latest: bool = option(flag("--latest"), "--latest", default=False)  # the concept's latest version instead
+    api_url: str = option(_api_url, "--zenodo-url", "--sandbox", required=True)
+    token: ZenodoToken = option(_optional_token, "--zenodo-token", default=ZenodoToken(""))
+    timing: ZenodoTiming = option(lambda given: ZenodoTiming.from_environment(os.environ),
+                                  default_factory=ZenodoTiming)

@@ -181,8 +181,9 @@ def _session(token: ZenodoToken, adapter: Any) -> requests.Session:
     import requests
 
     session = requests.Session()
-    session.headers.update({"Authorization": f"Bearer {token.value}", "User-Agent": USER_AGENT,
-                            "Accept": "application/json"})
+    session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+    if token.value:  # without one, only public records can be read (verify_zenodo)
+        session.headers["Authorization"] = f"Bearer {token.value}"
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
