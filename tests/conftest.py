@@ -221,8 +221,8 @@ class MockZenodo:
         return self._http.post(f"{self.base_url}/_mock/{name}", json=body, timeout=30).json()
 
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self._http.request(method, f"{self.api_url}{path}", timeout=30,
-                                      headers={"Authorization": f"Bearer {self.token}"}, **kwargs)
+        headers = {"Authorization": f"Bearer {self.token}", **kwargs.pop("headers", {})}
+        response = self._http.request(method, f"{self.api_url}{path}", timeout=30, headers=headers, **kwargs)
         return response.json() if response.content else None
 
     def put_file(self, deposition: dict[str, Any], name: str, data: bytes) -> None:

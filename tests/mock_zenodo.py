@@ -53,6 +53,7 @@ from uploader.zenodo.license_vocabulary import LEGACY_NAMES
 
 QUOTE_SAFE = "/!$&'()*+,;=:@"  # zenodojson.py dump_files: how a file's key is quoted in its link
 ZENODO_JSON = "application/vnd.zenodo.v1+json"
+RDM_JSON = "application/vnd.inveniordm.v1+json"  # InvenioRDM's own record JSON (the full metadata)
 UPLOAD_TYPES = {"dataset", "software", "publication", "poster", "presentation", "image", "video", "lesson",
                 "physicalobject", "other"}
 # The legacy metadata keys the deserializer reads (zenodo-rdm site/zenodo_rdm/legacy/deserializers/metadata.py,
@@ -434,10 +435,17 @@ class Handler(BaseHTTPRequestHandler):
         """The RDM record endpoints: a record (with its full metadata, or as Zenodo's own JSON), its draft, its
         `latest` redirect, and a file's content (public for a published, open record: no token needed)."""
         parts = path.strip("/").split("/")  # api, records, <id>[, versions, latest | draft | files, <key>, content]
+        # zenodo-rdm site/zenodo_rdm/resources.py: the record resource (records and their drafts) answers
+        # application/json and application/vnd.zenodo.v1+json with ZenodoJSONSerializer; InvenioRDM's own JSON,
+        # with the full metadata, only for application/vnd.inveniordm.v1+json (invenio-rdm-records
+        # resources/config.py record_serializers).
+        rdm_json = RDM_JSON in self.headers.get("Accept", "")
         if parts[3:] == ["draft"]:
             token = self._token(query)
             with STATE.lock:
-                return 200, self._rdm_draft(self._owned(parts[2], token)), {}
+                draft = self._owned(parts[2], token)
+                full = self._rdm_draft(draft)  # 404 when no draft or edit is open
+                return 200, full if rdm_json else self._record_view(draft), {}
         with STATE.lock:
             record = self._existing(parts[2])
             if record["published_at"] is None:
@@ -451,12 +459,7 @@ class Handler(BaseHTTPRequestHandler):
             if parts[3:] in (["communities"], ["requests"]):
                 return 200, record_communities_api(record, parts[3]), {}
             if len(parts) == 3:
-                # zenodo-rdm site/zenodo_rdm/resources.py: application/vnd.zenodo.v1+json (and on zenodo.org
-                # application/json too) is answered by ZenodoJSONSerializer; the mock keeps the RDM view for other
-                # Accept values, which the uploader's metadata checks read.
-                if ZENODO_JSON in self.headers.get("Accept", ""):
-                    return 200, self._record_view(record), {}
-                return 200, self._rdm_record(record), {}
+                return 200, self._rdm_record(record) if rdm_json else self._record_view(record), {}
             if len(parts) >= 6 and parts[3] == "files" and parts[-1] == "content":
                 # invenio-rdm-records resources/config.py RDMRecordFilesResourceConfig: /records/<id>/files/<key>/
                 # content, the bytes as stored (invenio-records-resources resources/files/resource.py read_content).

@@ -13,6 +13,9 @@ import pytest
 import requests
 
 from tests.conftest import HELPER_AGENT, MockZenodo
+from tests.mock_zenodo import RDM_JSON as RDM_MEDIA_TYPE
+
+RDM_JSON = {"Accept": RDM_MEDIA_TYPE}
 
 pytestmark = pytest.mark.e2e
 
@@ -86,7 +89,7 @@ def test_latest_link_redirects_to_the_latest_version(zenodo):
     v2 = call(zenodo, "POST", f"/deposit/depositions/{v1['id']}/actions/newversion").json()
     publish(zenodo, v2)
     answer = call(zenodo, "GET", zenodo.api("GET", f"/deposit/depositions/{v1['id']}")["links"]["latest"])
-    assert answer.status_code == 200 and answer.json()["id"] == str(v2["id"])
+    assert answer.status_code == 200 and int(answer.json()["id"]) == v2["id"]  # an int in Zenodo's JSON, a str in RDM's
 
 
 def test_a_published_record_is_public_with_its_files_md5s_and_content(zenodo):
@@ -335,12 +338,23 @@ CURATED: dict[str, Any] = {
 }
 
 
+def test_plain_json_of_a_record_is_zenodos_own_view_without_the_full_metadata(zenodo):
+    # zenodo-rdm site/zenodo_rdm/resources.py: application/json is ZenodoJSONSerializer's, not InvenioRDM's JSON.
+    record = publish(zenodo, new_draft(zenodo, {"a.tsv": b"a"}))
+    zenodo.control("curate", {"id": record["id"], "metadata": CURATED})
+
+    plain = call(zenodo, "GET", f"/records/{record['id']}", headers={"Accept": "application/json"}).json()
+
+    assert "versions" not in plain and plain["files"][0]["checksum"].startswith("md5:")
+    assert call(zenodo, "GET", f"/records/{record['id']}", headers=RDM_JSON).json()["metadata"] == CURATED
+
+
 def test_the_deposit_api_shows_a_narrower_view_of_a_curated_record(zenodo):
     record = publish(zenodo, new_draft(zenodo, {"a.tsv": b"a"}))
     zenodo.control("curate", {"id": record["id"], "metadata": CURATED})
 
     legacy = call(zenodo, "GET", f"/deposit/depositions/{record['id']}").json()["metadata"]
-    full = call(zenodo, "GET", f"/records/{record['id']}").json()
+    full = call(zenodo, "GET", f"/records/{record['id']}", headers=RDM_JSON).json()
 
     assert full["metadata"] == CURATED and full["versions"] == {"index": 1, "is_latest": True}
     assert legacy["creators"] == [{"name": "Doe, Jane", "affiliation": "University of Michigan"},
@@ -357,9 +371,10 @@ def test_a_deposit_api_put_replaces_the_full_metadata_with_its_view(zenodo):
 
     assert call(zenodo, "PUT", f"/deposit/depositions/{record['id']}", json={"metadata": legacy}).status_code == 200
 
-    draft = call(zenodo, "GET", f"/records/{record['id']}/draft").json()["metadata"]
+    draft = call(zenodo, "GET", f"/records/{record['id']}/draft", headers=RDM_JSON).json()["metadata"]
     assert "additional_titles" not in draft and len(draft["rights"]) == 1 and "funding" not in draft
-    assert call(zenodo, "GET", f"/records/{record['id']}").json()["metadata"] == CURATED  # until published
+    published = call(zenodo, "GET", f"/records/{record['id']}", headers=RDM_JSON).json()["metadata"]
+    assert published == CURATED  # until published
 
 
 def test_a_new_version_carries_the_full_metadata_but_not_version_or_date(zenodo):
@@ -368,7 +383,7 @@ def test_a_new_version_carries_the_full_metadata_but_not_version_or_date(zenodo)
 
     draft = call(zenodo, "POST", f"/deposit/depositions/{record['id']}/actions/newversion").json()
 
-    full = call(zenodo, "GET", f"/records/{draft['id']}/draft").json()["metadata"]
+    full = call(zenodo, "GET", f"/records/{draft['id']}/draft", headers=RDM_JSON).json()["metadata"]
     assert {k: v for k, v in full.items() if k != "publication_date"} == {
         k: v for k, v in CURATED.items() if k not in ("version", "publication_date")}
     assert call(zenodo, "GET", f"/records/{record['id']}/draft").status_code == 404  # no edit open there

@@ -12,7 +12,10 @@ from typing import Any
 import pytest
 
 from tests.conftest import MockZenodo
+from tests.mock_zenodo import RDM_JSON as RDM_MEDIA_TYPE
 from tests.zenodo_helpers import METADATA, catalog_names, md5s, only_deposition, upload
+
+RDM_JSON = {"Accept": RDM_MEDIA_TYPE}
 
 pytestmark = pytest.mark.e2e
 
@@ -45,7 +48,7 @@ def curated_record(zenodo: MockZenodo, env: dict[str, str], token_file: Path, da
 
 
 def full_metadata(zenodo: MockZenodo, record_id: int) -> dict[str, Any]:
-    return dict(zenodo.api("GET", f"/records/{record_id}")["metadata"])
+    return dict(zenodo.api("GET", f"/records/{record_id}", headers=RDM_JSON)["metadata"])
 
 
 # -- 3. metadata is never lost --------------------------------------------------------------------------------

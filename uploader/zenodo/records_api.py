@@ -15,6 +15,10 @@ from uploader.errors import UploaderError
 from uploader.zenodo.records import ZenodoDeposition
 from uploader.zenodo.transport import ZenodoTransport
 
+# On zenodo.org `application/json` is answered by Zenodo's own serializer (zenodo-rdm site/zenodo_rdm/
+# resources.py), which has neither the full metadata nor `versions`: InvenioRDM's JSON is asked for by name.
+RDM_JSON = {"Accept": "application/vnd.inveniordm.v1+json"}
+
 
 class RecordsApi:
     """Reads of the records API, through the same transport (pacing, retries, errors) as every call."""
@@ -25,7 +29,7 @@ class RecordsApi:
     def version_index(self, record: ZenodoDeposition) -> int | None:
         """The published record's version number (1 for the first), if the records API says (only for messages)."""
         try:
-            response = self.http.call("GET", f"/records/{record.id}", what=f"record {record.id}")
+            response = self.http.call("GET", f"/records/{record.id}", what=f"record {record.id}", headers=RDM_JSON)
         except UploaderError:
             return None
         index = (response.json().get("versions") or {}).get("index")
@@ -35,5 +39,6 @@ class RecordsApi:
         """All the metadata a deposition holds: a published record as published, a draft or an open edit as such."""
         published = deposition.submitted and deposition.state != "inprogress"
         path = f"/records/{deposition.id}" if published else f"/records/{deposition.id}/draft"
-        response = self.http.call("GET", path, what=f"the full metadata of deposition {deposition.id}")
+        response = self.http.call("GET", path, what=f"the full metadata of deposition {deposition.id}",
+                                  headers=RDM_JSON)
         return dict(response.json().get("metadata") or {})
