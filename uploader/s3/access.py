@@ -18,12 +18,12 @@ from uploader.errors import RemoteError, UsageError
 from uploader.s3.client import AUTH_CODES, S3Settings, error_message, uploader_errors_for
 from uploader.s3.destination import S3Destination
 from uploader.s3.options import ObjectOptions
+from uploader.s3.own_keys import WRITE_CHECK_NAME
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
-OWN_KEY_MARK = ".cartload-uploader"  # the tool's own keys (write probe, leases): never a dataset's file
-PROBE_KEY = f"{OWN_KEY_MARK}-write-check"
+PROBE_KEY = WRITE_CHECK_NAME  # one of the tool's own keys (own_keys.py): never a dataset's file
 
 
 def check_bucket(client: S3Client, bucket: str, settings: S3Settings) -> None:

@@ -83,7 +83,10 @@ class S3Backend:
         return "sha256", part_md5_name(part_size(file.size))
 
     def check_access(self, plan: UploadPlan, *, dry_run: bool) -> None:
-        """Checks that go on beside the first listing (round trips on a WAN): the bucket, then writing."""
+        """Checks that go on beside the first listing (round trips on a WAN): the bucket, then writing.
+
+        Keys S3 cannot hold are refused first, before any request."""
+        self.s3_dir.check_keys(plan)
         self._bucket_there = self._waiting.submit(check_bucket, self.client, self.s3_dir.bucket, self.settings)
         if not dry_run:
             self._ready_to_write = self._waiting.submit(self._prepare_to_write)

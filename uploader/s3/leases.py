@@ -34,11 +34,11 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 from uploader.errors import FileUploadError
+from uploader.s3.own_keys import LEASES_DIR, is_tool_key
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
-LEASES = ".cartload-uploader/runs"
 LEASE_REFRESH = float(os.environ.get("CARTLOAD_UPLOADER_LEASE_REFRESH", "60"))  # seconds between heartbeats
 LEASE_STALE = float(os.environ.get("CARTLOAD_UPLOADER_LEASE_STALE", "600"))  # no heartbeat for this long: dead
 ABORT_AFTER = float(os.environ.get("CARTLOAD_UPLOADER_ABORT_AFTER_DAYS", "7"))  # days, for uploads no lease names
@@ -212,10 +212,10 @@ class Leases:
             self._delete(key)
 
     def _lease_key(self, run: str) -> str:
-        return "/".join(part for part in (self.prefix, LEASES, f"{run}.json") if part)
+        return "/".join(part for part in (self.prefix, LEASES_DIR, f"{run}.json") if part)
 
     def _read_leases(self) -> list[Holder]:
-        prefix = "/".join(part for part in (self.prefix, LEASES) if part) + "/"
+        prefix = "/".join(part for part in (self.prefix, LEASES_DIR) if part) + "/"
         holders = []
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
             for item in page.get("Contents", []):
@@ -234,8 +234,8 @@ class Leases:
         prefix = f"{self.prefix}/" if self.prefix else ""
         found: list[dict[str, Any]] = []
         for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=prefix):
-            found.extend(dict(upload) for upload in page.get("Uploads", []) if "/.cartload-uploader" not in
-                         f"/{upload['Key']}")
+            found.extend(dict(upload) for upload in page.get("Uploads", [])
+                         if not is_tool_key(upload["Key"], self.prefix))
         return found
 
     def _abort(self, key: str, upload_id: str, reason: str) -> None:

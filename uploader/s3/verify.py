@@ -17,9 +17,9 @@ from uploader.errors import FileUploadError
 from uploader.local.content_types import content_type
 from uploader.local.hashing import multipart_etag_name
 from uploader.local.plan import LocalFile
-from uploader.s3.access import OWN_KEY_MARK
 from uploader.s3.client import as_file_upload_error
 from uploader.s3.options import ObjectOptions, canned_acl_of, stored_values
+from uploader.s3.own_keys import is_tool_key
 from uploader.s3.writer import is_multipart, part_size
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ def _listed_range(client: S3Client, bucket: str, prefix: str, after: str | None,
             key = item["Key"]
             if upto is not None and key > upto:
                 return found  # the next range's
-            if not key.rsplit("/", 1)[-1].startswith(OWN_KEY_MARK):  # the tool's own: not compared, never deleted
+            if not is_tool_key(key, prefix):  # the tool's own: not compared, never verified, never deleted
                 size, etag = item["Size"], item.get("ETag", "").strip('"')
                 found[key] = RemoteFile(key, size, digests_of_etag(etag, size))
             if key == upto:
