@@ -41,7 +41,8 @@ def upload_aws(settings: AwsSettings, resume_command: str) -> ExitStatus:
         plan = take_share(plan, settings.shard)
     backend = S3Backend(destination, S3Settings(settings.profile, settings.endpoint_url, common.n_jobs,
                                                 settings.addressing_style, take_over=settings.take_over,
-                                                abort_incomplete=settings.abort_incomplete), settings.objects)
+                                                abort_incomplete=settings.abort_incomplete,
+                                                outage_seconds=settings.stall_seconds), settings.objects)
     viewer = ViewerCheck(backend.client, destination, settings.viewer, settings.profile)
     options = RunOptions(common.n_jobs, common.dry_run, common.restart, stall_seconds=settings.stall_seconds,
                          remote_name=f"the S3 endpoint ({redact(backend.client.meta.endpoint_url)})",

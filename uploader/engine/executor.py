@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import random
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -40,6 +39,7 @@ from uploader.engine.progress import Progress
 from uploader.errors import CatalogInPlace, CatalogWaits, FileUploadError, RemoteError
 from uploader.local.hashing import Cancelled, HashCache, digests, is_digest_name
 from uploader.local.plan import Dataset, LocalFile
+from uploader.retry import pause_before
 
 INTEGRITY_ATTEMPTS = 3  # a file whose bytes arrived wrong is sent again; HTTP-level retries are the backend's
 CANCEL_GRACE_SECONDS = 60
@@ -50,9 +50,6 @@ PREPARE_WORKERS = 4  # hashing is the slow part of preparing, and there are few 
 # took ~15 % more CPU).
 PREPARE_HERE_BELOW = 1024 * 1024
 POLL_SECONDS = 0.5
-# The pause before a transient failure is tried again: doubled each time, up to the cap, with jitter.
-RETRY_PAUSE = float(os.environ.get("CARTLOAD_UPLOADER_RETRY_PAUSE", "0.5"))
-RETRY_PAUSE_CAP = float(os.environ.get("CARTLOAD_UPLOADER_RETRY_PAUSE_CAP", "15"))
 # After this long without progress, say that the run is waiting (and every as long again).
 NOTICE_SECONDS = float(os.environ.get("CARTLOAD_UPLOADER_NOTICE_SECONDS", "10"))
 log = logging.getLogger("uploader")
@@ -124,7 +121,7 @@ class _Attempt:
 
     def pause(self) -> float:
         """Seconds to wait before the next attempt after a transient failure."""
-        return float(min(RETRY_PAUSE_CAP, RETRY_PAUSE * 2.0 ** self.pauses)) * (0.5 + random.random())
+        return pause_before(self.pauses)
 
     def take_back(self) -> None:
         self.progress.advance(-self.sent)  # the next attempt sends those bytes again

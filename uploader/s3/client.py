@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from urllib.parse import urlsplit
 from uploader import __version__
 from uploader.errors import AuthError, FileUploadError, RemoteError, UsageError
 from uploader.redact import redact
+from uploader.retry import pause_before
 from uploader.s3.addressing import is_aws_host, is_ip_address
 
 if TYPE_CHECKING:
@@ -35,6 +37,13 @@ TRANSIENT_CODES = {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTi
                    "IncompleteBody", "ClientDisconnected", "MalformedXML", "OperationAborted", "Throttling",
                    "ThrottlingException", "TooManyRequests"}
 
+# A control call that gets these would get them again: a skewed clock, or an XML body botocore built whole.
+NOT_FOR_CONTROL_CALLS = {"MalformedXML", "RequestTimeTooSkewed"}
+PASSING_STATUSES = {429, 500, 502, 503, 504}  # not 501 (Not Implemented): that answer is final
+# A store that has not answered once in this run may be the wrong address rather than a passing outage: its
+# requests are tried for this long at most (then the stall timeout applies, once it has answered).
+FIRST_CONTACT_SECONDS = float(os.environ.get("CARTLOAD_UPLOADER_FIRST_CONTACT_SECONDS", "10"))
+
 
 @dataclass(frozen=True)
 class S3Settings:
@@ -46,6 +55,7 @@ class S3Settings:
     addressing_style: str = "auto"  # auto, path or virtual (--addressing-style)
     take_over: bool = False  # resume unfinished uploads even under another run's fresh lease
     abort_incomplete: bool = False  # abort every unfinished upload under the prefix no live run holds
+    outage_seconds: float = 120.0  # a request that keeps failing for a passing reason is tried for this long
 
 
 def make_client(settings: S3Settings) -> S3Client:
@@ -94,7 +104,8 @@ def _build_client(settings: S3Settings) -> S3Client:
     if not os.environ.get("AWS_RESPONSE_CHECKSUM_VALIDATION"):
         options["response_checksum_validation"] = "when_required"
     if not os.environ.get("AWS_RETRY_MODE") and not os.environ.get("AWS_MAX_ATTEMPTS"):
-        options["retries"] = {"mode": "standard", "max_attempts": 5}
+        # botocore's own retries share a quota that a 2-second outage drains: ours (below) try instead.
+        options["retries"] = {"mode": "standard", "max_attempts": 1}
     region = session.get_config_variable("region") or "us-east-1"
     style = settings.addressing_style
     if style != "auto":
@@ -125,10 +136,52 @@ def _build_client(settings: S3Settings) -> S3Client:
     # On 'before-call.s3', after botocore's own handler there that adds it: a body we hold whole needs no
     # '100-continue' round trip (the write probe's part, and every send when boto3 carries the bytes).
     client.meta.events.register_last("before-call.s3", _no_expect_header)
+    client.meta.events.register_first("needs-retry.s3", RideThroughOutages(settings.outage_seconds))  # type: ignore[arg-type]
     if session.get_credentials() is None:
         raise AuthError("no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY,"
                         " run 'aws configure', or pass --profile")
     return client
+
+
+class RideThroughOutages:
+    """The one place where a request is tried again: every call of the run's client (listings, HEADs, multipart
+    create/complete, deletes, leases, bucket settings, the write check) rides an outage through.
+
+    A request that failed for a passing reason (no answer at all, a cut connection, a timeout, a 5xx, 429 or
+    a throttling code) is tried again after a growing pause, for as long as `within` seconds have not passed
+    since its first failure: the run's --stall-timeout, so an outage the run rides through in one phase is
+    ridden through in every phase. Until the store has answered once, FIRST_CONTACT_SECONDS at most: a wrong
+    --endpoint-url fails in seconds. A botocore `needs-retry` handler: it answers the pause, or None.
+    """
+
+    def __init__(self, within: float) -> None:
+        self.within = within
+        self.answered = False  # the store has answered a request of this run (any HTTP answer)
+
+    def __call__(self, request_dict: dict[str, Any], attempts: int, response: Any = None,
+                 caught_exception: BaseException | None = None, **kwargs: Any) -> float | None:
+        self.answered = self.answered or response is not None
+        if not _passing_failure(response, caught_exception):
+            return None
+        context = request_dict.setdefault("context", {})
+        first_failed = context.setdefault("cartload_first_failure", time.monotonic())
+        limit = self.within if self.answered else min(self.within, FIRST_CONTACT_SECONDS)
+        if time.monotonic() - first_failed >= limit:
+            return None
+        return pause_before(attempts - 1)
+
+
+def _passing_failure(response: Any, caught: BaseException | None) -> bool:
+    """No answer (refused, reset, timed out), or an answer that says 'not now'."""
+    import botocore.exceptions as bx
+
+    if caught is not None:
+        return isinstance(caught, (bx.HTTPClientError, bx.ConnectionError)) and not isinstance(caught, bx.SSLError)
+    if response is None:
+        return False
+    status = int(response[0].status_code)
+    code = str(response[1].get("Error", {}).get("Code", ""))
+    return status in PASSING_STATUSES or code in TRANSIENT_CODES - NOT_FOR_CONTROL_CALLS
 
 
 def _no_expect_header(params: dict[str, Any], model: Any = None, **kwargs: Any) -> None:
