@@ -38,6 +38,9 @@ class Behaviour:
     http_status: int = 503  # "http-error": the status of the canned answer
     connections: int = 0  # how many connections have been accepted
     requests_seen: list[int] = field(default_factory=list)  # bytes sent upstream, per closed connection
+    outage_on: bytes = b""  # the first request holding these bytes begins an outage (see Proxy.outage_on)
+    outage_seconds: float = 0.0
+    outages: int = 0  # how many outages began
 
 
 class Proxy:
@@ -67,6 +70,18 @@ class Proxy:
         """Change the behaviour for what comes next (and for stalls/black holes, for what is running)."""
         for name, value in changes.items():
             setattr(self.behaviour, name, value)
+
+    def outage_on(self, pattern: bytes, seconds: float) -> None:
+        """When a request holding `pattern` comes (once), cut it and every connection, and refuse new ones for
+        `seconds`: a server that goes away at that point of a run and comes back on the same port."""
+        self.set(outage_on=pattern, outage_seconds=seconds)
+
+    def _begin_outage(self) -> None:
+        behaviour = self.behaviour
+        behaviour.outage_on, behaviour.mode = b"", "refuse"
+        behaviour.outages += 1
+        self.cut_all()
+        self._loop.call_later(behaviour.outage_seconds, lambda: setattr(behaviour, "mode", "pass"))
 
     def cut_all(self) -> None:
         """Reset every open connection now."""
@@ -136,6 +151,10 @@ class Proxy:
             while True:
                 data = await reader.read(CHUNK)
                 behaviour = self.behaviour
+                if upstream and behaviour.outage_on and behaviour.outage_on in data:
+                    self._begin_outage()
+                    writer.transport.abort()
+                    raise ConnectionResetError("an outage began")
                 if behaviour.mode == "stall":
                     await _wait_while_stalled(self)
                 if upstream and behaviour.mode == "reset" and counter[0] + len(data) > behaviour.reset_after:

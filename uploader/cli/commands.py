@@ -43,7 +43,8 @@ def upload_aws(settings: AwsSettings, resume_command: str) -> ExitStatus:
                                                 settings.addressing_style, take_over=settings.take_over,
                                                 abort_incomplete=settings.abort_incomplete,
                                                 outage_seconds=settings.stall_seconds), settings.objects)
-    viewer = ViewerCheck(backend.client, destination, settings.viewer, settings.profile)
+    viewer = ViewerCheck(backend.client, destination, settings.viewer, settings.profile,
+                         outage_seconds=settings.stall_seconds)
     options = RunOptions(common.n_jobs, common.dry_run, common.restart, stall_seconds=settings.stall_seconds,
                          remote_name=f"the S3 endpoint ({redact(backend.client.meta.endpoint_url)})",
                          stored_options=settings.objects.stored(), delete=settings.delete)

@@ -34,8 +34,9 @@ from uploader.engine.operations import PUBLISHED, Operation
 from uploader.engine.readiness import Readiness
 from uploader.local.catalog import MAX_CATALOG_BYTES
 from uploader.local.pmtiles import HEADER_SIZE, MAGIC, is_pmtiles_name
+from uploader.retry import until_answered
 from uploader.s3.addressing import is_aws_host, uses_virtual_hosts
-from uploader.s3.client import error_message
+from uploader.s3.client import PASSING_STATUSES, error_message
 from uploader.s3.destination import S3Destination
 
 if TYPE_CHECKING:
@@ -104,8 +105,9 @@ class ViewerCheck:
     """The reader check of upload_aws (see readiness.ReaderCheck): links, checks, fixes, and the opt-in setup."""
 
     def __init__(self, client: S3Client, destination: S3Destination, options: ViewerSettings,
-                 profile: str | None = None) -> None:
+                 profile: str | None = None, outage_seconds: float = 120.0) -> None:
         self.client = client
+        self.outage_seconds = outage_seconds  # an outage is ridden through this long (the run's --stall-timeout)
         self.s3_dir = destination
         self.bucket = destination.bucket
         self.options = options
@@ -182,7 +184,9 @@ class ViewerCheck:
         archive_url = self.object_url(dataset.archive_key) if dataset.archive_key else ""
 
         def send(method: str, url: str, headers: dict[str, str]) -> Future[_Answer]:
-            return pool.submit(_send, method, url, {"Origin": origin, **headers}, self.options.timeout)
+            return pool.submit(until_answered, lambda: _send(method, url, {"Origin": origin, **headers},
+                                                             self.options.timeout),
+                               _not_answered, self.outage_seconds)
 
         catalog = send("GET", catalog_url, {})
         if archive_url:
@@ -465,6 +469,11 @@ def _send(method: str, url: str, headers: dict[str, str], timeout: float) -> _An
         return _Answer(error=f"no answer from {urlsplit(url).netloc}: {type(exc).__name__}")
     finally:
         http.close()
+
+
+def _not_answered(answer: _Answer) -> bool:
+    """No answer, or a store's 'not now' (5xx but 501, 429): worth asking again, as the uploads would."""
+    return bool(answer.error) or answer.status in PASSING_STATUSES
 
 
 def _public_read(dataset: Published, answer: _Answer) -> Check:

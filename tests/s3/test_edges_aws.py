@@ -1,0 +1,163 @@
+"""upload_aws at the edges (issue 28), against the real local S3 server and our fault proxy (tests/proxy.py).
+
+--delete never removes the tool's own keys; an outage in any phase is ridden
+through; the last word on the catalog is the store's; bad keys are refused
+before anything is sent; and the messages say exactly what is so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ENTRYPOINT, REPO, S3Prefix, S3Server, run_cli
+from tests.proxy import Proxy
+from tests.s3.test_faults_aws import FAST, MiB, make_dataset, port_of
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def proxy(s3_server: S3Server) -> Iterator[Proxy]:
+    with Proxy(port_of(s3_server.endpoint_url)) as running:
+        yield running
+
+
+def upload(data: Path, s3: S3Prefix, env: dict[str, str], *extra: str | Path) -> tuple[int, str, dict]:
+    report = data.parent / f"report-{os.urandom(4).hex()}.json"
+    result = run_cli("upload_aws", "--in-dir", data, "--s3-dir", s3.uri, "--no-markers", "--report", report,
+                     *extra, env=env, timeout=180)
+    return result.code, result.output, json.loads(report.read_text()) if report.exists() else {}
+
+
+def assert_holds_exactly(data: Path, s3: S3Prefix) -> None:
+    """The prefix holds the dataset, byte for byte, and nothing else (the tool's own keys apart)."""
+    local = {path.name for path in data.iterdir() if path.is_file()}
+    assert s3.names() == local
+    for name in local:
+        assert hashlib.md5(s3.get(name)).digest() == hashlib.md5((data / name).read_bytes()).digest(), name
+    assert s3.multipart_uploads() == []
+
+
+def put_lease(s3: S3Prefix, run: str, *, released: bool, uploads: list[dict] = ()) -> str:
+    """A lease as a run writes it (uploader/s3/leases.py): live when held by a running process of this host."""
+    key = f".cartload-uploader/runs/{run}.json"
+    lease = {"run": run, "host": os.uname().nodename, "pid": os.getpid(), "released": released,
+             "uploads": list(uploads)}
+    s3.client.put_object(Bucket=s3.bucket, Key=f"{s3.prefix}/{key}", Body=json.dumps(lease).encode())
+    return key
+
+
+# -- 1. --delete never removes the tool's own keys ---------------------------------------------------------
+
+
+def test_delete_keeps_a_live_and_a_released_lease_and_the_write_check_key(tmp_path, s3, cli_env):
+    data = make_dataset(tmp_path / "data", small=2, big=0)
+    assert upload(data, s3, cli_env, "--no-viewer-check")[0] == 0
+    unfinished = s3.client.create_multipart_upload(Bucket=s3.bucket, Key=f"{s3.prefix}/elsewhere.bin")["UploadId"]
+    live = put_lease(s3, "live0000000a", released=False)  # a run uploading right now
+    released = put_lease(s3, "released000b", released=True, uploads=[  # an interrupted run's, to resume
+        {"key": f"{s3.prefix}/elsewhere.bin", "upload_id": unfinished, "sha256": "0" * 64, "size": 1,
+         "part_size": 8 * MiB}])
+    s3.client.put_object(Bucket=s3.bucket, Key=f"{s3.prefix}/.cartload-uploader-write-check", Body=b"x")
+    s3.client.put_object(Bucket=s3.bucket, Key=f"{s3.prefix}/old.tsv", Body=b"not named")
+
+    dry = run_cli("upload_aws", "--in-dir", data, "--s3-dir", s3.uri, "--delete", "--dry-run", env=cli_env)
+
+    assert dry.code == 0, dry.output
+    assert [line.split()[2] for line in dry.stdout.splitlines() if line.startswith("delete")] == \
+        [f"{s3.prefix}/old.tsv"]
+    assert ".cartload-uploader" not in dry.stdout
+
+    code, output, _ = upload(data, s3, cli_env, "--delete", "--no-viewer-check")
+
+    assert code == 0, output
+    assert s3.all_names() == {path.name for path in data.iterdir()} | {live, released,
+                                                                       ".cartload-uploader-write-check"}
+    assert [upload["UploadId"] for upload in s3.multipart_uploads()] == [unfinished]
+
+
+def test_a_killed_upload_resumes_after_a_delete_run_of_other_data_at_the_same_prefix(tmp_path, s3, cli_env,
+                                                                                      s3_server):
+    data = make_dataset(tmp_path / "data", small=1, big=1, big_size=64 * MiB)
+    with Proxy(port_of(s3_server.endpoint_url)) as narrow:
+        narrow.set(bandwidth=4 * 1000 * 1000)  # the kill lands with parts stored and parts to go
+        process = subprocess.Popen(
+            [sys.executable, str(ENTRYPOINT), "upload_aws", "--in-dir", str(data), "--s3-dir", s3.uri,
+             "--no-markers", "--no-viewer-check", "--n-jobs", "2"],
+            env=cli_env | FAST | {"AWS_ENDPOINT_URL_S3": narrow.url}, stderr=subprocess.PIPE, text=True, cwd=REPO)
+        assert process.stderr is not None
+        for line in process.stderr:
+            if line.startswith("progress:") and int(line.split("(")[1].split("%")[0]) >= 30:
+                process.kill()
+                break
+        assert process.wait(timeout=60) == -signal.SIGKILL
+    assert len(s3.leases()) == 1 and len(s3.multipart_uploads()) == 1
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.tsv").write_text("a\tb\n")
+    (other / "catalog.yaml").write_text("id: other\nassets:\n  notes: notes.tsv\n")
+
+    code, output, _ = upload(other, s3, cli_env, "--delete", "--no-viewer-check")
+
+    assert code == 0, output
+    assert len(s3.leases()) == 1 and len(s3.multipart_uploads()) == 1  # the killed run's, kept
+    code, output, report = upload(data, s3, cli_env, "--no-viewer-check")
+    assert code == 0, output
+    assert report["totals"]["bytes_resumed"] > 0, output  # the parts stored before the kill were not sent again
+    assert s3.get("layer-0.bin") == (data / "layer-0.bin").read_bytes()
+    assert s3.multipart_uploads() == [] and s3.leases() == set()
+
+
+# -- 2. an outage in any phase is ridden through -----------------------------------------------------------
+
+
+def first_run_then(data: Path, s3: S3Prefix, env: dict[str, str], phase: str) -> list[str]:
+    """What the run through the proxy is asked to do in `phase`: a first upload (and a change) where needed."""
+    if phase not in ("catalog withdraw", "delete"):
+        return []
+    assert upload(data, s3, env, "--no-viewer-check")[0] == 0
+    if phase == "catalog withdraw":  # a file the live catalog names changes: the catalog is withdrawn first
+        (data / "table-00.tsv").write_bytes(os.urandom(1000))
+        return []
+    s3.client.put_object(Bucket=s3.bucket, Key=f"{s3.prefix}/old.tsv", Body=b"not named by the catalog")
+    return ["--delete"]
+
+
+OUTAGE_AT = {  # the request that begins the outage, as the proxy sees it (path-style: /BUCKET/KEY)
+    "bucket check": lambda s3: f"HEAD /{s3.bucket} HTTP",
+    "write check": lambda s3: "write-check?uploads",
+    "listing": lambda s3: "list-type=2",
+    "lease write": lambda s3: f"PUT /{s3.bucket}/{s3.prefix}/.cartload-uploader/runs/",
+    "multipart create": lambda s3: "layer-0.bin?uploads",
+    "multipart complete": lambda s3: f"POST /{s3.bucket}/{s3.prefix}/layer-0.bin?uploadId=",
+    "catalog withdraw": lambda s3: f"DELETE /{s3.bucket}/{s3.prefix}/catalog.yaml ",
+    "catalog publish": lambda s3: f"PUT /{s3.bucket}/{s3.prefix}/catalog.yaml ",
+    "delete": lambda s3: f"DELETE /{s3.bucket}/{s3.prefix}/old.tsv ",
+    "viewer check": lambda s3: "(viewer check)",
+}
+
+
+@pytest.mark.parametrize("phase", list(OUTAGE_AT))
+def test_an_outage_in_any_phase_is_ridden_through(tmp_path, s3, cli_env, proxy, phase):
+    data = make_dataset(tmp_path / "data", small=3, big=1)
+    extra = first_run_then(data, s3, cli_env, phase)
+    viewer = ["--setup-viewer-access"] if phase == "viewer check" else ["--no-viewer-check"]
+    proxy.outage_on(OUTAGE_AT[phase](s3).encode(), seconds=2.5)
+
+    code, output, _ = upload(data, s3, cli_env | FAST | {"AWS_ENDPOINT_URL_S3": proxy.url}, "--stall-timeout",
+                             "20", *extra, *viewer)
+
+    assert proxy.behaviour.outages == 1, f"no request of the {phase} came"
+    assert code == 0, output
+    assert_holds_exactly(data, s3)
+    if phase == "viewer check":
+        assert "viewer check passed" in output, output
