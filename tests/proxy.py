@@ -41,6 +41,7 @@ class Behaviour:
     outage_on: bytes = b""  # the first request holding these bytes begins an outage (see Proxy.outage_on)
     outage_seconds: float = 0.0
     outages: int = 0  # how many outages began
+    deny_on: bytes = b""  # requests holding these bytes are answered 403 AccessDenied, never forwarded
 
 
 class Proxy:
@@ -132,7 +133,7 @@ class Proxy:
             self._writers.add(upstream_writer)
             sent = [0]
             await asyncio.gather(
-                self._pump(client_reader, upstream_writer, sent, upstream=True),
+                self._pump(client_reader, upstream_writer, sent, upstream=True, answer=client_writer),
                 self._pump(upstream_reader, client_writer, [0], upstream=False),
                 return_exceptions=True)
             behaviour.requests_seen.append(sent[0])
@@ -143,7 +144,7 @@ class Proxy:
                     writer.close()
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, counter: list[int],
-                    upstream: bool) -> None:
+                    upstream: bool, answer: asyncio.StreamWriter | None = None) -> None:
         """Forward one direction; every chunk arrives `delay` seconds after it left, in order."""
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
         deliver = asyncio.ensure_future(self._deliver(queue, writer))
@@ -151,6 +152,10 @@ class Proxy:
             while True:
                 data = await reader.read(CHUNK)
                 behaviour = self.behaviour
+                if answer is not None and behaviour.deny_on and behaviour.deny_on in data:
+                    await _answer_denied(answer)
+                    writer.transport.abort()
+                    raise ConnectionResetError("denied by the proxy")
                 if upstream and behaviour.outage_on and behaviour.outage_on in data:
                     self._begin_outage()
                     writer.transport.abort()
@@ -194,6 +199,17 @@ async def _drain_forever(reader: asyncio.StreamReader) -> None:
 async def _wait_while_stalled(proxy: Proxy) -> None:
     while proxy.behaviour.mode == "stall":
         await asyncio.sleep(0.05)
+
+
+async def _answer_denied(writer: asyncio.StreamWriter) -> None:
+    """An S3 AccessDenied answer, as a store gives one to an identity without that permission."""
+    body = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>'
+            b"<Message>Access Denied</Message></Error>")
+    writer.write(f"HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nContent-Length: {len(body)}\r\n"
+                 f"Connection: close\r\n\r\n".encode() + body)
+    with contextlib.suppress(Exception):
+        await writer.drain()
+    writer.close()
 
 
 async def _answer_with_error(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, status: int) -> None:

@@ -161,3 +161,48 @@ def test_an_outage_in_any_phase_is_ridden_through(tmp_path, s3, cli_env, proxy, 
     assert_holds_exactly(data, s3)
     if phase == "viewer check":
         assert "viewer check passed" in output, output
+
+
+# -- 4. the last word on the catalog is the store's --------------------------------------------------------
+# -- 5. keys S3 cannot hold are refused before anything is sent ----------------------------------------------
+
+
+def test_a_key_over_1024_bytes_is_refused_before_anything_is_sent(tmp_path, s3, cli_env, proxy):
+    data = make_dataset(tmp_path / "data", small=2, big=0)
+    long_dir = data / ("d" * 250) / ("e" * 250) / ("f" * 250) / ("g" * 250)
+    long_dir.mkdir(parents=True)
+    (long_dir / "long.tsv").write_text("a\tb\n")
+    name = str(long_dir.relative_to(data) / "long.tsv")
+    catalog = data / "catalog.yaml"
+    catalog.write_text(catalog.read_text() + f"  long: {name}\n")
+
+    result = run_cli("upload_aws", "--in-dir", data, "--s3-dir", s3.uri, "--no-viewer-check",
+                     env=cli_env | {"AWS_ENDPOINT_URL_S3": proxy.url})
+
+    assert result.code == 2, result.output
+    assert f"{data / name}: its S3 key is {len(s3.prefix) + 1 + len(name):,d} bytes, over S3's limit of 1,024" \
+        in result.stderr
+    assert proxy.behaviour.connections == 0  # not one request
+    assert s3.all_names() == set()
+
+
+# -- 6. the viewer's fixes never replace a bucket policy they could not read ---------------------------------
+
+
+@pytest.mark.parametrize("setup", [False, True], ids=["check", "setup-viewer-access"])
+def test_an_unreadable_bucket_policy_gets_a_statement_to_add_never_a_policy_to_put(tmp_path, s3, cli_env, proxy,
+                                                                                      setup):
+    data = make_dataset(tmp_path / "data", small=2, big=0)
+    proxy.set(deny_on=b"?policy")  # GetBucketPolicy (and PutBucketPolicy) answered AccessDenied
+
+    code, output, report = upload(data, s3, cli_env | {"AWS_ENDPOINT_URL_S3": proxy.url},
+                                  *(["--setup-viewer-access"] if setup else []))
+
+    assert code == 0, output
+    assert_holds_exactly(data, s3)
+    assert "put-bucket-policy" not in output and "put-bucket-policy" not in json.dumps(report)
+    assert "fix public read: let anyone read s3://" in output
+    assert "The bucket policy could not be read (" in output and "ask the bucket owner to add this statement" in output
+    assert f'"Resource":["arn:aws:s3:::{s3.bucket}/{s3.prefix}/*"]' in output
+    assert ("re-run with --setup-viewer-access" in output) is not setup
+    assert "the policy below the bucket's own policy" not in output

@@ -6,6 +6,7 @@ turned into one-line messages by the entrypoint (cli.main).
 
 from __future__ import annotations
 
+import logging
 import shlex
 import sys
 
@@ -92,7 +93,9 @@ def execute(plan: UploadPlan, backend: Backend, common: CommonSettings, options:
     readers of what was published can use it (e.g. the web viewer): its verdict is reported apart.
     """
     warnings = [warning for dataset in plan.datasets for warning in dataset.warnings]
-    if not common.quiet:
+    if common.quiet:  # only errors: the backends' notes and warnings are in the report
+        logging.getLogger("uploader").setLevel(logging.ERROR)
+    else:
         for warning in warnings:
             say(f"warning: {warning}")
     cache = HashCache.default()
@@ -165,8 +168,9 @@ def tell_outcome(result: RunResult, quiet: bool, resume_command: str, readiness:
     elif not result.ok:
         published = "the catalog is published" if result.catalogs_published else "the catalog was not published"
         say(f"some files failed and {published}; resume with: {resume_command}")
-    elif readiness is not None:
-        for line in ([] if quiet else readiness.lines) + readiness.fixes:
+    elif readiness is not None and not (quiet and not readiness.required):
+        # With --quiet, only an enforced check's failure is an error; the fixes are in the report either way.
+        for line in [] if quiet else readiness.lines + readiness.fixes:
             say(line)
         if readiness.ready is False:  # the last line: the data is safe, but not yet usable
             say(f"uploaded, but {readiness.problem}")

@@ -141,7 +141,8 @@ class ViewerCheck:
         report["checks"] = [vars(check) for check in checks]
         report["failures"] = [f"{c.dataset + ': ' if c.dataset else ''}{c.name}: {c.detail}" for c in failed]
         report["fixes"] = fixes
-        return Readiness(not failed, lines, _problem(failed), report, self.options.require_ready, fixes)
+        return Readiness(not failed, lines, _problem(failed, self.options.setup), report, self.options.require_ready,
+                         fixes)
 
     # -- where the viewer reads ----------------------------------------------------------------
 
@@ -219,7 +220,7 @@ class ViewerCheck:
             lines += self._policy_fix([d.prefix for d in datasets])
         if "cors" in needs:
             lines += self._cors_fix()
-        if needs & {"policy", "cors"}:
+        if needs & {"policy", "cors"} and not self.options.setup:  # not in the run that just tried it
             lines.append("or let this tool apply what is missing (merged, nothing replaced): re-run with"
                          " --setup-viewer-access")
         return lines
@@ -231,11 +232,14 @@ class ViewerCheck:
         if merged is None:
             lines = [f"fix public read: the bucket policy already lets anyone read {where}, yet anonymous reads are"
                      " denied: Block Public Access (RestrictPublicBuckets) or an account setting overrides it"]
+        elif unreadable:  # a put-bucket-policy of our statement alone would replace the bucket's whole policy
+            ours = next(s for s in merged["Statement"] if s.get("Sid") == POLICY_SID)
+            lines = [f"fix public read: let anyone read {where}. The bucket policy could not be read ({unreadable}),"
+                     " so no command is given (one would replace the whole policy): ask the bucket owner to add"
+                     " this statement to it:", "  " + _compact(ours)]
         else:
             count = len(_as_list(existing.get("Statement")))
             kept = f"keeps its {count} existing statement(s)" if count else "is the bucket's first policy"
-            if unreadable:
-                kept = f"the bucket's own policy could not be read ({unreadable}): merge this statement into it"
             lines = [f"fix public read: let anyone read {where} (the policy below {kept}):",
                      "  " + self._aws("put-bucket-policy", "--policy", _compact(merged))]
         if self._public_access_blocked() is not False and is_aws_host(urlsplit(self.client.meta.endpoint_url)
@@ -251,9 +255,11 @@ class ViewerCheck:
         if merged is None:
             return [f"fix CORS: a rule of the bucket already allows {self.options.origin}, yet the browser's"
                     " requests are refused: check the store's CORS support"]
+        if unreadable:  # a put-bucket-cors of our rule alone would replace every rule the bucket has
+            return [f"fix CORS: allow {self.options.origin} to read with Range and see ETag. The bucket's CORS rules"
+                    f" could not be read ({unreadable}), so no command is given (one would replace them all): ask the"
+                    " bucket owner to add this rule first among them:", "  " + _compact(merged[0])]
         kept = f"keeps its {len(rules)} existing rule(s)" if rules else "is the bucket's first"
-        if unreadable:
-            kept = f"the bucket's own rules could not be read ({unreadable}): add this rule to them"
         return [f"fix CORS: allow {self.options.origin} to read with Range and see ETag (the configuration below"
                 f" {kept}):", "  " + self._aws("put-bucket-cors", "--cors-configuration",
                                                _compact({"CORSRules": merged}))]
@@ -559,13 +565,15 @@ def _table(checks: list[Check], origin: str) -> list[str]:
     return lines
 
 
-def _problem(failed: list[Check]) -> str:
-    """One line: what fails, each cause once, and what to do."""
+def _problem(failed: list[Check], set_up: bool = False) -> str:
+    """One line: what fails, each cause once, and what to do (`set_up`: this run tried --setup-viewer-access)."""
     if not failed:
         return ""
     causes = list(dict.fromkeys(check.cause for check in failed))
     fixable = any(check.needs for check in failed)
-    advice = "apply the fixes above, or re-run with --setup-viewer-access" if fixable else "see the table above"
+    advice = "see the table above"
+    if fixable:
+        advice = "apply the fixes above" + ("" if set_up else ", or re-run with --setup-viewer-access")
     return f"the viewer cannot read it yet: {'; '.join(causes)}; {advice}"
 
 
