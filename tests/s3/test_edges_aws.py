@@ -206,3 +206,95 @@ def test_an_unreadable_bucket_policy_gets_a_statement_to_add_never_a_policy_to_p
     assert f'"Resource":["arn:aws:s3:::{s3.bucket}/{s3.prefix}/*"]' in output
     assert ("re-run with --setup-viewer-access" in output) is not setup
     assert "the policy below the bucket's own policy" not in output
+
+
+# -- 7. messages that say exactly what is so -------------------------------------------------------------------
+
+
+def test_shard_auto_n_without_the_kubernetes_index_names_it(tmp_path, s3, cli_env):
+    data = make_dataset(tmp_path / "data", small=2, big=0)
+    env = {name: value for name, value in cli_env.items() if not name.startswith(("SLURM_", "JOB_COMPLETION"))}
+    result = run_cli("upload_aws", "--in-dir", data, "--s3-dir", s3.uri, "--shard", "auto/4", env=env)
+    assert result.code == 2, result.output
+    assert "--shard auto/4: JOB_COMPLETION_INDEX is not set" in result.stderr
+    assert s3.all_names() == set()
+
+
+def test_a_dry_run_with_delete_shows_real_sizes_and_the_withdrawn_catalog_apart(tmp_path, s3, cli_env):
+    data = make_dataset(tmp_path / "data", small=2, big=0)
+    assert upload(data, s3, cli_env, "--no-viewer-check")[0] == 0
+    s3.client.put_object(Bucket=s3.bucket, Key=f"{s3.prefix}/old.tsv", Body=b"x" * 1234)
+    (data / "table-00.tsv").write_bytes(os.urandom(100))  # the live catalog is withdrawn before it is replaced
+
+    dry = run_cli("upload_aws", "--in-dir", data, "--s3-dir", s3.uri, "--delete", "--dry-run", env=cli_env)
+
+    assert dry.code == 0, dry.output
+    lines = dry.stdout.splitlines()
+    assert [line.split()[:3] for line in lines if line.startswith("delete")] == [
+        ["delete", f"{(data / 'catalog.yaml').stat().st_size:,d}", f"{s3.prefix}/catalog.yaml"],
+        ["delete", "1,234", f"{s3.prefix}/old.tsv"]]
+    assert "1 to delete (1.2 KiB), 1 live catalog(s) withdrawn first and published again; nothing was changed" \
+        in lines[-1]
+    assert s3.get("old.tsv") == b"x" * 1234
+
+
+def test_a_catalog_naming_dot_slash_is_told_so(tmp_path, s3, cli_env):
+    data = make_dataset(tmp_path / "data", small=1, big=0)
+    (data / "catalog.yaml").write_text("id: dots\nassets:\n  t: ./table-00.tsv\n")
+    result = run_cli("upload_aws", "--in-dir", data, "--s3-dir", s3.uri, env=cli_env)
+    assert result.code == 2, result.output
+    assert "'./table-00.tsv' has a '.' or empty path part" in result.stderr and "write it as 'table-00.tsv'" \
+        in result.stderr
+    assert "leaves the dataset directory" not in result.stderr
+    assert s3.all_names() == set()
+
+
+# -- 8. a reader that goes away, and --quiet ---------------------------------------------------------------------
+
+
+def many_files(root: Path, count: int = 1500) -> Path:
+    """A dataset whose dry-run plan is far longer than a pipe holds (64 KiB)."""
+    root.mkdir()
+    names = [f"table-{index:04d}-{'x' * 60}.tsv" for index in range(count)]
+    for name in names:
+        (root / name).write_text(name)
+    (root / "catalog.yaml").write_text("assets:\n" + "".join(f"  t{i}: {n}\n" for i, n in enumerate(names)))
+    return root
+
+
+def piped(command: list[str | Path], env: dict[str, str], reader: str) -> tuple[str, str, int]:
+    """`COMMAND | READER` in a shell: what the reader printed, the command's stderr, and its exit status."""
+    errors = Path(env["HOME"]) / "stderr.txt"
+    shell = f'{" ".join(map(str, command))} 2>"$ERR" | {reader}; echo "status=${{PIPESTATUS[0]}}"'
+    completed = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, env=env | {"ERR": str(errors)},
+                               cwd=REPO, timeout=120)
+    *printed, status = completed.stdout.splitlines()
+    return "\n".join(printed), errors.read_text(), int(status.split("=")[1])
+
+
+def test_upload_aws_dry_run_into_head_ends_quietly(tmp_path, s3, cli_env):
+    data = many_files(tmp_path / "data")  # a plan longer than a pipe holds: the reader is gone mid-plan
+    first, errors, status = piped([sys.executable, ENTRYPOINT, "upload_aws", "--in-dir", data, "--s3-dir", s3.uri,
+                                   "--dry-run"], cli_env, "head -1")
+    assert first.startswith("upload ") and "\n" not in first
+    assert errors == "" and status == 141
+
+
+def test_upload_zenodo_dry_run_into_a_reader_that_is_gone_ends_quietly(tmp_path, zenodo, zenodo_env, token_file):
+    from tests.zenodo_helpers import METADATA
+
+    data = many_files(tmp_path / "data", count=90)  # Zenodo's 100 files: a plan shorter than a pipe holds
+    printed, errors, status = piped([sys.executable, ENTRYPOINT, "upload_zenodo", "--in-dir", data, "--zenodo-token",
+                                     token_file, "--zenodo-url", zenodo.api_url, *(f"'{word}'" for word in METADATA),
+                                     "--dry-run"], zenodo_env, "true")  # gone before the first line
+    assert printed == "" and errors == "" and status == 141
+
+
+def test_quiet_prints_only_errors(tmp_path, s3, cli_env):
+    data = make_dataset(tmp_path / "data", small=2, big=0)
+    code, output, report = upload(data, s3, cli_env, "--quiet")  # the viewer check fails: not public here
+
+    assert code == 0, output
+    assert output == ""
+    assert report["viewer"]["fixes"], report["viewer"]  # the fixes are in the report
+    assert_holds_exactly(data, s3)
