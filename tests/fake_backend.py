@@ -85,6 +85,12 @@ class InMemoryBackend(SendsInThreads):
         self.events.append(("read", remote.name))
         return self.objects[remote.name]
 
+    def now_at(self, name: str) -> RemoteFile | None:
+        self.events.append(("now_at", name))
+        with self._lock:
+            data = self.objects.get(name)
+        return None if data is None else RemoteFile(name, len(data), {"md5": _md5(data)})
+
     def check_plan(self, ops: list[Operation]) -> None:
         """Anything fits."""
 

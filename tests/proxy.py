@@ -42,6 +42,8 @@ class Behaviour:
     outage_seconds: float = 0.0
     outages: int = 0  # how many outages began
     deny_on: bytes = b""  # requests holding these bytes are answered 403 AccessDenied, never forwarded
+    hold_answer_on: bytes = b""  # a request holding these bytes goes through; its answer is held back
+    held: int = 0  # how many answers are held back
 
 
 class Proxy:
@@ -131,10 +133,10 @@ class Proxy:
                 return
             upstream_reader, upstream_writer = await asyncio.open_connection(*self.upstream)
             self._writers.add(upstream_writer)
-            sent = [0]
+            sent, held = [0], [False]
             await asyncio.gather(
-                self._pump(client_reader, upstream_writer, sent, upstream=True, answer=client_writer),
-                self._pump(upstream_reader, client_writer, [0], upstream=False),
+                self._pump(client_reader, upstream_writer, sent, upstream=True, answer=client_writer, held=held),
+                self._pump(upstream_reader, client_writer, [0], upstream=False, held=held),
                 return_exceptions=True)
             behaviour.requests_seen.append(sent[0])
         finally:
@@ -144,7 +146,8 @@ class Proxy:
                     writer.close()
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, counter: list[int],
-                    upstream: bool, answer: asyncio.StreamWriter | None = None) -> None:
+                    upstream: bool, answer: asyncio.StreamWriter | None = None,
+                    held: list[bool] | None = None) -> None:
         """Forward one direction; every chunk arrives `delay` seconds after it left, in order."""
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
         deliver = asyncio.ensure_future(self._deliver(queue, writer))
@@ -160,6 +163,12 @@ class Proxy:
                     self._begin_outage()
                     writer.transport.abort()
                     raise ConnectionResetError("an outage began")
+                if upstream and held is not None and behaviour.hold_answer_on and behaviour.hold_answer_on in data:
+                    held[0] = True
+                    behaviour.held += 1
+                    behaviour.hold_answer_on = b""  # once: the request sent again is answered
+                if not upstream and held and held[0]:
+                    await asyncio.sleep(3600)  # the answer never comes (the client gives up, or the test ends)
                 if behaviour.mode == "stall":
                     await _wait_while_stalled(self)
                 if upstream and behaviour.mode == "reset" and counter[0] + len(data) > behaviour.reset_after:

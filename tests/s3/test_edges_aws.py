@@ -13,7 +13,8 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -164,6 +165,88 @@ def test_an_outage_in_any_phase_is_ridden_through(tmp_path, s3, cli_env, proxy, 
 
 
 # -- 4. the last word on the catalog is the store's --------------------------------------------------------
+
+
+def a_catalog_update(data: Path, s3: S3Prefix, env: dict[str, str]) -> None:
+    """A published dataset, then a change that withdraws its catalog and publishes a new one."""
+    assert upload(data, s3, env, "--no-viewer-check")[0] == 0
+    (data / "table-00.tsv").write_bytes(os.urandom(1000))  # named by the live catalog: withdrawn first
+    (data / "added.tsv").write_text("a\tb\n")
+    (data / "catalog.yaml").write_text((data / "catalog.yaml").read_text() + "    - added.tsv\n")
+
+
+def interrupted_while_held(data: Path, s3: S3Prefix, env: dict[str, str], proxy: Proxy, request: str,
+                           stored: Callable[[], bool], *, then_dead: bool = False) -> tuple[int, str]:
+    """Run through the proxy, which holds back the answer to `request`; SIGTERM once `stored()` shows the store
+    did what was asked (and, `then_dead`, once nothing more is answered)."""
+    proxy.set(hold_answer_on=request.encode())
+    process = subprocess.Popen(
+        [sys.executable, str(ENTRYPOINT), "upload_aws", "--in-dir", str(data), "--s3-dir", s3.uri, "--no-markers",
+         "--no-viewer-check"], env=env | FAST | {"AWS_ENDPOINT_URL_S3": proxy.url,
+                                                 "CARTLOAD_UPLOADER_CATALOG_ASK_SECONDS": "2"},
+        stderr=subprocess.PIPE, text=True, cwd=REPO)
+    deadline = time.monotonic() + 60
+    while not (proxy.behaviour.held and stored()):
+        assert time.monotonic() < deadline and process.poll() is None, "the request was never held"
+        time.sleep(0.05)
+    if then_dead:  # every connection cut, and new ones never answered
+        proxy.set(mode="blackhole")
+        proxy.cut_all()
+    process.send_signal(signal.SIGTERM)
+    _, errors = process.communicate(timeout=60)
+    return process.returncode, errors
+
+
+def catalog_etag(s3: S3Prefix) -> str:
+    try:
+        return str(s3.head("catalog.yaml")["ETag"]).strip('"')
+    except Exception:
+        return ""
+
+
+def test_sigterm_during_a_catalog_put_answered_late_reports_the_new_catalog_live(tmp_path, s3, cli_env, proxy):
+    data = make_dataset(tmp_path / "data", small=2, big=0)
+    a_catalog_update(data, s3, cli_env)
+    new = hashlib.md5((data / "catalog.yaml").read_bytes()).hexdigest()
+
+    code, errors = interrupted_while_held(data, s3, cli_env, proxy, f"PUT /{s3.bucket}/{s3.prefix}/catalog.yaml ",
+                                          lambda: catalog_etag(s3) == new)
+
+    assert code == 130, errors
+    assert f"catalog: {s3.prefix}/catalog.yaml: live: this run's catalog (the store's answer" in errors
+    assert "offline" not in errors
+    assert_holds_exactly(data, s3)
+
+
+def test_sigterm_during_a_withdrawal_answered_late_reports_it_withdrawn(tmp_path, s3, cli_env, proxy):
+    data = make_dataset(tmp_path / "data", small=2, big=0)
+    a_catalog_update(data, s3, cli_env)
+
+    code, errors = interrupted_while_held(data, s3, cli_env, proxy,
+                                          f"DELETE /{s3.bucket}/{s3.prefix}/catalog.yaml ",
+                                          lambda: catalog_etag(s3) == "")
+
+    assert code == 130, errors
+    assert f"catalog: {s3.prefix}/catalog.yaml: withdrawn: no catalog is there" in errors, errors
+    assert f"offline: {s3.prefix}/catalog.yaml was withdrawn" in errors
+    assert "catalog.yaml" not in s3.names()
+
+
+def test_a_store_that_does_not_answer_after_a_cut_catalog_put_is_reported_unknown(tmp_path, s3, cli_env, proxy):
+    data = make_dataset(tmp_path / "data", small=2, big=0)
+    a_catalog_update(data, s3, cli_env)
+    new = hashlib.md5((data / "catalog.yaml").read_bytes()).hexdigest()
+
+    started = time.monotonic()
+    code, errors = interrupted_while_held(data, s3, cli_env, proxy, f"PUT /{s3.bucket}/{s3.prefix}/catalog.yaml ",
+                                          lambda: catalog_etag(s3) == new, then_dead=True)
+
+    assert code == 130, errors
+    assert time.monotonic() - started < 30
+    assert f"catalog: {s3.prefix}/catalog.yaml: unknown: the store did not say what is there" in errors, errors
+    assert f"offline?: {s3.prefix}/catalog.yaml was withdrawn" in errors and "\noffline:" not in errors
+
+
 # -- 5. keys S3 cannot hold are refused before anything is sent ----------------------------------------------
 
 

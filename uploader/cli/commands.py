@@ -17,6 +17,7 @@ from uploader.engine.progress import progress_factory
 from uploader.engine.readiness import ReaderCheck, Readiness
 from uploader.engine.report import failure_lines, print_plan, report_document, share_line, summary, write_report
 from uploader.engine.runner import RunOptions, RunResult, exit_status, run
+from uploader.engine.settle import UNKNOWN
 from uploader.errors import ExitStatus
 from uploader.local.hashing import HashCache
 from uploader.local.markers import marker_paths, write_markers
@@ -156,9 +157,16 @@ def tell_outcome(result: RunResult, quiet: bool, resume_command: str, readiness:
         for line in result.notes:
             say(line)
         say(summary(result))
+    said = {op.destination: op.store_says for op in result.ops if op.is_catalog and op.store_says}
+    for catalog, word in said.items():  # an update cut short: what the store holds, as it says
+        say(f"catalog: {catalog}: {word} (the store's answer: this run's update of it was cut short)")
     for catalog in result.offline:
-        say(f"offline: {catalog} was withdrawn before files it names were replaced, and the new catalog is not"
-            " published yet: the dataset cannot be opened until a re-run completes")
+        if said.get(catalog, "").startswith(UNKNOWN):
+            say(f"offline?: {catalog} was withdrawn before files it names were replaced, and the store did not say"
+                " whether the new one is there: the dataset may not open until a re-run completes")
+        else:
+            say(f"offline: {catalog} was withdrawn before files it names were replaced, and the new catalog is not"
+                " published: the dataset cannot be opened until a re-run completes")
     if result.interrupted:
         say(f"interrupted: finished files are kept; resume with: {resume_command}")
     elif result.stalled:

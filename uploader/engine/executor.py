@@ -154,6 +154,7 @@ class Executor:
         if self.stop.is_set():
             raise FileUploadError("interrupted")
         if op.action is Action.DELETE:
+            op.in_doubt = True
             self.backend.delete(op)
             return _done(None)
         file = op.file
@@ -171,6 +172,7 @@ class Executor:
             listing = confirm_in_place(op.dataset, self.backend, self.cache)
             if op.recheck:
                 self._decide_again(op, listing)
+        op.in_doubt = True
         return _as_optional(self.backend.start_send(op, op.digests, attempt.advance, self.stop))
 
     def complete(self, attempt: _Attempt, outcome: Future[Stored | None]) -> _Attempt | None:
@@ -181,6 +183,7 @@ class Executor:
             if stored is not None:
                 self._verify(op, stored)
             op.status = {Action.DELETE: Status.DELETED, Action.UPDATE: Status.UPDATED}.get(op.action, Status.UPLOADED)
+            op.in_doubt = False
             self.liveness.touch()
         except CatalogWaits as waits:
             op.status, op.error = Status.WAITING, waits.reason
@@ -188,6 +191,7 @@ class Executor:
             op.status, op.reason = Status.SKIPPED, there.reason
         except FileUploadError as exc:
             attempt.take_back()
+            op.in_doubt = exc.transient or self.stop.is_set()  # no answer, or one that tells nothing
             if self.stop.is_set():
                 op.status, op.error = Status.NOT_RUN, "interrupted"
                 return None

@@ -26,6 +26,7 @@ from uploader.engine.executor import POLL_SECONDS, Executor, Liveness, RunStalle
 from uploader.engine.operations import PUBLISHED, Action, Operation, RemoteFile, Status
 from uploader.engine.progress import Progress
 from uploader.engine.readiness import Readiness
+from uploader.engine.settle import settle_catalogs_in_doubt
 from uploader.errors import ExitStatus, NotPublished, RemoteError, first_applicable
 from uploader.local.hashing import HashCache
 from uploader.local.plan import UploadPlan
@@ -151,6 +152,7 @@ def run(plan: UploadPlan, backend: Backend, options: RunOptions, cache: HashCach
         result.stalled = stalled.message
     finally:
         progress.close()
+    settle_catalogs_in_doubt(ops, backend, cache)  # a catalog update cut short: the store says what is there
     result.elapsed = time.monotonic() - started
     if result.interrupted or result.stalled:
         for op in ops:

@@ -30,13 +30,13 @@ from uploader.local.content_types import content_type
 from uploader.local.hashing import multipart_etag_name, part_md5_name
 from uploader.local.plan import Dataset, LocalFile, UploadPlan
 from uploader.s3.access import check_bucket, probe_write
-from uploader.s3.client import S3Settings, as_file_upload_error, make_client, uploader_errors_for
+from uploader.s3.client import RideThroughOutages, S3Settings, as_file_upload_error, make_client, uploader_errors_for
 from uploader.s3.destination import S3Destination
 from uploader.s3.leases import Leases
 from uploader.s3.options import ObjectOptions, send_request_payer_always
 from uploader.s3.transport import Sent, make_transport
 from uploader.s3.updates import InPlaceUpdates
-from uploader.s3.verify import SHA256_META, listed_files, stored_as_headed
+from uploader.s3.verify import SHA256_META, listed_files, object_now_at, stored_as_headed
 from uploader.s3.writer import ObjectWriter, is_multipart, part_size
 
 if TYPE_CHECKING:
@@ -57,7 +57,8 @@ class S3Backend:
         self.s3_dir = destination
         self.settings = settings
         self.objects = objects or ObjectOptions()
-        self.client: S3Client = make_client(settings)
+        self.outages = RideThroughOutages(settings.outage_seconds)
+        self.client: S3Client = make_client(settings, self.outages)
         if self.objects.request_payer:
             send_request_payer_always(self.client, self.objects.request_payer)
         transport = make_transport(self.client, destination.bucket, connections=settings.n_jobs)
@@ -117,6 +118,10 @@ class S3Backend:
     def read(self, remote: RemoteFile) -> bytes:
         with uploader_errors_for(f"reading {self.s3_dir.uri(remote.name)}", self.settings):
             return bytes(self.client.get_object(Bucket=self.s3_dir.bucket, Key=remote.name)["Body"].read())
+
+    def now_at(self, name: str) -> RemoteFile | None:
+        """One HEAD: the object at `name` with what its ETag and stored SHA-256 vouch for; None if there is none."""
+        return object_now_at(self.client, self.s3_dir.bucket, name)
 
     def check_plan(self, ops: list[Operation]) -> None:
         """Any plan fits in a bucket."""
@@ -239,6 +244,7 @@ class S3Backend:
 
     def cancel(self) -> None:
         """Stop what is in flight; keep the unfinished uploads, and hand them to the next run at once."""
+        self.outages.stop()  # a request in an outage is not tried again: the run is ending
         self.writer.cancel()
         self.updates.close(cancel=True)
         # Releasing the lease is a request: a dead endpoint must not hold the interrupt (stale after a while).

@@ -58,12 +58,14 @@ class S3Settings:
     outage_seconds: float = 120.0  # a request that keeps failing for a passing reason is tried for this long
 
 
-def make_client(settings: S3Settings) -> S3Client:
-    """The run's one client (clients are thread-safe); configuration problems become one-line errors."""
+def make_client(settings: S3Settings, outages: RideThroughOutages | None = None) -> S3Client:
+    """The run's one client (clients are thread-safe); configuration problems become one-line errors.
+
+    `outages`: the client's ride-through of outages, for its owner to stop when the run is interrupted."""
     import botocore.exceptions
 
     try:
-        return _build_client(settings)
+        return _build_client(settings, outages or RideThroughOutages(settings.outage_seconds))
     except botocore.exceptions.ProfileNotFound as missing:
         given = f"--profile {settings.profile}" if settings.profile \
             else f"AWS_PROFILE {missing.kwargs.get('profile', '')}"
@@ -73,7 +75,7 @@ def make_client(settings: S3Settings) -> S3Client:
         raise UsageError(f"AWS configuration problem: {exc}; fix the file (or AWS_CONFIG_FILE)") from None
 
 
-def _build_client(settings: S3Settings) -> S3Client:
+def _build_client(settings: S3Settings, outages: RideThroughOutages) -> S3Client:
     # botocore's own session, as boto3's Session wraps it: importing boto3 (and the s3transfer it loads for
     # transfer methods never used here) cost ~40 ms before every run's first request.
     import botocore
@@ -105,7 +107,7 @@ def _build_client(settings: S3Settings) -> S3Client:
         options["response_checksum_validation"] = "when_required"
     if not os.environ.get("AWS_RETRY_MODE") and not os.environ.get("AWS_MAX_ATTEMPTS"):
         # botocore's own retries share a quota that a 2-second outage drains: ours (below) try instead.
-        options["retries"] = {"mode": "standard", "max_attempts": 1}
+        options["retries"] = {"mode": "standard", "max_attempts": 0}  # retries, in botocore's Config: none
     region = session.get_config_variable("region") or "us-east-1"
     style = settings.addressing_style
     if style != "auto":
@@ -136,7 +138,7 @@ def _build_client(settings: S3Settings) -> S3Client:
     # On 'before-call.s3', after botocore's own handler there that adds it: a body we hold whole needs no
     # '100-continue' round trip (the write probe's part, and every send when boto3 carries the bytes).
     client.meta.events.register_last("before-call.s3", _no_expect_header)
-    client.meta.events.register_first("needs-retry.s3", RideThroughOutages(settings.outage_seconds))  # type: ignore[arg-type]
+    client.meta.events.register_first("needs-retry.s3", outages)  # type: ignore[arg-type]
     if session.get_credentials() is None:
         raise AuthError("no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY,"
                         " run 'aws configure', or pass --profile")
@@ -157,11 +159,15 @@ class RideThroughOutages:
     def __init__(self, within: float) -> None:
         self.within = within
         self.answered = False  # the store has answered a request of this run (any HTTP answer)
+        self.stopped = False  # the run was interrupted: nothing more is tried again
+
+    def stop(self) -> None:
+        self.stopped = True
 
     def __call__(self, request_dict: dict[str, Any], attempts: int, response: Any = None,
                  caught_exception: BaseException | None = None, **kwargs: Any) -> float | None:
         self.answered = self.answered or response is not None
-        if not _passing_failure(response, caught_exception):
+        if self.stopped or not _passing_failure(response, caught_exception):
             return None
         context = request_dict.setdefault("context", {})
         first_failed = context.setdefault("cartload_first_failure", time.monotonic())

@@ -67,6 +67,23 @@ def _listed_range(client: S3Client, bucket: str, prefix: str, after: str | None,
     return found
 
 
+def object_now_at(client: S3Client, bucket: str, key: str) -> RemoteFile | None:
+    """What a HEAD shows of `key` (its ETag's digests and stored SHA-256), or None when there is no such object."""
+    import botocore.exceptions
+
+    try:
+        head = client.head_object(Bucket=bucket, Key=key)
+    except botocore.exceptions.ClientError as exc:
+        if str(exc.response.get("Error", {}).get("Code", "")) in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+    size = int(head["ContentLength"])
+    vouched = {} if etag_is_opaque(head) else digests_of_etag(head.get("ETag", "").strip('"'), size)
+    if stored := head.get("Metadata", {}).get(SHA256_META):
+        vouched["sha256"] = stored
+    return RemoteFile(key, size, vouched)
+
+
 def stored_as_headed(client: S3Client, bucket: str, key: str, file: LocalFile, objects: ObjectOptions, *,
                      updated: bool = False) -> Stored:
     """What a HEAD shows of the object; the headers the viewer needs, and the options given, are checked here.
