@@ -6,11 +6,7 @@ transport.py) and verifies them, updates unchanged objects' options in place
 (updates.py), and keeps unfinished multipart uploads for the next run
 (leases.py).
 
-Verification: a single PUT is confirmed by the ETag it returns (the server's
-MD5 of what it stored), a multipart upload by CompleteMultipartUpload's; the
-catalog, and the first object of each Content-Type, by a HEAD (size,
-SHA-256, Content-Type, no Content-Encoding, and the object options given): a
-store that drops headers drops them for every object.
+Verification is sending.py's: by the ETag each send returns, or a HEAD.
 
 The object options (options.py) go with every PutObject and
 CreateMultipartUpload; the request payer with every request.
@@ -22,22 +18,21 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from uploader.engine.operations import PUBLISHED, Action, Operation, RemoteFile, Stored
-from uploader.local.content_types import content_type
-from uploader.local.hashing import multipart_etag_name, part_md5_name
+from uploader.local.hashing import part_md5_name
 from uploader.local.plan import Dataset, LocalFile, UploadPlan
 from uploader.s3.access import check_bucket, probe_write
 from uploader.s3.client import RideThroughOutages, S3Settings, as_file_upload_error, make_client, uploader_errors_for
 from uploader.s3.destination import S3Destination
 from uploader.s3.leases import Leases
 from uploader.s3.options import ObjectOptions, send_request_payer_always
-from uploader.s3.transport import Sent, make_transport
+from uploader.s3.sending import Sender
+from uploader.s3.transport import make_transport
 from uploader.s3.updates import InPlaceUpdates
-from uploader.s3.verify import SHA256_META, listed_files, object_now_at, stored_as_headed
-from uploader.s3.writer import ObjectWriter, is_multipart, part_size
+from uploader.s3.verify import SHA256_META, listed_files, object_now_at
+from uploader.s3.writer import ObjectWriter, part_size
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -69,10 +64,7 @@ class S3Backend:
         self._bucket_there: Future[None] | None = None
         self._ready_to_write: Future[None] | None = None
         self._probe_removed: Future[None] | None = None
-        # A HEAD of the first object of each Content-Type proves the store keeps our headers. The others of
-        # that type go out beside it; once it passed, their ETags verify them, else a HEAD each.
-        self._proofs: dict[str, Future[Stored]] = {}
-        self._proofs_lock = threading.Lock()
+        self.sender = Sender(self.writer, self._waiting, self.client, destination.bucket, self.objects)
         self.updates = InPlaceUpdates(self.client, destination.bucket, self.objects)
 
     # -- what is there --------------------------------------------------------------------
@@ -150,77 +142,9 @@ class S3Backend:
 
     def start_send(self, op: Operation, digests: Mapping[str, str], progress: Callable[[int], None],
                    stop: threading.Event) -> Future[Stored]:
-        """A small file goes out without a thread of ours; a multipart upload, a HEAD or an update waits in one."""
-        file = op.file
-        assert file is not None
-        parts = part_size(file.size)
-        part_md5s = digests[part_md5_name(parts)].split(",")
-        kind = content_type(file.name)
         if op.action is Action.UPDATE:
             return self._waiting.submit(self.updates.update, op, digests["sha256"])
-        params: dict[str, Any] = {"ContentType": kind, "Metadata": {SHA256_META: digests["sha256"]},
-                                  **self.objects.put_params(catalog=op.is_catalog)}
-        if op.is_catalog:
-            return self._waiting.submit(self._send_and_check, op, params, part_md5s, progress, stop, True)
-        with self._proofs_lock:
-            proof = self._proofs.get(kind)
-            if proof is None or (proof.done() and proof.exception() is not None):
-                proof = self._waiting.submit(self._send_and_check, op, params, part_md5s, progress, stop, True)
-                self._proofs[kind] = proof
-                return proof
-        if is_multipart(file.size):
-            sending = self._waiting.submit(self._send_and_check, op, params, part_md5s, progress, stop, False)
-        else:
-            sending = Future()
-            started = self.writer.start_single(file, op.destination, params, part_md5s[0], progress, stop)
-            started.add_done_callback(lambda sent: self._settle(op, sent, sending))
-        if proof.done():
-            return sending
-        # Sent beside the proof (a round trip or two saved on a WAN), and settled once it has its answer.
-        stored: Future[Stored] = Future()
-        proof.add_done_callback(lambda _: sending.add_done_callback(lambda _: self._once_proven(op, proof, sending,
-                                                                                                 stored)))
-        return stored
-
-    def _once_proven(self, op: Operation, proof: Future[Stored], sending: Future[Stored],
-                     stored: Future[Stored]) -> None:
-        """A file sent before its Content-Type was proven: its ETag stands if the proof passed, else a HEAD tells."""
-        assert op.file is not None
-        file = op.file
-        if sending.exception() is not None or proof.exception() is None:
-            _copy_outcome(sending, stored)
-            return
-        resumed = sending.result().resumed
-        headed = self._waiting.submit(lambda: replace(self._stored_as_headed(op.destination, file), resumed=resumed))
-        headed.add_done_callback(lambda done: _copy_outcome(done, stored))
-
-    def _settle(self, op: Operation, sending: Future[Sent], stored: Future[Stored]) -> None:
-        """In the transport's thread: what a single PUT stored, by its ETag (a HEAD where the ETag is no MD5)."""
-        assert op.file is not None
-        try:
-            sent = sending.result()
-        except Exception as exc:
-            stored.set_exception(as_file_upload_error(exc))
-            return
-        if sent.encryption.startswith("aws:kms"):  # SSE-KMS: the ETag is no MD5; only a HEAD tells
-            headed = self._waiting.submit(self._stored_as_headed, op.destination, op.file)
-            headed.add_done_callback(lambda done: _copy_outcome(done, stored))
-            return
-        stored.set_result(Stored(op.file.size, {multipart_etag_name(part_size(op.file.size)): sent.etag}))
-
-    def _send_and_check(self, op: Operation, params: dict[str, Any], part_md5s: list[str],
-                        progress: Callable[[int], None], stop: threading.Event, head: bool) -> Stored:
-        """Send and wait; what a HEAD shows when asked for (or the ETag is no MD5), else the ETag."""
-        file = op.file
-        assert file is not None
-        try:
-            sent = self.writer.put(file, op.destination, params, part_md5s, params["Metadata"][SHA256_META],
-                                   progress, stop)
-        except Exception as exc:
-            raise as_file_upload_error(exc) from None
-        if head or sent.encryption.startswith("aws:kms"):
-            return replace(self._stored_as_headed(op.destination, file), resumed=sent.resumed)
-        return Stored(file.size, {multipart_etag_name(part_size(file.size)): sent.etag}, resumed=sent.resumed)
+        return self.sender.start(op, digests, progress, stop)
 
     def delete(self, op: Operation) -> None:
         try:
@@ -266,17 +190,3 @@ class S3Backend:
 
     def resume_options(self) -> list[str]:
         return []  # the same command resumes: S3 keys are the destination
-
-    # -- helpers --------------------------------------------------------------------------
-
-    def _stored_as_headed(self, key: str, file: LocalFile) -> Stored:
-        return stored_as_headed(self.client, self.s3_dir.bucket, key, file, self.objects)
-
-
-def _copy_outcome(source: Future[Stored], target: Future[Stored]) -> None:
-    """Once `source` is done: the same result or error in `target`."""
-    error = source.exception()
-    if error is not None:
-        target.set_exception(error)
-    else:
-        target.set_result(source.result())

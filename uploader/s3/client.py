@@ -65,7 +65,7 @@ def make_client(settings: S3Settings, outages: RideThroughOutages | None = None)
     import botocore.exceptions
 
     try:
-        return _build_client(settings, outages or RideThroughOutages(settings.outage_seconds))
+        return _build_client(settings, outages)
     except botocore.exceptions.ProfileNotFound as missing:
         given = f"--profile {settings.profile}" if settings.profile \
             else f"AWS_PROFILE {missing.kwargs.get('profile', '')}"
@@ -75,7 +75,7 @@ def make_client(settings: S3Settings, outages: RideThroughOutages | None = None)
         raise UsageError(f"AWS configuration problem: {exc}; fix the file (or AWS_CONFIG_FILE)") from None
 
 
-def _build_client(settings: S3Settings, outages: RideThroughOutages) -> S3Client:
+def _build_client(settings: S3Settings, outages: RideThroughOutages | None = None) -> S3Client:
     # botocore's own session, as boto3's Session wraps it: importing boto3 (and the s3transfer it loads for
     # transfer methods never used here) cost ~40 ms before every run's first request.
     import botocore
@@ -138,6 +138,7 @@ def _build_client(settings: S3Settings, outages: RideThroughOutages) -> S3Client
     # On 'before-call.s3', after botocore's own handler there that adds it: a body we hold whole needs no
     # '100-continue' round trip (the write probe's part, and every send when boto3 carries the bytes).
     client.meta.events.register_last("before-call.s3", _no_expect_header)
+    outages = outages or RideThroughOutages(settings.outage_seconds)
     client.meta.events.register_first("needs-retry.s3", outages)  # type: ignore[arg-type]
     if session.get_credentials() is None:
         raise AuthError("no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY,"
