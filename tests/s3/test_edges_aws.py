@@ -182,7 +182,8 @@ def interrupted_while_held(data: Path, s3: S3Prefix, env: dict[str, str], proxy:
     proxy.set(hold_answer_on=request.encode())
     process = subprocess.Popen(
         [sys.executable, str(ENTRYPOINT), "upload_aws", "--in-dir", str(data), "--s3-dir", s3.uri, "--no-markers",
-         "--no-viewer-check"], env=env | FAST | {"AWS_ENDPOINT_URL_S3": proxy.url,
+         "--no-viewer-check", "--report", str(data.parent / "held.json")],
+        env=env | FAST | {"AWS_ENDPOINT_URL_S3": proxy.url,
                                                  "CARTLOAD_UPLOADER_CATALOG_ASK_SECONDS": "2"},
         stderr=subprocess.PIPE, text=True, cwd=REPO)
     deadline = time.monotonic() + 60
@@ -215,6 +216,9 @@ def test_sigterm_during_a_catalog_put_answered_late_reports_the_new_catalog_live
     assert code == 130, errors
     assert f"catalog: {s3.prefix}/catalog.yaml: live: this run's catalog (the store's answer" in errors
     assert "offline" not in errors
+    report = json.loads((data.parent / "held.json").read_text())
+    catalog = next(e for e in report["files"] if e["catalog"] and e["action"] != "delete")
+    assert (catalog["status"], catalog["store_says"]) == ("uploaded", "live: this run's catalog")
     assert_holds_exactly(data, s3)
 
 

@@ -104,6 +104,7 @@ def report_document(result: RunResult, command: str, destination: str, warnings:
             "checksum": op.checksum,
             "resumed_bytes": op.resumed,
             "catalog": op.is_catalog,
+            **({"store_says": op.store_says} if op.store_says else {}),  # a catalog update cut short (settle.py)
         }
         for op in result.ops
     ]
