@@ -177,8 +177,8 @@ def tell_outcome(result: RunResult, quiet: bool, resume_command: str, readiness:
         published = "the catalog is published" if result.catalogs_published else "the catalog was not published"
         say(f"some files failed and {published}; resume with: {resume_command}")
     elif readiness is not None and not (quiet and not readiness.required):
-        # With --quiet, only an enforced check's failure is an error; the fixes are in the report either way.
-        for line in [] if quiet else readiness.lines + readiness.fixes:
+        # With --quiet, only an enforced check's failure is an error (told with its fixes); the report has them all.
+        for line in readiness.fixes if quiet else readiness.lines + readiness.fixes:
             say(line)
         if readiness.ready is False:  # the last line: the data is safe, but not yet usable
             say(f"uploaded, but {readiness.problem}")
