@@ -26,15 +26,15 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import uploader.engine.runner
-from uploader.cli.settings import AWS_DEFAULTS
 from uploader.engine.operations import Status, Stored
 from uploader.engine.progress import progress_factory
-from uploader.engine.runner import RunOptions, run
+from uploader.engine.runner import run
+from uploader.engine.settings import RunSettings
 from uploader.local.hashing import HashCache, digests, multipart_etag_name
 from uploader.local.plan import LocalFile, UploadPlan, plan_from_catalog
 from uploader.s3.backend import S3Backend
-from uploader.s3.client import S3Settings
 from uploader.s3.destination import S3Destination
+from uploader.s3.settings import DEFAULT_JOBS, S3Settings
 from uploader.s3.transport import Body, CrtTransport, Sent
 from uploader.s3.writer import part_size
 
@@ -59,11 +59,11 @@ def main() -> int:
     CrtTransport.put_object = answered_at_once  # type: ignore[method-assign]
     S3Backend._stored_as_headed = headed_locally  # type: ignore[method-assign]
     uploader.engine.runner._catalogs_ready_to_publish = lambda ops, roots: []  # type: ignore[assignment, misc]
-    n_jobs = AWS_DEFAULTS["n_jobs"]
+    n_jobs = DEFAULT_JOBS
     plan = UploadPlan((plan_from_catalog(source, source / "catalog.yaml"),))
     cache.preload(file for dataset in plan.datasets for file in dataset.all_files)
-    backend = S3Backend(S3Destination(bucket, prefix), S3Settings(n_jobs=n_jobs))
-    result = run(plan, backend, RunOptions(n_jobs), cache, progress_factory(quiet=True, no_progress=True))
+    backend = S3Backend(S3Settings(s3_dir=S3Destination(bucket, prefix)), n_jobs)
+    result = run(plan, backend, RunSettings(n_jobs=n_jobs), cache, progress_factory(quiet=True, no_progress=True))
     cache.close()
     content = [op for op in result.ops if not op.is_catalog]
     failed = [op for op in content if op.status is not Status.UPLOADED]

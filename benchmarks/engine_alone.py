@@ -23,16 +23,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from uploader.cli.settings import AWS_DEFAULTS
 from uploader.local.content_types import content_type
-from uploader.s3.client import S3Settings, make_client
+from uploader.s3.client import make_client
+from uploader.s3.destination import S3Destination
+from uploader.s3.settings import DEFAULT_JOBS, S3Settings
 from uploader.s3.transport import Body, CrtTransport, Sent
 
 
 def main() -> int:
     source, bucket, prefix = Path(sys.argv[1]), sys.argv[2], sys.argv[3].strip("/")
-    n_jobs = AWS_DEFAULTS["n_jobs"]
-    client = make_client(S3Settings(n_jobs=n_jobs))
+    n_jobs = DEFAULT_JOBS
+    client = make_client(S3Settings(s3_dir=S3Destination("bucket", "")), n_jobs)
     transport = CrtTransport(client, bucket, n_jobs)
     sending: list[Future[Sent]] = []
     in_flight = threading.BoundedSemaphore(n_jobs)  # as upload_aws: n_jobs requests (and open files) at once

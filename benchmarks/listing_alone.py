@@ -18,14 +18,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from uploader.cli.settings import AWS_DEFAULTS
-from uploader.s3.client import S3Settings, make_client
+from uploader.s3.client import make_client
+from uploader.s3.destination import S3Destination
+from uploader.s3.settings import DEFAULT_JOBS, S3Settings
 from uploader.s3.verify import listed_files
 
 
 def main() -> int:
     source, bucket, prefix = Path(sys.argv[1]), sys.argv[2], sys.argv[3].strip("/")
-    client = make_client(S3Settings(n_jobs=AWS_DEFAULTS["n_jobs"]))
+    client = make_client(S3Settings(s3_dir=S3Destination("bucket", "")), DEFAULT_JOBS)
     names = [entry.name for entry in os.scandir(source) if entry.is_file() and not entry.name.startswith(".")]
     found = listed_files(client, bucket, prefix + "/", [f"{prefix}/{name}" for name in names])
     missing = [name for name in names if f"{prefix}/{name}" not in found]

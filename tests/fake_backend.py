@@ -39,6 +39,12 @@ class InMemoryBackend(SendsInThreads):
                  object_options: Mapping[str, str] | None = None) -> None:
         self.restart_empties_remote = restart_empties_remote
         self.catalogs_go_live = catalogs_go_live
+        # The backend's own options the decisions read (see backend.Backend).
+        self.overwrite = False
+        self.deletes_unnamed = False
+        self.wanted_options: dict[str, str] = {}
+        self.stall_seconds: float | None = None
+        self.waiting_for = "the remote"
         self.faults = faults or Faults()
         self.sha256_on_request = sha256_on_request
         self.objects: dict[str, bytes] = {}

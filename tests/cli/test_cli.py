@@ -205,7 +205,7 @@ def test_a_token_file_the_user_cannot_read_says_which_uid_and_the_fix(tmp_path):
         uid = 4242
     # The modules and the entrypoint are read first: this checkout need not be readable by that uid.
     code = ("import os, sys, pkgutil, importlib.machinery;"
-            "import uploader.cli.main, uploader.cli.settings, uploader.cli.commands, uploader.zenodo.backend;"
+            "import uploader.cli.main, uploader.zenodo.settings, uploader.cli.commands, uploader.zenodo.backend;"
             "sys.argv = sys.argv[1:]; entrypoint = compile(open(sys.argv[0]).read(), sys.argv[0], 'exec');"
             f"os.geteuid() == 0 and (os.setgroups([]), os.setgid({uid}), os.setuid({uid}));"
             "exec(entrypoint, {'__name__': '__main__', '__file__': sys.argv[0]})")

@@ -8,9 +8,12 @@ import re
 import pytest
 
 from uploader.cli.command_line import read_command_line, spread_multi_values
-from uploader.cli.main import SPECS
-from uploader.cli.settings import AwsSettings, ZenodoCommandSettings, aws_settings, read_zenodo_token, zenodo_settings
+from uploader.cli.main import SPECS, aws_settings, zenodo_settings
+from uploader.engine.settings import RunSettings
 from uploader.errors import InputError, UsageError
+from uploader.s3.settings import S3Settings
+from uploader.zenodo.records import ZenodoToken
+from uploader.zenodo.settings import ZenodoSettings, read_zenodo_token
 
 TOKEN = "Zq3kR8vWm2NbT5xY7cJ9hLpA4sD6fG1e"
 
@@ -80,13 +83,21 @@ def test_the_environment_variable_is_read_the_same_way(monkeypatch):
 # -- cartloader's command lines read as cartloader means them -------------------------------------------
 
 
-def zenodo_settings_of(words: list[str], monkeypatch: pytest.MonkeyPatch) -> ZenodoCommandSettings:
+def zenodo_run_of(words: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[RunSettings, ZenodoSettings]:
     monkeypatch.setenv("ZENODO_TOKEN", TOKEN)
     return zenodo_settings(read_command_line(SPECS["upload_zenodo"], words))
 
 
-def aws_settings_of(words: list[str]) -> AwsSettings:
+def zenodo_settings_of(words: list[str], monkeypatch: pytest.MonkeyPatch) -> ZenodoSettings:
+    return zenodo_run_of(words, monkeypatch)[1]
+
+
+def aws_run_of(words: list[str]) -> tuple[RunSettings, S3Settings]:
     return aws_settings(read_command_line(SPECS["upload_aws"], ["--in-dir", "d", "--s3-dir", "s3://bucket/x", *words]))
+
+
+def aws_settings_of(words: list[str]) -> S3Settings:
+    return aws_run_of(words)[1]
 
 
 @pytest.mark.parametrize("words", [
@@ -106,7 +117,7 @@ def test_creators_then_files_stay_apart(monkeypatch):
                                    "--creators", "Doe, Jane", "Roe, Rick", "--files", "a.tsv", "b.pmtiles", "c.png"],
                                   monkeypatch)
     assert settings.metadata["creators"] == [{"name": "Doe, Jane"}, {"name": "Roe, Rick"}]
-    assert settings.files == ("a.tsv", "b.pmtiles", "c.png")
+    assert settings.files.names == ("a.tsv", "b.pmtiles", "c.png")
 
 
 def test_spreading_several_values_into_repeated_options():
@@ -123,7 +134,7 @@ def test_absolute_files_directly_inside_in_dir_are_their_names(tmp_path, monkeyp
     data.mkdir()
     settings = zenodo_settings_of(["--in-dir", str(data), "--zenodo-id", "1", "--upload-method", "files",
                                    "--files", str(data / "a.tsv"), "b.tsv"], monkeypatch)
-    assert settings.files == ("a.tsv", "b.tsv")
+    assert settings.files.names == ("a.tsv", "b.tsv")
 
 
 @pytest.mark.parametrize("where", ["elsewhere/a.tsv", "data/sub/a.tsv"])
@@ -140,7 +151,7 @@ def test_absolute_files_elsewhere_are_refused(tmp_path, monkeypatch, where):
 ], ids=["user_list", "in-list-alone"])
 def test_the_old_user_list_is_files_with_a_note(words, monkeypatch):
     settings = zenodo_settings_of(["--in-dir", "d", "--zenodo-id", "1", *words], monkeypatch)
-    assert (settings.upload_method, settings.files) == ("files", ("a.tsv", "b.tsv"))
+    assert (settings.files.method, settings.files.names) == ("files", ("a.tsv", "b.tsv"))
     assert settings.notes == ("--upload-method user_list --in-list NAME... is cartloader's old spelling of"
                               " --upload-method files --files NAME...; use that",)
 
@@ -159,9 +170,9 @@ def test_file_lists_that_do_not_fit_the_method_are_refused(words, message, monke
 def test_the_old_token_file_option_reads_the_token_with_a_note(tmp_path, monkeypatch):
     path = token_file(tmp_path, f"{TOKEN}\n".encode())
     monkeypatch.delenv("ZENODO_TOKEN", raising=False)
-    settings = zenodo_settings(read_command_line(SPECS["upload_zenodo"],
-                                                 ["--in-dir", "d", "--zenodo-id", "1", "--token-file", str(path)]))
-    assert settings.token == TOKEN
+    _, settings = zenodo_settings(read_command_line(SPECS["upload_zenodo"],
+                                                    ["--in-dir", "d", "--zenodo-id", "1", "--token-file", str(path)]))
+    assert settings.token == ZenodoToken(TOKEN)
     assert settings.notes == ("--token-file is deprecated; use --zenodo-token FILE (the same)",)
     with pytest.raises(UsageError, match="--token-file and --zenodo-token name different files"):
         zenodo_settings_of(["--in-dir", "d", "--zenodo-id", "1", "--token-file", str(path), "--zenodo-token", "other"],
@@ -177,18 +188,17 @@ def test_a_new_deposition_without_description_gets_cartloaders_text(monkeypatch)
 
 
 def test_catalog_stays_the_default_upload_method(monkeypatch):
-    assert zenodo_settings_of(["--in-dir", "d", "--zenodo-id", "7"], monkeypatch).upload_method == "catalog"
+    assert zenodo_settings_of(["--in-dir", "d", "--zenodo-id", "7"], monkeypatch).files.method == "catalog"
 
 
 @pytest.mark.parametrize("command", ["upload_aws", "upload_zenodo"])
 def test_n_jobs_takes_what_cartloader_users_pass(command, monkeypatch):
     if command == "upload_aws":
-        assert aws_settings_of(["--n-jobs", "256"]).common.n_jobs == 256
+        assert aws_run_of(["--n-jobs", "256"])[0].n_jobs == 256
         with pytest.raises(UsageError, match="--n-jobs 257: must be a whole number from 1 to 256"):
             aws_settings_of(["--n-jobs", "257"])
     else:
-        assert zenodo_settings_of(["--in-dir", "d", "--zenodo-id", "1", "--n-jobs", "256"],
-                                  monkeypatch).common.n_jobs == 256
+        assert zenodo_run_of(["--in-dir", "d", "--zenodo-id", "1", "--n-jobs", "256"], monkeypatch)[0].n_jobs == 256
 
 
 def test_cartloaders_aws_cli_and_makefile_options_are_noted_and_ignored():
@@ -216,8 +226,8 @@ def test_object_options_are_read_as_aws_cli_spells_them():
                                 "standard_ia", "--sse", "AWS:KMS", "--sse-kms-key-id", "1234abcd",
                                 "--request-payer", "requester"])
     objects = settings.objects
-    assert (objects.acl, objects.cache_control, objects.storage_class, objects.sse, objects.sse_kms_key_id,
-            objects.request_payer) == ("public-read", "max-age=60", "STANDARD_IA", "aws:kms", "1234abcd", "requester")
+    assert objects.given == {"--acl": "public-read", "--cache-control": "max-age=60", "--storage-class": "STANDARD_IA",
+                             "--sse": "aws:kms", "--sse-kms-key-id": "1234abcd", "--request-payer": "requester"}
     assert objects.stored() == {"--acl": "public-read", "--cache-control": "max-age=60",
                                 "--storage-class": "STANDARD_IA", "--sse": "aws:kms", "--sse-kms-key-id": "1234abcd"}
     assert objects.put_params(catalog=False) == {
@@ -275,7 +285,40 @@ def test_delete_is_refused_with_a_shard():
 def test_delete_needs_a_prefix_to_stay_inside():
     with pytest.raises(UsageError, match=re.escape("--delete with --s3-dir s3://bucket: without a prefix it would")):
         aws_settings(read_command_line(SPECS["upload_aws"], ["--in-dir", "d", "--s3-dir", "s3://bucket", "--delete"]))
-    collection = aws_settings(read_command_line(
+    _, collection = aws_settings(read_command_line(
         SPECS["upload_aws"], ["--in-dir", "d", "--s3-dir", "s3://bucket", "--in-list", "s.tsv", "--delete"]))
     assert collection.delete  # each sample has its own prefix, <sample>/
     assert aws_settings_of(["--delete"]).delete and not aws_settings_of([]).delete
+
+
+# -- every option is declared once: its usage line, and the one settings field that reads it ---------------
+
+
+def long_names(command: str) -> set[str]:
+    """Every option of a command's usage text, by its long name (help aside).
+
+    (CommandSpec also takes "--in-dir." from the wrapped help line of --no-markers for an option: left out here.)
+    """
+    return {spec.names[-1] for spec in SPECS[command].options.values() if re.fullmatch(r"--[a-z0-9-]+",
+                                                                                        spec.names[-1])} - {"--help"}
+
+
+@pytest.mark.parametrize(("command", "backend_settings"), [("upload_aws", S3Settings),
+                                                             ("upload_zenodo", ZenodoSettings)])
+def test_every_option_of_a_usage_text_is_read_by_exactly_one_settings_field(command, backend_settings):
+    from dataclasses import fields
+
+    read = [name for kind in (RunSettings, backend_settings) for spec in fields(kind)
+            for name in spec.metadata.get("options", ())]
+    assert sorted(read) == sorted(set(read)), "an option read by two fields"
+    assert set(read) == long_names(command)
+
+
+def test_every_object_option_of_the_usage_text_has_its_row_and_every_row_its_usage_line():
+    from uploader.s3.options import OBJECT_OPTIONS
+
+    rows = {row.name for row in OBJECT_OPTIONS}
+    usage = SPECS["upload_aws"].usage
+    object_lines = usage[usage.index("  --acl "):usage.index("  --delete ")]  # the usage's block of object options
+    in_usage = {line.split()[0] for line in object_lines.splitlines() if line.startswith("  --")}
+    assert rows == in_usage

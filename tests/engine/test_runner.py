@@ -13,7 +13,8 @@ from tests.fake_backend import Faults, InMemoryBackend
 from tests.pmtiles_files import pmtiles_bytes
 from uploader.engine.operations import Action, Status
 from uploader.engine.progress import Progress
-from uploader.engine.runner import RunOptions, RunResult, run
+from uploader.engine.runner import RunResult, run
+from uploader.engine.settings import RunSettings
 from uploader.errors import ExitStatus
 from uploader.local.hashing import HashCache
 from uploader.local.plan import UploadPlan, plan_from_catalog
@@ -34,8 +35,11 @@ def data_dir(tmp_path: Path) -> Path:
 
 def upload(data_dir: Path, backend: InMemoryBackend, **options: object) -> RunResult:
     plan = UploadPlan((plan_from_catalog(data_dir, data_dir / "catalog.yaml"),))
-    run_options = RunOptions(n_jobs=int(options.pop("n_jobs", 4)), **options)  # type: ignore[arg-type]
-    return run(plan, backend, run_options, HashCache(None), lambda total_bytes, total_files: Progress())
+    backend.overwrite = bool(options.pop("overwrite", False))  # the backend's own options
+    backend.deletes_unnamed = bool(options.pop("delete", False))
+    backend.wanted_options = dict(options.pop("stored_options", {}))  # type: ignore[call-overload]
+    settings = RunSettings(data_dir, **options)  # type: ignore[arg-type]
+    return run(plan, backend, settings, HashCache(None), lambda total_bytes, total_files: Progress())
 
 
 def statuses(result: RunResult) -> dict[str, Status]:
@@ -198,7 +202,7 @@ def test_a_file_changed_on_disk_after_planning_is_not_sent(data_dir):
     backend = InMemoryBackend()
     plan = UploadPlan((plan_from_catalog(data_dir, data_dir / "catalog.yaml"),))
     (data_dir / "u.tsv").write_bytes(b"changed after planning")
-    result = run(plan, backend, RunOptions(n_jobs=2), HashCache(None), lambda b, f: Progress())
+    result = run(plan, backend, RunSettings(n_jobs=2), HashCache(None), lambda b, f: Progress())
     op = {op.destination: op for op in result.ops}["u.tsv"]
     assert op.status is Status.FAILED and "changed on disk" in op.error
     assert "u.tsv" not in backend.objects and "catalog.yaml" not in backend.objects
@@ -209,11 +213,11 @@ def test_a_cached_digest_never_skips_a_file_that_changed_since_it_was_planned(da
     backend = InMemoryBackend()
     cache = HashCache(tmp_path / "cache")
     plan = UploadPlan((plan_from_catalog(data_dir, data_dir / "catalog.yaml"),))
-    assert run(plan, backend, RunOptions(n_jobs=2), cache, lambda b, f: Progress()).ok
+    assert run(plan, backend, RunSettings(n_jobs=2), cache, lambda b, f: Progress()).ok
     planned_again = UploadPlan((plan_from_catalog(data_dir, data_dir / "catalog.yaml"),))
     (data_dir / "t.tsv").write_bytes(b"T" + (b"t.tsv" * 100)[1:])  # same size, new content, after planning
 
-    result = run(planned_again, backend, RunOptions(n_jobs=2), cache, lambda b, f: Progress())
+    result = run(planned_again, backend, RunSettings(n_jobs=2), cache, lambda b, f: Progress())
 
     op = {op.destination: op for op in result.ops}["t.tsv"]
     assert op.action is Action.REPLACE and op.reason == "changed on disk since it was planned"
@@ -249,7 +253,7 @@ def test_collection_datasets_go_under_their_subdirs(tmp_path, data_dir):
     (tmp_path / "samples.tsv").write_text("data\n")
     plan = plan_collection(tmp_path, tmp_path / "samples.tsv")
     backend = InMemoryBackend()
-    result = run(plan, backend, RunOptions(n_jobs=2), HashCache(None), lambda b, f: Progress())
+    result = run(plan, backend, RunSettings(n_jobs=2), HashCache(None), lambda b, f: Progress())
     assert result.ok
     assert set(backend.objects) == {"ds/a.pmtiles", "ds/t.tsv", "ds/u.tsv", "ds/catalog.yaml"}
 
@@ -504,7 +508,8 @@ def test_delete_in_a_collection_never_reaches_another_samples_prefix(tmp_path):
     from uploader.local.plan import plan_collection
 
     plan = plan_collection(parent, samples)
-    result = run(plan, backend, RunOptions(n_jobs=2, delete=True), HashCache(None), lambda b, f: Progress())
+    backend.deletes_unnamed = True  # --delete
+    result = run(plan, backend, RunSettings(n_jobs=2), HashCache(None), lambda b, f: Progress())
 
     assert result.exit_status is ExitStatus.OK
     assert sorted(name for kind, name in backend.events if kind == "delete") == ["lung/old.tsv", "lung/part2/old.tsv"]

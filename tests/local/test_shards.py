@@ -13,7 +13,8 @@ from tests.fake_backend import InMemoryBackend
 from tests.pmtiles_files import pmtiles_bytes
 from uploader.engine.operations import Action, Status
 from uploader.engine.progress import Progress
-from uploader.engine.runner import RunOptions, RunResult, run
+from uploader.engine.runner import RunResult, run
+from uploader.engine.settings import RunSettings
 from uploader.errors import ExitStatus, UsageError
 from uploader.local.hashing import HashCache
 from uploader.local.plan import Dataset, LocalFile, Shard, UploadPlan, plan_collection, plan_from_catalog
@@ -201,7 +202,7 @@ def data_dir(tmp_path: Path) -> Path:
 
 def worker(data_dir: Path, backend: InMemoryBackend, index: int, count: int = 4) -> RunResult:
     plan = take_share(UploadPlan((plan_from_catalog(data_dir, data_dir / "catalog.yaml"),)), Shard(index, count))
-    return run(plan, backend, RunOptions(n_jobs=4), HashCache(None), lambda total_bytes, total_files: Progress())
+    return run(plan, backend, RunSettings(n_jobs=4), HashCache(None), lambda total_bytes, total_files: Progress())
 
 
 def catalog_status(result: RunResult) -> Status:

@@ -27,9 +27,12 @@ from uploader.errors import RemoteError, UsageError
 from uploader.local.plan import Dataset, UploadPlan
 from uploader.s3.addressing import uses_virtual_hosts
 from uploader.s3.backend import S3Backend
-from uploader.s3.client import S3Settings, _build_client
+from uploader.s3.client import _build_client
 from uploader.s3.destination import S3Destination
+from uploader.s3.settings import S3Settings
 from uploader.s3.transport import CrtTransport
+
+BUCKET = S3Destination("bucket", "")  # where a client is for; most tests here only build one
 
 INITIATED = b"<InitiateMultipartUploadResult><Bucket>bucket</Bucket><Key>k</Key><UploadId>u</UploadId>" \
             b"</InitiateMultipartUploadResult>"
@@ -89,7 +92,7 @@ def url_of_a_put(settings: S3Settings, bucket: str = "bucket") -> str:
     ],
 )
 def test_addressing_style_decides_where_requests_go(aws_env, endpoint, style, expected):
-    assert url_of_a_put(S3Settings(endpoint_url=endpoint, addressing_style=style)) == expected
+    assert url_of_a_put(S3Settings(s3_dir=BUCKET, endpoint_url=endpoint, addressing_style=style)) == expected
 
 
 @pytest.mark.parametrize(
@@ -99,7 +102,7 @@ def test_addressing_style_decides_where_requests_go(aws_env, endpoint, style, ex
 )
 def test_the_crt_engine_addresses_the_bucket_as_botocore_does(aws_env, endpoint, style, bucket):
     """The bytes go through awscrt: its requests must go where botocore's go (no dotted name as a sub-domain)."""
-    settings = S3Settings(endpoint_url=endpoint, addressing_style=style)
+    settings = S3Settings(s3_dir=BUCKET, endpoint_url=endpoint, addressing_style=style)
     boto_url = urlsplit(url_of_a_put(settings, bucket))
     crt = CrtTransport(_build_client(settings), bucket, 2)
     assert (crt._host, crt._path + "a/b.tsv") == (boto_url.netloc, boto_url.path)
@@ -107,7 +110,7 @@ def test_the_crt_engine_addresses_the_bucket_as_botocore_does(aws_env, endpoint,
 
 def test_auto_follows_the_aws_config_file(aws_env):
     (aws_env / "config").write_text("[default]\ns3 =\n    addressing_style = virtual\n")
-    settings = S3Settings(endpoint_url="https://s3.example.org")
+    settings = S3Settings(s3_dir=BUCKET, endpoint_url="https://s3.example.org")
     assert url_of_a_put(settings) == "https://bucket.s3.example.org/a/b.tsv"
     assert uses_virtual_hosts(_build_client(settings), "bucket")
 
@@ -115,7 +118,7 @@ def test_auto_follows_the_aws_config_file(aws_env):
 def test_virtual_hosts_on_an_ip_address_are_refused_not_ignored(aws_env):
     # botocore would quietly fall back to path-style: an option is never silently ignored.
     with pytest.raises(UsageError, match=re.escape("--addressing-style virtual: the endpoint http://127.0.0.1:9 is")):
-        _build_client(S3Settings(endpoint_url="http://127.0.0.1:9", addressing_style="virtual"))
+        _build_client(S3Settings(s3_dir=BUCKET, endpoint_url="http://127.0.0.1:9", addressing_style="virtual"))
 
 
 @pytest.mark.parametrize(
@@ -124,7 +127,7 @@ def test_virtual_hosts_on_an_ip_address_are_refused_not_ignored(aws_env):
      ("https://s3.example.org", "auto", "bucket", False), ("https://s3.example.org", "virtual", "bucket", True)],
 )
 def test_uses_virtual_hosts_tells_how_the_bucket_is_addressed(aws_env, endpoint, style, bucket, virtual):
-    client = _build_client(S3Settings(endpoint_url=endpoint, addressing_style=style))
+    client = _build_client(S3Settings(s3_dir=BUCKET, endpoint_url=endpoint, addressing_style=style))
     assert uses_virtual_hosts(client, bucket) is virtual
 
 
@@ -136,7 +139,7 @@ def test_an_s3_express_directory_bucket_gets_one_clear_error():
 
 
 def test_a_store_that_refuses_content_md5_gets_one_clear_error_before_any_upload(aws_env):
-    backend = S3Backend(S3Destination("bucket", "p"), S3Settings(endpoint_url="https://s3.example.org"))
+    backend = S3Backend(S3Settings(s3_dir=S3Destination("bucket", "p"), endpoint_url="https://s3.example.org"))
     sent = answer_locally(backend.client, 501, NOT_IMPLEMENTED, when=lambda r: "Content-MD5" in r.headers)
 
     with pytest.raises(RemoteError) as refused:
@@ -150,7 +153,7 @@ def test_a_store_that_refuses_content_md5_gets_one_clear_error_before_any_upload
 
 
 def test_the_write_check_sends_a_part_with_its_content_md5(aws_env):
-    backend = S3Backend(S3Destination("bucket", "p"), S3Settings(endpoint_url="https://s3.example.org"))
+    backend = S3Backend(S3Settings(s3_dir=S3Destination("bucket", "p"), endpoint_url="https://s3.example.org"))
     sent = answer_locally(backend.client)
 
     start_writing(backend)

@@ -12,7 +12,6 @@ import pytest
 from tests.s3.test_addressing import answer_locally, aws_env, start_writing  # noqa: F401 - aws_env is a fixture
 from uploader.errors import UsageError
 from uploader.s3.backend import S3Backend
-from uploader.s3.client import S3Settings
 from uploader.s3.destination import S3Destination
 from uploader.s3.options import (
     ALL_USERS,
@@ -23,6 +22,7 @@ from uploader.s3.options import (
     same_kms_key,
     stored_values,
 )
+from uploader.s3.settings import S3Settings
 
 OWNER = {"ID": "owner-id", "Type": "CanonicalUser"}
 
@@ -81,12 +81,13 @@ def test_an_acl_is_given_again_as_grant_headers():
 
 
 def backend_with(objects: ObjectOptions) -> S3Backend:
-    return S3Backend(S3Destination("bucket", "p"), S3Settings(endpoint_url="https://s3.example.org"), objects)
+    return S3Backend(S3Settings(s3_dir=S3Destination("bucket", "p"), endpoint_url="https://s3.example.org",
+                                objects=objects))
 
 
 def test_the_write_check_carries_the_object_options(aws_env):  # noqa: F811
-    backend = backend_with(ObjectOptions(acl="bucket-owner-full-control", storage_class="STANDARD_IA",
-                                         sse="aws:kms", sse_kms_key_id="k", request_payer="requester"))
+    backend = backend_with(ObjectOptions({"--acl": "bucket-owner-full-control", "--storage-class": "STANDARD_IA",
+                                          "--sse": "aws:kms", "--sse-kms-key-id": "k", "--request-payer": "requester"}))
     sent = answer_locally(backend.client)
 
     start_writing(backend)
@@ -105,7 +106,7 @@ REFUSED = (b"<Error><Code>AccessControlListNotSupported</Code><Message>The bucke
 
 
 def test_object_options_the_store_refuses_stop_the_run_before_any_upload(aws_env):  # noqa: F811
-    backend = backend_with(ObjectOptions(acl="public-read"))
+    backend = backend_with(ObjectOptions({"--acl": "public-read"}))
     answer_locally(backend.client, 400, REFUSED, when=lambda request: request.method == "POST")
 
     with pytest.raises(UsageError) as refused:
@@ -117,7 +118,7 @@ def test_object_options_the_store_refuses_stop_the_run_before_any_upload(aws_env
 
 
 def test_the_request_payer_goes_with_every_request_that_takes_it(aws_env):  # noqa: F811
-    backend = backend_with(ObjectOptions(request_payer="requester"))
+    backend = backend_with(ObjectOptions({"--request-payer": "requester"}))
     sent = answer_locally(backend.client)
     client, where = backend.client, {"Bucket": "bucket", "Key": "p/k"}
 
@@ -150,7 +151,7 @@ def test_after_an_update_an_sse_kms_etag_is_not_taken_for_an_md5(aws_env, tmp_pa
     path = tmp_path / "t.tsv"
     path.write_bytes(b"a\tb\n")
     file = LocalFile("t.tsv", path, 4, 0)
-    backend = backend_with(ObjectOptions(sse="aws:kms"))
+    backend = backend_with(ObjectOptions({"--sse": "aws:kms"}))
     head = {"ContentLength": 4, "ETag": '"0123456789abcdef0123456789abcdef"',
             "ContentType": "text/tab-separated-values", "ServerSideEncryption": "aws:kms",
             "Metadata": {"sha256": "f00d"}}

@@ -15,6 +15,8 @@ from uploader.s3.destination import S3Destination
 from uploader.s3.verify import digests_of_etag
 from uploader.s3.writer import PART_SIZE, part_size
 
+BUCKET = S3Destination("bucket", "")  # where a client is for; these tests only build one
+
 
 @pytest.mark.parametrize(
     ("uri", "bucket", "prefix"),
@@ -91,11 +93,12 @@ def test_requests_name_the_tool_and_use_path_style_on_custom_endpoints(monkeypat
     from botocore.awsrequest import AWSResponse
 
     from uploader import __version__
-    from uploader.s3.client import S3Settings, _build_client
+    from uploader.s3.client import _build_client
+    from uploader.s3.settings import S3Settings
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
-    client = _build_client(S3Settings(endpoint_url="http://127.0.0.1:9"))
+    client = _build_client(S3Settings(s3_dir=BUCKET, endpoint_url="http://127.0.0.1:9"))
     sent = []
 
     def capture(request, **kwargs):  # answer locally: nothing listens on port 9
@@ -115,7 +118,8 @@ def test_requests_name_the_tool_and_use_path_style_on_custom_endpoints(monkeypat
 @pytest.mark.parametrize(("option", "variable", "named"), [("nosuch", None, "--profile nosuch"),
                                                             (None, "nosuch", "AWS_PROFILE nosuch")])
 def test_a_profile_that_does_not_exist_is_named_as_it_was_given(monkeypatch, tmp_path, option, variable, named):
-    from uploader.s3.client import S3Settings, make_client
+    from uploader.s3.client import make_client
+    from uploader.s3.settings import S3Settings
 
     (tmp_path / "config").write_text("[profile lab]\nregion = eu-west-1\n")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
@@ -125,12 +129,13 @@ def test_a_profile_that_does_not_exist_is_named_as_it_was_given(monkeypatch, tmp
     if variable:
         monkeypatch.setenv("AWS_PROFILE", variable)
     with pytest.raises(UsageError) as refused:
-        make_client(S3Settings(profile=option, endpoint_url="http://127.0.0.1:9"))
+        make_client(S3Settings(s3_dir=BUCKET, profile=option, endpoint_url="http://127.0.0.1:9"))
     assert refused.value.message.startswith(f"{named}: no such profile in the AWS config files")
 
 
 def test_a_profile_gives_its_region_and_credentials(monkeypatch, tmp_path):
-    from uploader.s3.client import S3Settings, make_client
+    from uploader.s3.client import make_client
+    from uploader.s3.settings import S3Settings
 
     (tmp_path / "config").write_text("[profile lab]\nregion = eu-west-1\n")
     (tmp_path / "credentials").write_text("[lab]\naws_access_key_id = LABKEY\naws_secret_access_key = labsecret\n")
@@ -139,18 +144,19 @@ def test_a_profile_gives_its_region_and_credentials(monkeypatch, tmp_path):
     for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID",
                  "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(name, raising=False)
-    client = make_client(S3Settings(profile="lab", endpoint_url="http://127.0.0.1:9"))
+    client = make_client(S3Settings(s3_dir=BUCKET, profile="lab", endpoint_url="http://127.0.0.1:9"))
     assert client.meta.region_name == "eu-west-1"
     assert client._request_signer._credentials.get_frozen_credentials().access_key == "LABKEY"
 
 
 def test_an_http_proxy_sends_the_bytes_through_boto3(monkeypatch):
-    from uploader.s3.client import S3Settings, _build_client
+    from uploader.s3.client import _build_client
+    from uploader.s3.settings import S3Settings
     from uploader.s3.transport import make_transport
 
     for name, value in {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}.items():
         monkeypatch.setenv(name, value)
-    client = _build_client(S3Settings(endpoint_url="https://s3.example.org"))
+    client = _build_client(S3Settings(s3_dir=BUCKET, endpoint_url="https://s3.example.org"))
     monkeypatch.delenv("HTTPS_PROXY", raising=False)
     monkeypatch.delenv("https_proxy", raising=False)
     assert make_transport(client, "bucket", 4).name == "crt"

@@ -20,8 +20,12 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from uploader.s3.client import S3Settings, _build_client
+from uploader.s3.client import _build_client
+from uploader.s3.destination import S3Destination
+from uploader.s3.settings import S3Settings
 from uploader.s3.transport import Body, Boto3Transport, CrtTransport, TransportError
+
+BUCKET = S3Destination("bucket", "")  # where a client is for; these tests only build one
 
 
 class Recorder(BaseHTTPRequestHandler):
@@ -63,7 +67,7 @@ def endpoint(monkeypatch) -> Iterator[str]:
 
 
 def transports(endpoint: str) -> list[Any]:
-    client = _build_client(S3Settings(endpoint_url=endpoint))
+    client = _build_client(S3Settings(s3_dir=BUCKET, endpoint_url=endpoint))
     return [CrtTransport(client, "bucket", 4), Boto3Transport(client, "bucket", 4)]
 
 

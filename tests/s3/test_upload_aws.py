@@ -561,17 +561,18 @@ def test_catalog_withheld_when_a_file_changed_in_the_bucket_during_the_run(datas
     """Another writer replaces an uploaded file before the catalog goes up: the final listing catches it."""
     from uploader.engine.operations import Status
     from uploader.engine.progress import progress_factory
-    from uploader.engine.runner import RunOptions, run
+    from uploader.engine.runner import run
+    from uploader.engine.settings import RunSettings
     from uploader.local.hashing import HashCache
     from uploader.local.plan import UploadPlan, plan_from_catalog
     from uploader.s3.backend import S3Backend
-    from uploader.s3.client import S3Settings
     from uploader.s3.destination import S3Destination
+    from uploader.s3.settings import S3Settings
 
     for name, value in cli_env.items():
         monkeypatch.setenv(name, value)
     destination = S3Destination.parse(s3.uri)
-    backend = S3Backend(destination, S3Settings())
+    backend = S3Backend(S3Settings(s3_dir=destination))
     plan = UploadPlan((plan_from_catalog(dataset, dataset / "catalog.yaml"),))
     meddled = f"{s3.prefix}/genes_bin_counts.json"
     real_remote_files = backend.remote_files
@@ -584,7 +585,7 @@ def test_catalog_withheld_when_a_file_changed_in_the_bucket_during_the_run(datas
         return real_remote_files(dataset)
 
     monkeypatch.setattr(backend, "remote_files", racing_writer)
-    result = run(plan, backend, RunOptions(n_jobs=4), HashCache(None), progress_factory(quiet=True, no_progress=True))
+    result = run(plan, backend, RunSettings(n_jobs=4), HashCache(None), progress_factory(quiet=True, no_progress=True))
     catalog = next(op for op in result.ops if op.is_catalog)
     assert catalog.status is Status.FAILED and "not in place as uploaded" in catalog.error
     assert "genes_bin_counts.json" in catalog.error
@@ -597,22 +598,23 @@ def test_a_write_check_upload_that_cannot_be_aborted_is_told_and_the_run_goes_on
     import botocore.exceptions
 
     from uploader.engine.progress import progress_factory
-    from uploader.engine.runner import RunOptions, run
+    from uploader.engine.runner import run
+    from uploader.engine.settings import RunSettings
     from uploader.local.hashing import HashCache
     from uploader.local.plan import UploadPlan, plan_from_catalog
     from uploader.s3.backend import S3Backend
-    from uploader.s3.client import S3Settings
     from uploader.s3.destination import S3Destination
+    from uploader.s3.settings import S3Settings
 
     for name, value in cli_env.items():
         monkeypatch.setenv(name, value)
-    backend = S3Backend(S3Destination.parse(s3.uri), S3Settings())
+    backend = S3Backend(S3Settings(s3_dir=S3Destination.parse(s3.uri)))
     refused = botocore.exceptions.ClientError({"Error": {"Code": "AccessDenied", "Message": "no"},
                                                "ResponseMetadata": {"HTTPStatusCode": 403}}, "AbortMultipartUpload")
     monkeypatch.setattr(backend.client, "abort_multipart_upload", lambda **_: (_ for _ in ()).throw(refused))
     plan = UploadPlan((plan_from_catalog(dataset, dataset / "catalog.yaml"),))
 
-    result = run(plan, backend, RunOptions(n_jobs=4), HashCache(None), progress_factory(quiet=True, no_progress=True))
+    result = run(plan, backend, RunSettings(n_jobs=4), HashCache(None), progress_factory(quiet=True, no_progress=True))
 
     assert result.ok and "catalog.yaml" in s3.names()
     warning = [line for line in result.notes if line.startswith("warning: ")]

@@ -9,84 +9,69 @@ from __future__ import annotations
 import logging
 import shlex
 import sys
+from typing import TYPE_CHECKING
 
-from uploader.cli.settings import AwsSettings, CommonSettings, ZenodoCommandSettings
 from uploader.engine.backend import Backend
 from uploader.engine.operations import Status
 from uploader.engine.progress import progress_factory
 from uploader.engine.readiness import ReaderCheck, Readiness
 from uploader.engine.report import failure_lines, print_plan, report_document, share_line, summary, write_report
-from uploader.engine.runner import RunOptions, RunResult, exit_status, run
+from uploader.engine.runner import RunResult, exit_status, run
+from uploader.engine.settings import RunSettings
 from uploader.engine.settle import UNKNOWN
 from uploader.errors import ExitStatus
 from uploader.local.hashing import HashCache
 from uploader.local.markers import marker_paths, write_markers
 from uploader.local.plan import UploadPlan, plan_collection, plan_from_catalog, plan_from_names, regular_files_in
 from uploader.local.shards import take_share
-from uploader.redact import redact
+
+if TYPE_CHECKING:
+    from uploader.s3.settings import S3Settings
+    from uploader.zenodo.settings import ZenodoSettings
 
 
-def upload_aws(settings: AwsSettings, resume_command: str) -> ExitStatus:
+def upload_aws(run: RunSettings, settings: S3Settings, resume_command: str) -> ExitStatus:
     """Publish one dataset, or a collection, under an S3 prefix."""
     from uploader.s3.backend import S3Backend
-    from uploader.s3.client import S3Settings
-    from uploader.s3.destination import S3Destination
     from uploader.s3.viewer import ViewerCheck
 
-    common = settings.common
-    destination = S3Destination.parse(settings.s3_dir)
     if settings.in_list:
-        plan = plan_collection(common.in_dir, settings.in_list, settings.groups)
+        plan = plan_collection(run.in_dir, settings.in_list, settings.groups)
     else:
-        plan = UploadPlan((plan_from_catalog(common.in_dir, common.catalog_path, settings.groups),))
+        plan = UploadPlan((plan_from_catalog(run.in_dir, run.catalog_path, settings.groups),))
     if settings.shard is not None:
         plan = take_share(plan, settings.shard)
-    backend = S3Backend(destination, S3Settings(settings.profile, settings.endpoint_url, common.n_jobs,
-                                                settings.addressing_style, take_over=settings.take_over,
-                                                abort_incomplete=settings.abort_incomplete,
-                                                outage_seconds=settings.stall_seconds), settings.objects)
-    viewer = ViewerCheck(backend.client, destination, settings.viewer, settings.profile,
+    backend = S3Backend(settings, run.n_jobs)
+    viewer = ViewerCheck(backend.client, settings.s3_dir, settings.viewer, settings.profile,
                          outage_seconds=settings.stall_seconds)
-    options = RunOptions(common.n_jobs, common.dry_run, common.restart, stall_seconds=settings.stall_seconds,
-                         remote_name=f"the S3 endpoint ({redact(backend.client.meta.endpoint_url)})",
-                         stored_options=settings.objects.stored(), delete=settings.delete)
-    return execute(plan, backend, common, options, resume_command, destination.uri(), notes=settings.notes,
+    return execute(plan, backend, run, resume_command, settings.s3_dir.uri(), notes=settings.notes,
                    markers="aws", readers=viewer)
 
 
-def upload_zenodo(settings: ZenodoCommandSettings, resume_command: str) -> ExitStatus:
+def upload_zenodo(run: RunSettings, settings: ZenodoSettings, resume_command: str) -> ExitStatus:
     """Publish a dataset (its catalog's files, a whole directory, or named files) into a Zenodo deposition."""
-    from uploader.local.hashing import default_cache_dir
-    from uploader.zenodo.backend import ZenodoBackend, ZenodoSettings, without_empty_files
-    from uploader.zenodo.records import ZenodoToken
+    from uploader.zenodo.backend import ZenodoBackend, without_empty_files
 
-    common = settings.common
-    if settings.upload_method == "catalog":
-        dataset = plan_from_catalog(common.in_dir, common.catalog_path)
-    elif settings.upload_method == "all":
-        dataset = plan_from_names(common.in_dir, regular_files_in(common.in_dir), f"--in-dir {common.in_dir}")
+    if settings.files.method == "catalog":
+        dataset = plan_from_catalog(run.in_dir, run.catalog_path)
+    elif settings.files.method == "all":
+        dataset = plan_from_names(run.in_dir, regular_files_in(run.in_dir), f"--in-dir {run.in_dir}")
         dataset, empty = without_empty_files(dataset)
-        if empty and not common.quiet:
+        if empty and not run.quiet:
             say(f"note: leaving out {len(empty)} empty file(s), which Zenodo refuses: {', '.join(empty[:5])}"
                 + (", ..." if len(empty) > 5 else ""))
     else:
-        dataset = plan_from_names(common.in_dir, settings.files, "--files")
-    backend = ZenodoBackend(ZenodoSettings(
-        api_url=settings.api_url, token=ZenodoToken(settings.token), deposition_id=settings.deposition_id,
-        metadata=settings.metadata, publish=settings.publish, n_jobs=common.n_jobs,
-        max_record_bytes=settings.max_record_bytes, timing=settings.timing, cache_dir=default_cache_dir(),
-    ))
-    options = RunOptions(common.n_jobs, common.dry_run, common.restart, overwrite=settings.overwrite)
+        dataset = plan_from_names(run.in_dir, settings.files.names, "--files")
+    backend = ZenodoBackend(settings, run.n_jobs)
     where = f"{settings.api_url} deposition {settings.deposition_id or '(new)'}"
     # cartloader marks only its catalog method's uploads (its pipeline's), and so do we.
-    markers = "zenodo" if settings.upload_method == "catalog" else ""
-    return execute(UploadPlan((dataset,)), backend, common, options, resume_command, where, notes=settings.notes,
+    markers = "zenodo" if settings.files.method == "catalog" else ""
+    return execute(UploadPlan((dataset,)), backend, run, resume_command, where, notes=settings.notes,
                    markers=markers)
 
 
-def execute(plan: UploadPlan, backend: Backend, common: CommonSettings, options: RunOptions, resume_command: str,
-            destination: str, *, notes: tuple[str, ...] = (), markers: str = "",
-            readers: ReaderCheck | None = None) -> ExitStatus:
+def execute(plan: UploadPlan, backend: Backend, common: RunSettings, resume_command: str, destination: str, *,
+            notes: tuple[str, ...] = (), markers: str = "", readers: ReaderCheck | None = None) -> ExitStatus:
     """Run a plan against a backend and tell the user what happened; the shared tail of every command.
 
     `notes` are told with the summary; `markers` names cartloader's marker files to write after
@@ -104,7 +89,7 @@ def execute(plan: UploadPlan, backend: Backend, common: CommonSettings, options:
         say(f"note: {cache.notice}")
     cache.preload(file for dataset in plan.datasets for file in (*dataset.all_files, *dataset.checked_only))
     try:
-        result = run(plan, backend, options, cache, progress_factory(common.quiet, common.no_progress))
+        result = run(plan, backend, common, cache, progress_factory(common.quiet, common.no_progress))
     finally:
         cache.close()
     if more := backend.resume_options():  # e.g. the id of a deposition the run made

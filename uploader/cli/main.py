@@ -18,12 +18,17 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from uploader import __version__
 from uploader.cli.command_line import CommandSpec, asks_for_help, is_option_word, read_command_line
 from uploader.errors import ExitStatus, UploaderError, UsageError
 from uploader.redact import redact
+
+if TYPE_CHECKING:
+    from uploader.engine.settings import RunSettings
+    from uploader.s3.settings import S3Settings
+    from uploader.zenodo.settings import ZenodoSettings
 
 PROGRAM = "cartload-uploader"
 READER_GONE = 128 + signal.SIGPIPE  # 141: what a shell shows for a writer whose reader went away
@@ -79,7 +84,7 @@ Also installed as the commands upload_aws and upload_zenodo (the same as
 'cartload-uploader upload_aws' and 'cartload-uploader upload_zenodo').
 """
 
-# The options both commands share: one line here and one field in settings.CommonSettings.
+# The options both commands share: one line here and one field in engine.settings.RunSettings.
 COMMON_OPTIONS = """Common options:
   --in-dir DIR            The cartload output directory (upload_aws --in-list: the parent of the samples).
   --catalog-yaml FILE     The catalog (default: <in-dir>/catalog.yaml).
@@ -199,18 +204,34 @@ Options:
 
 
 
+def aws_settings(args: dict[str, Any]) -> tuple[RunSettings, S3Settings]:
+    """upload_aws's parsed usage as the run's settings and the S3 backend's."""
+    from uploader.engine.settings import Given, RunSettings, read_settings
+    from uploader.s3.settings import DEFAULT_JOBS, S3Settings
+
+    given = Given(args, defaults={"--n-jobs": DEFAULT_JOBS})
+    return read_settings(RunSettings, given), read_settings(S3Settings, given)
+
+
+def zenodo_settings(args: dict[str, Any]) -> tuple[RunSettings, ZenodoSettings]:
+    """upload_zenodo's parsed usage as the run's settings and the Zenodo backend's."""
+    from uploader.engine.settings import Given, RunSettings, read_settings
+    from uploader.zenodo.settings import DEFAULT_JOBS, ZenodoSettings
+
+    given = Given(args, defaults={"--n-jobs": DEFAULT_JOBS})
+    return read_settings(RunSettings, given), read_settings(ZenodoSettings, given)
+
+
 def _upload_aws(args: dict[str, Any], resume: str) -> int:
     from uploader.cli.commands import upload_aws
-    from uploader.cli.settings import aws_settings
 
-    return upload_aws(aws_settings(args), resume)
+    return upload_aws(*aws_settings(args), resume)
 
 
 def _upload_zenodo(args: dict[str, Any], resume: str) -> int:
     from uploader.cli.commands import upload_zenodo
-    from uploader.cli.settings import zenodo_settings
 
-    return upload_zenodo(zenodo_settings(args), resume)
+    return upload_zenodo(*zenodo_settings(args), resume)
 
 
 SPECS: dict[str, CommandSpec] = {

@@ -27,6 +27,28 @@ class Backend(Protocol):
     # before finish() (a Zenodo draft). A live catalog is withdrawn while files it names are replaced.
     catalogs_go_live: bool
 
+    # What the decisions and the executor need of the backend's own options, read from its settings:
+
+    @property
+    def overwrite(self) -> bool:
+        """Replace files even when unchanged (upload_zenodo --overwrite)."""
+
+    @property
+    def deletes_unnamed(self) -> bool:
+        """Remove the remote files a dataset's catalog does not name, once it is published (upload_aws --delete)."""
+
+    @property
+    def wanted_options(self) -> Mapping[str, str]:
+        """The options given that each unchanged file must be stored with (option -> value; e.g. --acl)."""
+
+    @property
+    def stall_seconds(self) -> float | None:
+        """Stop a run after this long without progress (None: never)."""
+
+    @property
+    def waiting_for(self) -> str:
+        """The remote, as messages name it while the run waits for it."""
+
     def destination(self, dataset: Dataset, name: str) -> str:
         """Where a file of `dataset` called `name` goes (an S3 key, a Zenodo file name)."""
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 from uploader.engine.backend import Backend
 from uploader.engine.operations import Action, Operation, RemoteFile
@@ -44,27 +43,19 @@ from uploader.local.plan import CATALOG_NAME, Dataset, UploadPlan
 DIGEST_LABELS = {"md5": "MD5", "sha256": "SHA-256", "multipart-etag": "MD5"}
 
 
-@dataclass(frozen=True)
-class CompareOptions:
-    restart: bool = False  # send every file again
-    overwrite: bool = False  # replace files even when unchanged
-    stored_options: Mapping[str, str] = field(default_factory=dict)  # option -> value unchanged files must have
-    delete: bool = False  # remove the remote files a dataset's catalog does not name
-
-
 def decide(plan: UploadPlan, listings: dict[str, dict[str, RemoteFile]], backend: Backend,
-           options: CompareOptions, cache: HashCache, workers: int) -> list[Operation]:
+           restart: bool, cache: HashCache, workers: int) -> list[Operation]:
     """One operation per planned file (and per remote file to delete), in the plan's order.
 
-    `listings` holds the remote files of each dataset, by the dataset's subdir.
+    `listings` holds the remote files of each dataset, by the dataset's subdir; `restart`: send every file again.
     """
-    by_dataset = [_dataset_operations(dataset, listings[dataset.subdir], backend, options)
+    by_dataset = [_dataset_operations(dataset, listings[dataset.subdir], backend, restart)
                   for dataset in plan.datasets]
     same_size = [op for ops in by_dataset for op in ops if op.action is Action.REPLACE and op.reason == SAME_SIZE]
     _settle_by_content(same_size, backend, cache, workers)
-    if options.stored_options:
+    if wanted := backend.wanted_options:
         unchanged = [op for ops in by_dataset for op in ops if op.action is Action.SKIP]
-        _update_where_options_differ(unchanged, backend, options.stored_options, workers)
+        _update_where_options_differ(unchanged, backend, wanted, workers)
     if backend.catalogs_go_live:
         by_dataset = [ops if ops and ops[0].dataset.collection_root else _withdraw_live_catalog(ops, backend)
                       for ops in by_dataset]
@@ -76,7 +67,7 @@ def decide(plan: UploadPlan, listings: dict[str, dict[str, RemoteFile]], backend
         for ops in by_dataset:
             for op in ops:
                 op.recheck = op.is_catalog and op.action is not Action.DELETE
-    if options.delete:
+    if backend.deletes_unnamed:
         by_dataset = [ops + _removals(dataset, listings[dataset.subdir], backend, plan)
                       for dataset, ops in zip(plan.datasets, by_dataset, strict=True)]
     return [op for ops in by_dataset for op in ops]
@@ -86,9 +77,9 @@ SAME_SIZE = "same size"
 
 
 def _dataset_operations(dataset: Dataset, remote: dict[str, RemoteFile], backend: Backend,
-                        options: CompareOptions) -> list[Operation]:
+                        restart: bool) -> list[Operation]:
     ops: list[Operation] = []
-    if options.restart and backend.restart_empties_remote:
+    if restart and backend.restart_empties_remote:
         ops += [Operation(Action.DELETE, dataset, None, name, "--restart: empty the remote first", remote=found)
                 for name, found in remote.items()]
         remote = {}
@@ -98,9 +89,9 @@ def _dataset_operations(dataset: Dataset, remote: dict[str, RemoteFile], backend
         op = Operation(Action.UPLOAD, dataset, file, destination, "new", is_catalog=file is dataset.catalog,
                        remote=found)
         if found is None:
-            op.reason = "--restart" if options.restart else "new"
-        elif options.restart or options.overwrite:
-            op.action, op.reason = Action.REPLACE, "--restart" if options.restart else "--overwrite"
+            op.reason = "--restart" if restart else "new"
+        elif restart or backend.overwrite:
+            op.action, op.reason = Action.REPLACE, "--restart" if restart else "--overwrite"
         elif found.size != file.size:
             op.action, op.reason = Action.REPLACE, f"size differs (remote {found.size:,d} bytes)"
         else:

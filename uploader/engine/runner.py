@@ -16,34 +16,23 @@ reports what its remote holds and carries out one operation at a time.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from uploader.engine.backend import Backend
-from uploader.engine.compare import CompareOptions, decide
+from uploader.engine.compare import decide
 from uploader.engine.executor import POLL_SECONDS, Executor, Liveness, RunStalled
 from uploader.engine.operations import PUBLISHED, Action, Operation, RemoteFile, Status
 from uploader.engine.progress import Progress
 from uploader.engine.readiness import Readiness
+from uploader.engine.settings import RunSettings
 from uploader.engine.settle import settle_catalogs_in_doubt
 from uploader.errors import ExitStatus, NotPublished, RemoteError, first_applicable
 from uploader.local.hashing import HashCache
 from uploader.local.plan import UploadPlan
 
 LISTINGS_AT_ONCE = 8
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    n_jobs: int
-    dry_run: bool = False
-    restart: bool = False
-    overwrite: bool = False
-    stall_seconds: float | None = None  # stop after this long without progress (None: never)
-    remote_name: str = "the remote"  # for messages while waiting for it
-    stored_options: Mapping[str, str] = field(default_factory=dict)  # object options given, compared (--acl...)
-    delete: bool = False  # --delete
 
 
 @dataclass
@@ -116,19 +105,19 @@ class RunResult:
         return first_applicable(statuses)
 
 
-def run(plan: UploadPlan, backend: Backend, options: RunOptions, cache: HashCache,
+def run(plan: UploadPlan, backend: Backend, settings: RunSettings, cache: HashCache,
         make_progress: Callable[[int, int], Progress]) -> RunResult:
     """Check, compare, then (unless a dry run) execute the plan in its safe order."""
     started = time.monotonic()
     liveness = Liveness()
-    backend.check_access(plan, dry_run=options.dry_run)
-    ops = _decide(plan, backend, options, cache, liveness)
-    if options.dry_run:
+    backend.check_access(plan, dry_run=settings.dry_run)
+    ops = _decide(plan, backend, settings, cache, liveness)
+    if settings.dry_run:
         for op in ops:
             op.status = Status.PLANNED
         return RunResult(ops, time.monotonic() - started, dry_run=True)
     if backend.begin(ops):
-        ops = _decide(plan, backend, options, cache, liveness)
+        ops = _decide(plan, backend, settings, cache, liveness)
 
     result = RunResult(ops, 0.0)
     work = [op for op in ops if op.action is not Action.SKIP or op.recheck]
@@ -136,7 +125,7 @@ def run(plan: UploadPlan, backend: Backend, options: RunOptions, cache: HashCach
         if op.action is Action.SKIP and not op.recheck:
             op.status = Status.SKIPPED
     progress = make_progress(sum(op.size for op in work if op.transfers_bytes), len(work))
-    executor = Executor(backend, cache, options.n_jobs, progress, options.stall_seconds, options.remote_name,
+    executor = Executor(backend, cache, settings.n_jobs, progress, backend.stall_seconds, backend.waiting_for,
                         liveness)
     try:
         executor.run_all([op for op in work if op.action is Action.DELETE and not op.after_publish])
@@ -166,18 +155,15 @@ def run(plan: UploadPlan, backend: Backend, options: RunOptions, cache: HashCach
     return result
 
 
-def _decide(plan: UploadPlan, backend: Backend, options: RunOptions, cache: HashCache,
+def _decide(plan: UploadPlan, backend: Backend, settings: RunSettings, cache: HashCache,
             liveness: Liveness) -> list[Operation]:
-    listings = _list_remote(plan, backend, options, liveness)
-    compare = CompareOptions(restart=options.restart, overwrite=options.overwrite,
-                             stored_options=options.stored_options, delete=options.delete)
-    ops = decide(plan, listings, backend, compare, cache, options.n_jobs)
+    listings = _list_remote(plan, backend, liveness)
+    ops = decide(plan, listings, backend, settings.restart, cache, settings.n_jobs)
     backend.check_plan(ops)
     return ops
 
 
-def _list_remote(plan: UploadPlan, backend: Backend, options: RunOptions,
-                 liveness: Liveness) -> dict[str, dict[str, RemoteFile]]:
+def _list_remote(plan: UploadPlan, backend: Backend, liveness: Liveness) -> dict[str, dict[str, RemoteFile]]:
     """Each dataset's remote files, listed side by side (each listing is a round trip or more).
 
     The wait says so when it is long and ends at the stall limit: a store that accepts connections and never
@@ -190,7 +176,7 @@ def _list_remote(plan: UploadPlan, backend: Backend, options: RunOptions,
     while not all(future.done() for future in listing.values()):
         wait(listing.values(), timeout=POLL_SECONDS)
         try:
-            liveness.check(options.stall_seconds, options.remote_name)
+            liveness.check(backend.stall_seconds, backend.waiting_for)
         except RunStalled as stalled:
             raise RemoteError(f"{stalled.message} while listing what is there; nothing was uploaded") from None
     return {subdir: future.result() for subdir, future in listing.items()}

@@ -15,10 +15,11 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from uploader.errors import RemoteError, UsageError
-from uploader.s3.client import AUTH_CODES, S3Settings, error_message, uploader_errors_for
+from uploader.s3.client import AUTH_CODES, error_message, uploader_errors_for
 from uploader.s3.destination import S3Destination
 from uploader.s3.options import ObjectOptions
 from uploader.s3.own_keys import WRITE_CHECK_NAME
+from uploader.s3.settings import S3Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client

@@ -23,12 +23,13 @@ from typing import TYPE_CHECKING
 from uploader.engine.operations import PUBLISHED, Action, Operation, RemoteFile, Stored
 from uploader.local.hashing import part_md5_name
 from uploader.local.plan import Dataset, LocalFile, UploadPlan
+from uploader.redact import redact
 from uploader.s3.access import check_bucket, probe_write
-from uploader.s3.client import RideThroughOutages, S3Settings, as_file_upload_error, make_client, uploader_errors_for
-from uploader.s3.destination import S3Destination
+from uploader.s3.client import RideThroughOutages, as_file_upload_error, make_client, uploader_errors_for
 from uploader.s3.leases import Leases
-from uploader.s3.options import ObjectOptions, send_request_payer_always
+from uploader.s3.options import send_request_payer_always
 from uploader.s3.sending import Sender
+from uploader.s3.settings import S3Settings
 from uploader.s3.transport import make_transport
 from uploader.s3.updates import InPlaceUpdates
 from uploader.s3.verify import SHA256_META, listed_files, object_now_at
@@ -47,25 +48,44 @@ class S3Backend:
     restart_empties_remote = False  # --restart re-sends the plan's files; other objects stay
     catalogs_go_live = True  # the viewer reads catalog.yaml the moment it is in the bucket
 
-    def __init__(self, destination: S3Destination, settings: S3Settings,
-                 objects: ObjectOptions | None = None) -> None:
-        self.s3_dir = destination
+    def __init__(self, settings: S3Settings, n_jobs: int = 8) -> None:
         self.settings = settings
-        self.objects = objects or ObjectOptions()
-        self.outages = RideThroughOutages(settings.outage_seconds)
-        self.client: S3Client = make_client(settings, self.outages)
-        if self.objects.request_payer:
-            send_request_payer_always(self.client, self.objects.request_payer)
-        transport = make_transport(self.client, destination.bucket, connections=settings.n_jobs)
+        self.s3_dir = destination = settings.s3_dir
+        self.objects = settings.objects
+        self.outages = RideThroughOutages(settings.stall_seconds)
+        self.client: S3Client = make_client(settings, n_jobs, self.outages)
+        if payer := self.objects.given.get("--request-payer"):
+            send_request_payer_always(self.client, payer)
+        transport = make_transport(self.client, destination.bucket, connections=n_jobs)
         self.leases = Leases(self.client, destination.bucket, destination.prefix, take_over=settings.take_over)
         self.writer = ObjectWriter(self.client, destination.bucket, transport, self.leases)
         # Multipart uploads and sends verified by a HEAD wait for their answers in these threads.
-        self._waiting = ThreadPoolExecutor(settings.n_jobs, thread_name_prefix="s3-send")
+        self._waiting = ThreadPoolExecutor(n_jobs, thread_name_prefix="s3-send")
         self._bucket_there: Future[None] | None = None
         self._ready_to_write: Future[None] | None = None
         self._probe_removed: Future[None] | None = None
         self.sender = Sender(self.writer, self._waiting, self.client, destination.bucket, self.objects)
         self.updates = InPlaceUpdates(self.client, destination.bucket, self.objects)
+
+    # -- the options the decisions need -----------------------------------------------------
+
+    overwrite = False  # --restart re-sends everything; there is no --overwrite
+
+    @property
+    def deletes_unnamed(self) -> bool:
+        return self.settings.delete
+
+    @property
+    def wanted_options(self) -> Mapping[str, str]:
+        return self.objects.stored()
+
+    @property
+    def stall_seconds(self) -> float | None:
+        return self.settings.stall_seconds
+
+    @property
+    def waiting_for(self) -> str:
+        return f"the S3 endpoint ({redact(self.client.meta.endpoint_url)})"
 
     # -- what is there --------------------------------------------------------------------
 

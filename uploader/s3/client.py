@@ -15,7 +15,6 @@ import platform
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
@@ -24,6 +23,7 @@ from uploader.errors import AuthError, FileUploadError, RemoteError, UsageError
 from uploader.redact import redact
 from uploader.retry import pause_before
 from uploader.s3.addressing import is_aws_host, is_ip_address
+from uploader.s3.settings import S3Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -45,27 +45,14 @@ PASSING_STATUSES = {429, 500, 502, 503, 504}  # not 501 (Not Implemented): that 
 FIRST_CONTACT_SECONDS = float(os.environ.get("CARTLOAD_UPLOADER_FIRST_CONTACT_SECONDS", "10"))
 
 
-@dataclass(frozen=True)
-class S3Settings:
-    """How to reach the store; None leaves the choice to botocore's usual chain."""
-
-    profile: str | None = None
-    endpoint_url: str | None = None
-    n_jobs: int = 8
-    addressing_style: str = "auto"  # auto, path or virtual (--addressing-style)
-    take_over: bool = False  # resume unfinished uploads even under another run's fresh lease
-    abort_incomplete: bool = False  # abort every unfinished upload under the prefix no live run holds
-    outage_seconds: float = 120.0  # a request that keeps failing for a passing reason is tried for this long
-
-
-def make_client(settings: S3Settings, outages: RideThroughOutages | None = None) -> S3Client:
-    """The run's one client (clients are thread-safe); configuration problems become one-line errors.
-
-    `outages`: the client's ride-through of outages, for its owner to stop when the run is interrupted."""
+def make_client(settings: S3Settings, n_jobs: int = 8, outages: RideThroughOutages | None = None) -> S3Client:
+    """The run's one client (clients are thread-safe), pooling connections for `n_jobs` requests in flight;
+    configuration problems become one-line errors. `outages`: the client's ride-through of outages, for its
+    owner to stop when the run is interrupted."""
     import botocore.exceptions
 
     try:
-        return _build_client(settings, outages)
+        return _build_client(settings, n_jobs, outages)
     except botocore.exceptions.ProfileNotFound as missing:
         given = f"--profile {settings.profile}" if settings.profile \
             else f"AWS_PROFILE {missing.kwargs.get('profile', '')}"
@@ -75,7 +62,7 @@ def make_client(settings: S3Settings, outages: RideThroughOutages | None = None)
         raise UsageError(f"AWS configuration problem: {exc}; fix the file (or AWS_CONFIG_FILE)") from None
 
 
-def _build_client(settings: S3Settings, outages: RideThroughOutages | None = None) -> S3Client:
+def _build_client(settings: S3Settings, n_jobs: int = 8, outages: RideThroughOutages | None = None) -> S3Client:
     # botocore's own session, as boto3's Session wraps it: importing boto3 (and the s3transfer it loads for
     # transfer methods never used here) cost ~40 ms before every run's first request.
     import botocore
@@ -88,7 +75,7 @@ def _build_client(settings: S3Settings, outages: RideThroughOutages | None = Non
     # Timestamps (LastModified) are never used: parsing them with dateutil was a third of a listing's cost.
     session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=str)
     options: dict[str, Any] = {
-        "max_pool_connections": 2 * settings.n_jobs + 4,
+        "max_pool_connections": 2 * n_jobs + 4,
         # Given whole, the User-Agent is built once; botocore's own is rebuilt twice per request
         # (a tenth of a small PUT's CPU).
         "user_agent": f"cartload-uploader/{__version__} Botocore/{botocore.__version__}"
@@ -138,7 +125,7 @@ def _build_client(settings: S3Settings, outages: RideThroughOutages | None = Non
     # On 'before-call.s3', after botocore's own handler there that adds it: a body we hold whole needs no
     # '100-continue' round trip (the write probe's part, and every send when boto3 carries the bytes).
     client.meta.events.register_last("before-call.s3", _no_expect_header)
-    outages = outages or RideThroughOutages(settings.outage_seconds)
+    outages = outages or RideThroughOutages(settings.stall_seconds)
     client.meta.events.register_first("needs-retry.s3", outages)  # type: ignore[arg-type]
     if session.get_credentials() is None:
         raise AuthError("no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY,"

@@ -6,13 +6,22 @@ stored with an object (all but the request payer) are compared with what an
 unchanged object holds, on a run that gives them: the values a HEAD (or, for
 the ACL, GetObjectAcl) shows are turned here into the options' own terms, so
 that equal means "nothing to update".
+
+Every object option is one row of OBJECT_OPTIONS: its name, its boto3
+parameter, how its value is checked, and how a HEAD shows it. The request
+parameters, the headers a copy onto itself keeps, the comparison with a
+stored object and the checks of the command line are all made from that
+table: a new object option is its line in the usage text and its row here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from uploader.engine.settings import Given, choice
+from uploader.errors import UsageError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -20,7 +29,7 @@ if TYPE_CHECKING:
 # The canned ACLs of an object (aws-exec-read, for EC2 AMI bundles, and log-delivery-write, a bucket's, are not).
 CANNED_ACLS = ("private", "public-read", "public-read-write", "authenticated-read", "bucket-owner-read",
                "bucket-owner-full-control")
-# aws cli's choices, less those whose objects cannot be read until restored (see settings).
+# aws cli's choices, less those whose objects cannot be read until restored.
 STORAGE_CLASSES = ("STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER_IR")
 ARCHIVE_STORAGE_CLASSES = ("GLACIER", "DEEP_ARCHIVE")
 SSE_ALGORITHMS = ("AES256", "aws:kms", "aws:kms:dsse")
@@ -40,39 +49,119 @@ _GRANTS_OF = {
     "bucket-owner-full-control": frozenset({("user", "FULL_CONTROL")}),
 }
 
+# option name, value given, the object options checked before it (by name), the summary's notes -> the value to use
+Check = Callable[[str, str, Mapping[str, str], list[str]], str]
+# a HEAD's answer, the value wanted -> what the object holds, in the option's terms
+Shown = Callable[[Mapping[str, Any], str], str]
+
+
+@dataclass(frozen=True)
+class ObjectOption:
+    """One object option: its name on the command line, its boto3 parameter, its check, how a stored object shows
+    it."""
+
+    name: str  # e.g. --cache-control
+    param: str  # boto3's name of the request parameter, e.g. CacheControl
+    check: Check
+    head: Shown | None = None  # how a HEAD shows it (None: it does not; --acl is read with GetObjectAcl)
+    kept: bool = True  # an object keeps it (then it is compared with an unchanged object's)
+    comparable: Callable[[str], bool] = lambda value: True  # whether a stored object can show this value
+    catalog_default: str | None = None  # what the catalog gets when the option is not given
+
+
+def _one_of(choices: tuple[str, ...]) -> Check:
+    def check(name: str, value: str, earlier: Mapping[str, str], notes: list[str]) -> str:
+        return str(choice(value, name, choices))
+    return check
+
+
+def _check_cache_control(name: str, value: str, earlier: Mapping[str, str], notes: list[str]) -> str:
+    stripped = value.strip()
+    if not stripped or not (stripped.isascii() and stripped.isprintable()):
+        raise UsageError(f"--cache-control {value!r}: must be an HTTP header value of printable ASCII, e.g."
+                         " 'no-cache' or 'public, max-age=3600'")
+    return stripped
+
+
+def _check_storage_class(name: str, value: str, earlier: Mapping[str, str], notes: list[str]) -> str:
+    if value.upper() in ARCHIVE_STORAGE_CLASSES:
+        raise UsageError(f"--storage-class {value}: objects in {value.upper()} cannot be read until restored, so the"
+                         " viewer cannot open the dataset and a re-run cannot read its catalog; use GLACIER_IR"
+                         " (instant retrieval) or STANDARD_IA, or move old data to"
+                         f" {value.upper()} with a lifecycle rule")
+    return str(choice(value.upper(), "--storage-class", STORAGE_CLASSES))
+
+
+def _check_kms_key(name: str, value: str, earlier: Mapping[str, str], notes: list[str]) -> str:
+    if not earlier.get("--sse", "").startswith("aws:kms"):
+        raise UsageError(f"--sse-kms-key-id {value}: a KMS key needs --sse aws:kms (or aws:kms:dsse)")
+    if not value.strip():
+        raise UsageError("--sse-kms-key-id: give the key's id, ARN or alias (alias/NAME)")
+    if is_kms_alias(value):
+        notes.append(f"--sse-kms-key-id {value}: an object shows its key's ARN, never an alias, so objects already"
+                     " there are not compared by key; new and changed files use it (--restart re-sends them all)")
+    return value
+
+
+def is_kms_alias(key_id: str) -> bool:
+    return key_id.startswith("alias/") or ":alias/" in key_id
+
+
+def same_kms_key(stored: str, given: str) -> str:
+    """The stored key as given when it is that key: S3 shows its ARN, a user may give its id."""
+    if stored and given and (stored == given or stored.endswith(f":key/{given}")):
+        return given
+    return stored
+
+
+OBJECT_OPTIONS = (
+    ObjectOption("--acl", "ACL", _one_of(CANNED_ACLS)),
+    ObjectOption("--cache-control", "CacheControl", _check_cache_control,
+                 head=lambda head, wanted: str(head.get("CacheControl") or ""), catalog_default=CATALOG_CACHE_CONTROL),
+    ObjectOption("--storage-class", "StorageClass", _check_storage_class,
+                 head=lambda head, wanted: str(head.get("StorageClass") or "STANDARD")),  # a HEAD leaves STANDARD out
+    ObjectOption("--sse", "ServerSideEncryption", _one_of(SSE_ALGORITHMS),
+                 head=lambda head, wanted: str(head.get("ServerSideEncryption") or "")),
+    ObjectOption("--sse-kms-key-id", "SSEKMSKeyId", _check_kms_key,
+                 head=lambda head, wanted: same_kms_key(str(head.get("SSEKMSKeyId") or ""), wanted),
+                 comparable=lambda key: not is_kms_alias(key)),  # an object shows its key's ARN, never the alias
+    ObjectOption("--request-payer", "RequestPayer", _one_of(REQUEST_PAYERS), kept=False),
+)
+# What a HEAD shows of an object that a copy onto itself (MetadataDirective REPLACE) must give again, or the object
+# loses it: the headers no option sets, and those the object options set.
+HEAD_FIELDS_KEPT = ("ContentDisposition", "ContentLanguage", *(row.param for row in OBJECT_OPTIONS if row.head))
+
+
+def read_object_options(given: Given) -> ObjectOptions:
+    """The object options given on the command line, each checked by its row, in the table's order."""
+    checked: dict[str, str] = {}
+    for row in OBJECT_OPTIONS:
+        if given[row.name] is not None:
+            checked[row.name] = row.check(row.name, given[row.name], checked, given.notes)
+    return ObjectOptions(checked)
+
 
 @dataclass(frozen=True)
 class ObjectOptions:
-    """The object options of a run (None: not given, the store's default)."""
+    """The object options of a run, by name, as checked (those not given: the store's default)."""
 
-    acl: str | None = None
-    cache_control: str | None = None
-    storage_class: str | None = None
-    sse: str | None = None
-    sse_kms_key_id: str | None = None
-    request_payer: str | None = None
+    given: Mapping[str, str] = field(default_factory=dict)
 
     def stored(self) -> dict[str, str]:
         """The options given that an object keeps, by option name: compared with an unchanged object's."""
-        given = {"--acl": self.acl, "--cache-control": self.cache_control, "--storage-class": self.storage_class,
-                 "--sse": self.sse, "--sse-kms-key-id": self.sse_kms_key_id}
-        if self.sse_kms_key_id and is_kms_alias(self.sse_kms_key_id):
-            del given["--sse-kms-key-id"]  # an object shows its key's ARN, never the alias: not comparable
-        return {name: value for name, value in given.items() if value}
+        return {row.name: self.given[row.name] for row in OBJECT_OPTIONS
+                if row.kept and self.given.get(row.name) and row.comparable(self.given[row.name])}
 
     def put_params(self, *, catalog: bool) -> dict[str, Any]:
         """What a PutObject or CreateMultipartUpload of a file carries, in boto3's names."""
-        params = {"ACL": self.acl, "CacheControl": self.cache_control or (CATALOG_CACHE_CONTROL if catalog else None),
-                  "StorageClass": self.storage_class, "ServerSideEncryption": self.sse,
-                  "SSEKMSKeyId": self.sse_kms_key_id, "RequestPayer": self.request_payer}
+        params = {row.param: self.given.get(row.name) or (row.catalog_default if catalog else None)
+                  for row in OBJECT_OPTIONS}
         return {name: value for name, value in params.items() if value}
 
     @property
     def flags(self) -> list[str]:
         """The options given, as they were typed (for messages)."""
-        values = {"--acl": self.acl, "--cache-control": self.cache_control, "--storage-class": self.storage_class,
-                  "--sse": self.sse, "--sse-kms-key-id": self.sse_kms_key_id, "--request-payer": self.request_payer}
-        return [f"{name} {value}" for name, value in values.items() if value]
+        return [f"{row.name} {self.given[row.name]}" for row in OBJECT_OPTIONS if self.given.get(row.name)]
 
 
 def send_request_payer_always(client: S3Client, payer: str) -> None:
@@ -85,26 +174,9 @@ def send_request_payer_always(client: S3Client, payer: str) -> None:
     client.meta.events.register("before-parameter-build.s3", add)
 
 
-def is_kms_alias(key_id: str) -> bool:
-    return key_id.startswith("alias/") or ":alias/" in key_id
-
-
 def stored_values(head: Mapping[str, Any], wanted: Mapping[str, str]) -> dict[str, str]:
     """What a HEAD shows for each wanted option except --acl, in the option's terms."""
-    shown = {
-        "--cache-control": str(head.get("CacheControl") or ""),
-        "--storage-class": str(head.get("StorageClass") or "STANDARD"),  # a HEAD leaves STANDARD out
-        "--sse": str(head.get("ServerSideEncryption") or ""),
-        "--sse-kms-key-id": same_kms_key(str(head.get("SSEKMSKeyId") or ""), wanted.get("--sse-kms-key-id", "")),
-    }
-    return {name: shown[name] for name in wanted if name in shown}
-
-
-def same_kms_key(stored: str, given: str) -> str:
-    """The stored key as given when it is that key: S3 shows its ARN, a user may give its id."""
-    if stored and given and (stored == given or stored.endswith(f":key/{given}")):
-        return given
-    return stored
+    return {row.name: row.head(head, wanted[row.name]) for row in OBJECT_OPTIONS if row.head and row.name in wanted}
 
 
 def canned_acl_of(acl: Mapping[str, Any], wanted: str) -> str:

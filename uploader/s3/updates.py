@@ -17,7 +17,7 @@ from uploader.errors import FileUploadError
 from uploader.local.content_types import content_type
 from uploader.local.plan import LocalFile
 from uploader.s3.client import as_file_upload_error
-from uploader.s3.options import ObjectOptions, canned_acl_of, grants_as_params, stored_values
+from uploader.s3.options import HEAD_FIELDS_KEPT, ObjectOptions, canned_acl_of, grants_as_params, stored_values
 from uploader.s3.verify import SHA256_META, digests_of_etag, etag_is_opaque, stored_as_headed
 from uploader.s3.writer import PART_SIZE
 
@@ -25,9 +25,6 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
 COPY_LIMIT = 5 * 1024**3  # the largest object one CopyObject copies; beyond, a multipart copy
-# What a copy onto itself (MetadataDirective REPLACE) must give again, or the object loses it.
-HEAD_FIELDS_KEPT = ("CacheControl", "ContentDisposition", "ContentLanguage", "StorageClass", "ServerSideEncryption",
-                    "SSEKMSKeyId")
 
 
 class InPlaceUpdates:
@@ -67,7 +64,7 @@ class InPlaceUpdates:
             if set(op.changes) - {"--acl"}:
                 stored = self._copy_onto_itself(op.destination, file, sha256)
             else:  # only the ACL: its own request; the bytes, and so the listed digests, stay as they are
-                acl: Any = self.objects.acl
+                acl: Any = self.objects.given["--acl"]
                 self.client.put_object_acl(Bucket=self.bucket, Key=op.destination, ACL=acl)
                 stored = Stored(op.remote.size, op.remote.digests)
         except Exception as exc:
@@ -98,9 +95,9 @@ class InPlaceUpdates:
         head: Mapping[str, Any] = self._heads.pop(key, None) or self.client.head_object(Bucket=bucket, Key=key)
         if head["ContentLength"] != file.size:
             raise FileUploadError("it changed on the remote since it was listed; re-run to compare it again")
-        grants = {} if self.objects.acl or not self._bucket_has_acls() else self._grants_to_keep(key)
+        grants = {} if "--acl" in self.objects.given or not self._bucket_has_acls() else self._grants_to_keep(key)
         kept = {name: head[name] for name in HEAD_FIELDS_KEPT if head.get(name)}
-        if self.objects.sse:
+        if "--sse" in self.objects.given:
             kept.pop("SSEKMSKeyId", None)  # the key of the encryption it had, not of the one asked for
         extra = {**kept, **grants, "MetadataDirective": "REPLACE", "ContentType": content_type(file.name),
                  "Metadata": {**head.get("Metadata", {}), SHA256_META: sha256},

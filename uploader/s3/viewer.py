@@ -38,11 +38,11 @@ from uploader.retry import until_answered
 from uploader.s3.addressing import is_aws_host, uses_virtual_hosts
 from uploader.s3.client import PASSING_STATUSES, error_message
 from uploader.s3.destination import S3Destination
+from uploader.s3.settings import ViewerSettings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
-VIEWER_URL = "https://v3o-main.carto-scope.org/dataset?uri="
 POLICY_SID = "CartloadUploaderViewerRead"
 CORS_RULE_ID = "cartload-uploader-viewer"
 CORS_RULE = {"AllowedMethods": ["GET", "HEAD"], "AllowedHeaders": ["Range", "If-Match"], "ExposeHeaders": ["ETag"],
@@ -50,23 +50,6 @@ CORS_RULE = {"AllowedMethods": ["GET", "HEAD"], "AllowedHeaders": ["Range", "If-
 CHECK_REQUESTS_IN_FLIGHT = 12
 PUBLIC_ACCESS_BLOCK_FIX = ("BlockPublicAcls=true,IgnorePublicAcls=true,BlockPublicPolicy=false,"
                            "RestrictPublicBuckets=false")
-
-
-@dataclass(frozen=True)
-class ViewerSettings:
-    """The viewer link and check after an upload_aws run (--viewer-url and the viewer flags)."""
-
-    url: str = VIEWER_URL
-    check: bool = True
-    require_ready: bool = False
-    setup: bool = False
-    timeout: float = 10.0  # per anonymous request (CARTLOAD_UPLOADER_VIEWER_TIMEOUT)
-
-    @property
-    def origin(self) -> str:
-        """The viewer page's origin, as a browser sends it in `Origin`."""
-        parts = urlsplit(self.url)
-        return f"{parts.scheme}://{parts.netloc}"
 
 
 @dataclass(frozen=True)

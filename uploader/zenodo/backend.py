@@ -22,10 +22,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from uploader.engine.backend import SendsInThreads
 from uploader.engine.operations import Action, Operation, RemoteFile, Stored
@@ -33,31 +32,13 @@ from uploader.errors import FileUploadError, InputError, NotPublished, RemoteErr
 from uploader.local.plan import Dataset, LocalFile, UploadPlan
 from uploader.zenodo import drafts, metadata
 from uploader.zenodo.client import ZenodoClient
-from uploader.zenodo.pacing import ZenodoTiming
-from uploader.zenodo.records import DepositionFile, ZenodoDeposition, ZenodoToken
+from uploader.zenodo.records import DepositionFile, ZenodoDeposition
 from uploader.zenodo.resume import ResumeRecords
+from uploader.zenodo.settings import MAX_BYTES, ZenodoSettings
 
-PRODUCTION_API = "https://zenodo.org/api"
-SANDBOX_API = "https://sandbox.zenodo.org/api"
 MAX_FILES = 100
-MAX_BYTES = 50 * 10**9  # per file always; per record unless Zenodo raised it (--max-record-bytes)
-UPLOAD_TYPES = ("dataset", "software", "publication", "poster", "presentation", "image", "video", "lesson",
-                "physicalobject", "other")
 
 log = logging.getLogger("uploader.zenodo")
-
-
-@dataclass(frozen=True)
-class ZenodoSettings:
-    api_url: str
-    token: ZenodoToken
-    deposition_id: int | None
-    metadata: dict[str, Any]  # only the fields the user passed
-    publish: bool = False
-    n_jobs: int = 4
-    max_record_bytes: int = MAX_BYTES
-    timing: ZenodoTiming = field(default_factory=ZenodoTiming)
-    cache_dir: Path | None = None  # where the deposition a command made is remembered
 
 
 class ZenodoBackend(SendsInThreads):
@@ -66,10 +47,17 @@ class ZenodoBackend(SendsInThreads):
     restart_empties_remote = True  # --restart deletes every file of the target draft first
     catalogs_go_live = False  # nothing in a draft is public before it is published
 
-    def __init__(self, settings: ZenodoSettings) -> None:
+    # What the decisions need of the options (see backend.Backend): the run never stalls on a count of seconds
+    # (Zenodo's timeouts and retries are its client's), and has no object options nor --delete.
+    deletes_unnamed = False
+    wanted_options: Mapping[str, str] = {}
+    stall_seconds = None
+    waiting_for = "the remote"
+
+    def __init__(self, settings: ZenodoSettings, n_jobs: int = 4) -> None:
         self.settings = settings
-        self.send_threads = settings.n_jobs
-        self.client = ZenodoClient(settings.api_url, settings.token, pool_size=settings.n_jobs + 2,
+        self.send_threads = n_jobs
+        self.client = ZenodoClient(settings.api_url, settings.token, pool_size=n_jobs + 2,
                                    timing=settings.timing)
         self.target: ZenodoDeposition | None = None  # the draft (or open edit) that receives the changes
         self.record: ZenodoDeposition | None = None  # the latest published version, while no draft is open
@@ -77,6 +65,10 @@ class ZenodoBackend(SendsInThreads):
         self._decided_against: dict[str, DepositionFile] = {}
         self._records = ResumeRecords(settings.cache_dir)
         self._resume_key = ""
+
+    @property
+    def overwrite(self) -> bool:
+        return self.settings.overwrite
 
     # -- what is there --------------------------------------------------------------------
 
