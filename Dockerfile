@@ -20,7 +20,7 @@ COPY uploader ./uploader
 RUN /opt/cartload-uploader/bin/pip install --no-deps . \
  && sed '1s|^#!.*|#!/opt/cartload-uploader/bin/python -Iu|' entrypoint.py >/opt/cartload-uploader/bin/cartload-uploader \
  && chmod 755 /opt/cartload-uploader/bin/cartload-uploader \
- && /opt/cartload-uploader/bin/pip install --quiet --target /opt/test-tools pytest==9.2.0 \
+ && /opt/cartload-uploader/bin/pip install --quiet --target /opt/test-tools pytest==9.2.0 ftfy==6.3.1 "bleach[css]==6.4.0" \
  && /opt/cartload-uploader/bin/pip uninstall --yes pip \
  && /opt/cartload-uploader/bin/python -m compileall -q -f --invalidation-mode unchecked-hash /opt/cartload-uploader
 
@@ -44,7 +44,8 @@ WORKDIR /home/uploader
 ENTRYPOINT ["cartload-uploader"]
 CMD ["--help"]
 
-# `--target test` (docker-compose.test.yml): the runtime image plus pytest and the tests, never shipped.
+# `--target test` (docker-compose.test.yml): the runtime image plus pytest, the mock Zenodo's ftfy and bleach
+# (it stores metadata as Zenodo does) and the tests, never shipped.
 FROM runtime AS test
 COPY --from=builder /opt/test-tools /opt/test-tools
 COPY --chown=10001:10001 pyproject.toml entrypoint.py /home/uploader/src/

@@ -35,10 +35,11 @@ class InMemoryBackend(SendsInThreads):
     """A remote that is a dict of name -> bytes (see backend.Backend)."""
 
     def __init__(self, *, restart_empties_remote: bool = False, catalogs_go_live: bool = True,
-                 faults: Faults | None = None, sha256_on_request: bool = False,
+                 holds_only_the_plan: bool = False, faults: Faults | None = None, sha256_on_request: bool = False,
                  object_options: Mapping[str, str] | None = None) -> None:
         self.restart_empties_remote = restart_empties_remote
         self.catalogs_go_live = catalogs_go_live
+        self.holds_only_the_plan = holds_only_the_plan
         # The backend's own options the decisions read (see backend.Backend).
         self.overwrite = False
         self.deletes_unnamed = False

@@ -17,6 +17,8 @@ State lives in memory. Test control endpoints (no auth), under /_mock/:
   POST /_mock/options   {"search_lag": S, "latest_draft_link": "self"|"next", "bucket_delete": "204"|"500",
                          "rate": [N, S], "search_rate": [N, S], "publish_seconds": S, "gateway_timeout": S}
   POST /_mock/delete_record  {"id": N}: Zenodo's staff removed a published record (it answers 410 after)
+  POST /_mock/curate    {"id": N, "metadata": {...}}: the full (RDM) metadata saved on the web page (see
+                        "The records API's full metadata" below); a published record is curated as published
   POST /_mock/tokens    {"token": "...", "scopes": [...]} register a token (more than one allowed)
   POST /_mock/reset     forget everything
 
@@ -42,6 +44,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+import bleach
+import ftfy
+from bleach.css_sanitizer import CSSSanitizer
+
 UPLOAD_TYPES = {"dataset", "software", "publication", "poster", "presentation", "image", "video", "lesson",
                 "physicalobject", "other"}
 # The legacy metadata keys the deserializer reads (zenodo-rdm site/zenodo_rdm/legacy/deserializers/metadata.py,
@@ -59,6 +65,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
 }
 # Faults on demand, each request matching `paths` counted; every N-th gets the next of `kinds`:
 #   429 / 503 / 500 / 413   the body is read, then that status (429 and 503 carry Retry-After)
+#   400                     the body is read, then a validation error naming a field (as the deserializer's)
 #   early-429 / early-503   answered at once with Retry-After, the body left unread, the connection closed
 #                           (what a throttling front end does to a big PUT)
 #   drop                    half the body is read, then the connection is dropped without an answer
@@ -168,7 +175,7 @@ class Handler(BaseHTTPRequestHandler):
             if fault and self._inject_before(fault):
                 return
             if path.startswith("/api/records/"):
-                status, body, headers = self._records_api(path)
+                status, body, headers = self._records_api(path, query)
             else:
                 token = self._token(query)
                 status, body = self._route(method, path, query, token)
@@ -307,8 +314,11 @@ class Handler(BaseHTTPRequestHandler):
         messages = {429: "Too many requests.", 503: "Service unavailable.", 500: "Internal server error.",
                     413: "Request Entity Too Large"}
         # 413 with Retry-After too: RFC 9110 lets a server say the condition is temporary; it stays final for us.
-        self._reply(status, {"status": status, "message": messages.get(status, "Error.")},
-                    retry_after if status in (429, 503, 413) else None)
+        body: dict[str, Any] = {"status": status, "message": messages.get(status, "Error.")}
+        if status == 400:  # invenio-records-resources resources/errors.py: a ValidationError's field messages
+            body |= {"message": "A validation error occurred.",
+                     "errors": [{"field": "metadata.creators.0.name", "messages": ["Invalid value."]}]}
+        self._reply(status, body, retry_after if status in (429, 503, 413) else None)
         return True
 
     def _linger(self) -> None:
@@ -346,6 +356,9 @@ class Handler(BaseHTTPRequestHandler):
                 self._reply(200, STATE.options)
             elif path == "/_mock/delete_record":
                 STATE.depositions[int(body["id"])]["deleted"] = True
+                self._reply(200, {})
+            elif path == "/_mock/curate":
+                curate(STATE.depositions[int(body["id"])], body["metadata"])
                 self._reply(200, {})
             elif path == "/_mock/tokens":
                 STATE.tokens[body["token"]] = set(body.get("scopes", ["deposit:write", "deposit:actions"]))
@@ -405,9 +418,13 @@ class Handler(BaseHTTPRequestHandler):
                 return self._delete_file(bucket, parts[3])
         raise ApiError(405 if path.startswith("/api/") else 404, "The method is not allowed for the requested URL.")
 
-    def _records_api(self, path: str) -> tuple[int, Any, dict[str, str]]:
-        """The two RDM record endpoints a legacy answer links to: a record, and its `latest` redirect."""
-        parts = path.strip("/").split("/")  # api, records, <id>[, versions, latest]
+    def _records_api(self, path: str, query: dict[str, list[str]]) -> tuple[int, Any, dict[str, str]]:
+        """The RDM record endpoints: a record (with its full metadata), its draft, and its `latest` redirect."""
+        parts = path.strip("/").split("/")  # api, records, <id>[, versions, latest | draft]
+        if parts[3:] == ["draft"]:
+            token = self._token(query)
+            with STATE.lock:
+                return 200, self._rdm_draft(self._owned(parts[2], token)), {}
         with STATE.lock:
             record = self._existing(parts[2])
             if record["published_at"] is None:
@@ -419,9 +436,30 @@ class Handler(BaseHTTPRequestHandler):
                 assert latest is not None
                 return 302, None, {"Location": f"{self._base()}/api/records/{latest['id']}"}
             if len(parts) == 3:
-                return 200, {"id": str(record["id"]), "parent": {"id": record["conceptrecid"]},
-                             "links": {"self": f"{self._base()}/api/records/{record['id']}"}}, {}
+                return 200, self._rdm_record(record), {}
         raise ApiError(404, "Not found.")
+
+    def _rdm_record(self, record: dict[str, Any]) -> dict[str, Any]:
+        """GET /api/records/{id}: the published version, its full metadata and its place among the versions.
+
+        invenio-drafts-resources records/systemfields/versions.py (VersionsField): `index` counts the concept's
+        published versions from 1, in the order they were published.
+        """
+        published = sorted((d for d in STATE.concept(record["conceptrecid"]) if d["published_at"] is not None),
+                           key=lambda d: d["published_at"])
+        metadata = record.get("published_rdm") or rdm_of(record["published_metadata"])
+        return {"id": str(record["id"]), "parent": {"id": record["conceptrecid"]}, "metadata": copy.deepcopy(metadata),
+                "versions": {"index": published.index(record) + 1, "is_latest": record is published[-1]},
+                "links": {"self": f"{self._base()}/api/records/{record['id']}"}}
+
+    def _rdm_draft(self, deposition: dict[str, Any]) -> dict[str, Any]:
+        """GET /api/records/{id}/draft (invenio-drafts-resources read_draft): an unpublished draft, or the open
+        edit of a published record; a published record without one has no draft (404)."""
+        if deposition["published_at"] is not None and not deposition["editing"]:
+            raise ApiError(404, "The persistent identifier does not exist.")
+        metadata = deposition.get("rdm") or rdm_of(deposition["metadata"])
+        return {"id": str(deposition["id"]), "parent": {"id": deposition["conceptrecid"]},
+                "metadata": copy.deepcopy(metadata), "is_published": deposition["published_at"] is not None}
 
     def _existing(self, raw_id: str) -> dict[str, Any]:
         try:
@@ -553,8 +591,10 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(404, "The persistent identifier does not exist.")
         metadata = self._metadata_body()
         with STATE.lock:
-            # invenio-rdm-records services/components/metadata.py update_draft: the metadata is REPLACED.
+            # invenio-rdm-records services/components/metadata.py update_draft: the metadata is REPLACED, by what
+            # the deposit API's view carries: whatever only the full (RDM) metadata held is gone.
             deposition["metadata"] = metadata
+            deposition.pop("rdm", None)
             deposition["modified"] = datetime.now(timezone.utc).isoformat()
             return 200, self._view(deposition)
 
@@ -564,7 +604,8 @@ class Handler(BaseHTTPRequestHandler):
                 if not deposition["editing"]:
                     raise ApiError(404, "The persistent identifier does not exist.")  # test_simple_rest_flow
                 # Discarding an edit puts back the published metadata.
-                deposition.update(editing=False, metadata=copy.deepcopy(deposition["published_metadata"]))
+                deposition.update(editing=False, metadata=copy.deepcopy(deposition["published_metadata"]),
+                                  rdm=copy.deepcopy(deposition.get("published_rdm")))
                 return 204, None
             del STATE.depositions[deposition["id"]]
             del STATE.buckets[deposition["bucket"]]
@@ -694,6 +735,10 @@ class Handler(BaseHTTPRequestHandler):
             metadata = deposition["metadata"]
             errors = [{"field": f"metadata.{field}", "messages": ["Missing data for required field."]}
                       for field in ("upload_type", "title", "creators", "description") if not metadata.get(field)]
+            # invenio-rdm-records services/schemas/metadata.py MetadataSchema: title and description
+            # validate=Length(min=3); a draft is saved whatever it holds, the publish is refused.
+            errors += [{"field": f"metadata.{field}", "messages": ["Shorter than minimum length 3."]}
+                       for field in ("title", "description") if 0 < len(str(metadata.get(field) or "")) < 3]
             bucket = STATE.buckets[deposition["bucket"]]
             if any(f.get("pending") for f in bucket["files"].values()):
                 errors.append({"field": "files",
@@ -719,6 +764,7 @@ class Handler(BaseHTTPRequestHandler):
             if deposition["published_at"] is None:
                 deposition.update(doi=f"10.5072/zenodo.{deposition['id']}", published_at=time.monotonic())
                 STATE.buckets[deposition["bucket"]]["locked"] = True
+            deposition.update(published_rdm=copy.deepcopy(deposition.get("rdm")))
             deposition.update(editing=False, publishing=False, published_metadata=copy.deepcopy(deposition["metadata"]),
                               modified=datetime.now(timezone.utc).isoformat())
             return deposition
@@ -745,6 +791,10 @@ class Handler(BaseHTTPRequestHandler):
                         if k not in ("publication_date", "version")}
             metadata["publication_date"] = date.today().isoformat()
             draft = self._new_deposition(token, metadata, conceptrecid=concept)
+            if latest.get("published_rdm"):
+                draft["rdm"] = {k: copy.deepcopy(v) for k, v in latest["published_rdm"].items()
+                                if k not in ("publication_date", "version")} | {"publication_date": metadata[
+                                    "publication_date"]}
         files = STATE.buckets[draft["bucket"]]["files"]
         if files:
             raise validation_error("files.enabled", "Please remove all files first.")
@@ -813,12 +863,145 @@ def load_metadata(metadata: Any) -> dict[str, Any]:
         errors.append({"field": "metadata.publication_date", "messages": ["Not a valid date."]})
     if errors:
         raise ApiError(400, "A validation error occurred.", errors)
-    loaded = {key: copy.deepcopy(value) for key, value in metadata.items() if key in KNOWN_METADATA}
+    loaded = normal_forms({key: copy.deepcopy(value) for key, value in metadata.items() if key in KNOWN_METADATA})
     if loaded:
         loaded.setdefault("publication_date", date.today().isoformat())
         if "license" not in loaded and loaded.get("access_right", "open") in ("open", "embargoed"):
             loaded["license"] = "cc0-1.0" if loaded.get("upload_type") == "dataset" else "cc-by-4.0"
     return loaded
+
+
+# -- Zenodo's normal forms: what it stores for what it is sent --------------------------------------------
+# marshmallow-utils 0.15.4 html.py, with the real ftfy and bleach: `sanitize_unicode` (SanitizedUnicode: titles,
+# names, versions) and `sanitize_html` (SanitizedHTML: descriptions, invenio-rdm-records services/schemas/
+# metadata.py MetadataSchema.description), with Zenodo's allowed tags and attributes.
+ALLOWED_HTML_TAGS = ["a", "abbr", "acronym", "b", "blockquote", "br", "code", "col", "colgroup", "div", "table",
+                     "tbody", "tfoot", "thead", "td", "th", "tr", "em", "h1", "h2", "h3", "h4", "h5", "i", "li", "ol",
+                     "p", "pre", "s", "span", "strike", "strong", "sub", "sup", "u", "ul"]
+ALLOWED_HTML_ATTRS = {
+    "a": ["href", "title", "name", "target", "rel", "rev", "alt"], "div": ["dir", "lang"], "span": ["dir", "lang"],
+    "p": ["dir", "lang"], "abbr": ["title", "lang", "dir"], "acronym": ["title", "lang", "dir"], "table": ["style"],
+    "tbody": ["style"], "thead": ["style"], "tfoot": ["style"], "td": ["style", "colspan", "rowspan", "nowrap"],
+    "th": ["style", "colspan", "rowspan", "nowrap"], "tr": ["style"], "col": ["style", "span"],
+    "colgroup": ["style", "span"]}
+ALLOWED_CSS_STYLES = ["border-width", "border-collapse", "border-spacing", "height", "margin-right", "margin-left",
+                      "text-align", "vertical-align", "padding", "width"]
+
+
+def sanitize_unicode(value: str) -> str:
+    """html.py sanitize_unicode: ftfy.fix_text of the trimmed value, minus what XML disallows and zero-width spaces."""
+    value = ftfy.fix_text(value.strip())
+    value = "".join(char for char in value if _xml_char(char))
+    return value.replace("\u200b", "")
+
+
+def _xml_char(char: str) -> bool:
+    code = ord(char)
+    return 0x20 <= code <= 0xD7FF or code in (0x9, 0xA, 0xD) or 0xE000 <= code <= 0xFFFD or 0x10000 <= code <= 0x10FFFF
+
+
+def sanitize_html(value: str) -> str:
+    """html.py sanitize_html: sanitize_unicode, then bleach.clean(strip=True) with the allowed tags and attributes."""
+    return str(bleach.clean(sanitize_unicode(value), tags=ALLOWED_HTML_TAGS, attributes=ALLOWED_HTML_ATTRS,
+                            css_sanitizer=CSSSanitizer(ALLOWED_CSS_STYLES), strip=True)).strip()
+
+
+def person_name(name: str) -> str:
+    """A creator's name as read back: zenodo-rdm legacy/deserializers/metadata.py PersonSchema.load_names splits a
+    name with exactly one comma into family and given names (trimmed; any other name is the family name), the
+    RDM schema sanitizes each (SanitizedUnicode), and invenio-rdm-records services/schemas/metadata.py
+    PersonOrOrganizationSchema.update_names joins them back as "Family, Given"."""
+    if name.count(",") == 1:
+        family, given = (sanitize_unicode(part) for part in name.split(","))
+        return f"{family}, {given}" if given else family
+    return sanitize_unicode(name)
+
+
+def normal_forms(loaded: dict[str, Any]) -> dict[str, Any]:
+    """Deposition metadata as Zenodo stores it."""
+    for key in ("title", "version"):
+        if isinstance(loaded.get(key), str):
+            loaded[key] = sanitize_unicode(loaded[key])
+    if isinstance(loaded.get("description"), str):
+        loaded["description"] = sanitize_html(loaded["description"])
+    for key in ("creators", "contributors"):
+        for person in loaded.get(key) or []:
+            if isinstance(person, dict) and isinstance(person.get("name"), str):
+                person["name"] = person_name(person["name"])
+    return loaded
+
+
+# -- The records API's full metadata, and the deposit API's narrower view of it --------------------------------
+# A record curated on the web page holds RDM metadata the deposit API's view cannot show or take back:
+# zenodo-rdm legacy/serializers/schemas/common.py dumps only a creator's first affiliation's name
+# (CreatorSchema.dump_affiliation; ROR ids dropped) and ORCID/GND identifiers, persons and organisations alike
+# (`name` only), only free-text subjects as keywords (dump_keywords), the first license with an id
+# (resolve_license), the first language (dump_languages), funding with an award (_grant), the first "notes"
+# and the "methods" additional description (dump_additional_descriptions), and no additional titles. A PUT of
+# that view replaces the whole metadata (update_draft above): the rest is lost.
+
+
+def curate(deposition: dict[str, Any], rdm: dict[str, Any]) -> None:
+    """The full metadata saved on the web page; the deposit API shows its legacy view."""
+    deposition["rdm"] = copy.deepcopy(rdm)
+    deposition["metadata"] = legacy_of(rdm)
+    if deposition["published_at"] is not None and not deposition["editing"]:
+        deposition["published_rdm"] = copy.deepcopy(rdm)
+        deposition["published_metadata"] = legacy_of(rdm)
+
+
+def legacy_of(rdm: dict[str, Any]) -> dict[str, Any]:
+    """common.py MetadataSchema: the deposit API's view of full metadata (lossy, as listed above)."""
+    view: dict[str, Any] = {key: rdm[key] for key in ("title", "description", "publication_date", "version")
+                            if key in rdm}
+    view["upload_type"] = str((rdm.get("resource_type") or {}).get("id", "dataset")).split("-")[0]
+    view["creators"] = [_legacy_person(c) for c in rdm.get("creators") or []]
+    keywords = [s["subject"] for s in rdm.get("subjects") or [] if not s.get("id") and s.get("subject")]
+    if keywords:
+        view["keywords"] = keywords
+    rights = rdm.get("rights") or []
+    if rights and rights[0].get("id"):
+        view["license"] = rights[0]["id"]
+    if rdm.get("languages"):
+        view["language"] = rdm["languages"][0]["id"]
+    grants = [f"{f['funder']['id']}::{f['award']['number']}" for f in rdm.get("funding") or []
+              if f.get("funder", {}).get("id") and (f.get("award") or {}).get("number")]
+    if grants:
+        view["grants"] = [{"id": grant} for grant in grants]
+    notes = [d["description"] for d in rdm.get("additional_descriptions") or [] if d["type"]["id"] == "notes"]
+    if notes:
+        view["notes"] = notes[0]
+    return copy.deepcopy(view)
+
+
+def _legacy_person(creator: dict[str, Any]) -> dict[str, Any]:
+    person = creator.get("person_or_org") or {}
+    shown: dict[str, Any] = {"name": person.get("name", "")}
+    if creator.get("affiliations"):
+        shown["affiliation"] = creator["affiliations"][0].get("name")
+    for identifier in person.get("identifiers") or []:
+        if identifier["scheme"] in ("orcid", "gnd"):
+            shown[identifier["scheme"]] = identifier["identifier"]
+    return shown
+
+
+def rdm_of(legacy: dict[str, Any]) -> dict[str, Any]:
+    """The full metadata of a deposition only ever written through the deposit API (deserializers/metadata.py)."""
+    rdm: dict[str, Any] = {key: legacy[key] for key in ("title", "description", "publication_date", "version")
+                           if key in legacy}
+    rdm["resource_type"] = {"id": legacy.get("upload_type", "dataset")}
+    rdm["creators"] = [{"person_or_org": {"type": "personal", "name": c.get("name", "")},
+                        **({"affiliations": [{"name": c["affiliation"]}]} if c.get("affiliation") else {})}
+                       for c in legacy.get("creators") or []]
+    if legacy.get("license"):
+        rdm["rights"] = [{"id": legacy["license"]}]
+    if legacy.get("keywords"):
+        rdm["subjects"] = [{"subject": keyword} for keyword in legacy["keywords"]]
+    if legacy.get("language"):
+        rdm["languages"] = [{"id": legacy["language"]}]
+    if legacy.get("notes"):
+        rdm["additional_descriptions"] = [{"description": legacy["notes"], "type": {"id": "notes"}}]
+    return rdm
 
 
 def serve(port: int = 0, tokens: list[str] | None = None) -> ThreadingHTTPServer:

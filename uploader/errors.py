@@ -73,6 +73,13 @@ class InputError(UploaderError):
         super().__init__("\n".join(lines))
 
 
+class RemoteRefused(UploaderError):
+    """The remote refused values it was sent, by its own rules (e.g. Zenodo's validation): change them, re-run.
+
+    Exit 2 like an input error, but told as the remote's refusal (with its field errors), not as a usage error.
+    """
+
+
 class AuthError(UploaderError):
     """Credentials are missing or rejected, or an action is not permitted."""
 

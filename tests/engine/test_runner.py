@@ -137,6 +137,27 @@ def test_restart_sends_everything_and_empties_the_remote_where_the_backend_says_
     assert writes == ["delete"] * 5 + ["put"] * 4  # the remote is emptied first
 
 
+def test_a_remote_that_holds_only_the_plan_loses_files_the_dataset_does_not_have(data_dir):
+    exact = InMemoryBackend(holds_only_the_plan=True, catalogs_go_live=False)
+    upload(data_dir, exact)
+    exact.objects["old.tsv"] = b"old"
+
+    dry = upload(data_dir, exact, dry_run=True)
+    result = upload(data_dir, exact)
+
+    removal = [(op.action, op.reason) for op in dry.ops if op.destination == "old.tsv"]
+    assert removal == [(Action.DELETE, "on the remote, not in this dataset")]
+    assert statuses(result)["old.tsv"] is Status.DELETED and exact.objects == local_bytes(data_dir)
+    writes = [kind for kind, _ in last_run(exact) if kind in ("put", "delete")]
+    assert writes == ["delete"]  # before anything is sent; the unchanged files stay as they are
+
+    others_stay = InMemoryBackend()
+    upload(data_dir, others_stay)
+    others_stay.objects["other.tsv"] = b"someone's"
+    upload(data_dir, others_stay)
+    assert "other.tsv" in others_stay.objects
+
+
 def test_overwrite_replaces_unchanged_files(data_dir):
     backend = InMemoryBackend()
     upload(data_dir, backend)

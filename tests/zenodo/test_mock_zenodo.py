@@ -15,7 +15,8 @@ from tests.conftest import HELPER_AGENT, MockZenodo
 
 pytestmark = pytest.mark.e2e
 
-METADATA = {"upload_type": "dataset", "title": "Mock", "creators": [{"name": "Doe, Jane"}], "description": "d"}
+METADATA = {"upload_type": "dataset", "title": "Mock", "creators": [{"name": "Doe, Jane"}],
+            "description": "A description"}
 
 
 def call(zenodo: MockZenodo, method: str, url: str, **kwargs: Any) -> requests.Response:
@@ -216,3 +217,85 @@ def test_a_slow_publish_behind_a_gateway_timeout_still_completes(zenodo):
     assert zenodo.api("GET", f"/deposit/depositions/{draft['id']}")["submitted"] is False
     time.sleep(1.2)
     assert zenodo.api("GET", f"/deposit/depositions/{draft['id']}")["submitted"] is True
+
+
+# -- Zenodo's normal forms (marshmallow-utils html.py, legacy PersonSchema.load_names) -------------------------
+
+
+def test_stored_metadata_is_in_zenodos_normal_form(zenodo):
+    draft = new_draft(zenodo, {}, {**METADATA, "title": " \u201cLung\u201d atlas\r\nof cells ",
+                                   "creators": [{"name": "Doe,Jane"}, {"name": "Jane Roe"}, {"name": "A, B, C"}],
+                                   "description": "Genes & cells <script>x()</script> <b>bold</b> <p onclick='e'>p</p>",
+                                   "version": "Cafe\u0301"})
+
+    stored = call(zenodo, "GET", f"/deposit/depositions/{draft['id']}").json()["metadata"]
+
+    assert stored["title"] == '"Lung" atlas\nof cells'  # ftfy.fix_text: quotes straightened, CRLF -> LF
+    assert stored["version"] == "Caf\u00e9"  # NFC
+    assert [c["name"] for c in stored["creators"]] == ["Doe, Jane", "Jane Roe", "A, B, C"]
+    assert stored["description"] == "Genes &amp; cells x() <b>bold</b> <p>p</p>"  # bleach: escaped, tags stripped
+
+
+def test_publishing_needs_a_title_and_a_description_of_three_characters(zenodo):
+    draft = new_draft(zenodo, {"a.tsv": b"a"}, {**METADATA, "title": "Lu"})
+
+    answer = call(zenodo, "POST", f"/deposit/depositions/{draft['id']}/actions/publish")
+
+    assert answer.status_code == 400
+    assert answer.json()["errors"] == [{"field": "metadata.title", "messages": ["Shorter than minimum length 3."]}]
+    assert call(zenodo, "GET", f"/deposit/depositions/{draft['id']}").json()["metadata"]["title"] == "Lu"  # saved
+
+
+# -- The records API's full metadata, and the deposit API's narrower view -----------------------------------
+
+
+CURATED: dict[str, Any] = {
+    "title": "Mock", "description": "A description", "publication_date": "2026-01-15", "version": "2",
+    "resource_type": {"id": "dataset"},
+    "creators": [{"person_or_org": {"type": "personal", "name": "Doe, Jane"},
+                  "affiliations": [{"id": "00jmfr291", "name": "University of Michigan"}, {"name": "Broad"}]},
+                 {"person_or_org": {"type": "organizational", "name": "Human Cell Atlas"}}],
+    "subjects": [{"subject": "lung"}, {"id": "euroscivoc:1", "subject": "Spatial transcriptomics"}],
+    "rights": [{"id": "cc-by-4.0"}, {"id": "mit"}], "languages": [{"id": "eng"}, {"id": "deu"}],
+    "funding": [{"funder": {"id": "01cwqze88", "name": "NIH"}}],
+    "additional_titles": [{"title": "Other", "type": {"id": "alternative-title"}}],
+}
+
+
+def test_the_deposit_api_shows_a_narrower_view_of_a_curated_record(zenodo):
+    record = publish(zenodo, new_draft(zenodo, {"a.tsv": b"a"}))
+    zenodo.control("curate", {"id": record["id"], "metadata": CURATED})
+
+    legacy = call(zenodo, "GET", f"/deposit/depositions/{record['id']}").json()["metadata"]
+    full = call(zenodo, "GET", f"/records/{record['id']}").json()
+
+    assert full["metadata"] == CURATED and full["versions"] == {"index": 1, "is_latest": True}
+    assert legacy["creators"] == [{"name": "Doe, Jane", "affiliation": "University of Michigan"},
+                                  {"name": "Human Cell Atlas"}]  # one affiliation, no ROR id, no organisation
+    assert legacy["keywords"] == ["lung"] and legacy["license"] == "cc-by-4.0" and legacy["language"] == "eng"
+    assert "grants" not in legacy and "additional_titles" not in legacy
+
+
+def test_a_deposit_api_put_replaces_the_full_metadata_with_its_view(zenodo):
+    record = publish(zenodo, new_draft(zenodo, {"a.tsv": b"a"}))
+    zenodo.control("curate", {"id": record["id"], "metadata": CURATED})
+    call(zenodo, "POST", f"/deposit/depositions/{record['id']}/actions/edit")
+    legacy = call(zenodo, "GET", f"/deposit/depositions/{record['id']}").json()["metadata"]
+
+    assert call(zenodo, "PUT", f"/deposit/depositions/{record['id']}", json={"metadata": legacy}).status_code == 200
+
+    draft = call(zenodo, "GET", f"/records/{record['id']}/draft").json()["metadata"]
+    assert "additional_titles" not in draft and len(draft["rights"]) == 1 and "funding" not in draft
+    assert call(zenodo, "GET", f"/records/{record['id']}").json()["metadata"] == CURATED  # until published
+
+
+def test_a_new_version_carries_the_full_metadata_but_not_version_or_date(zenodo):
+    record = publish(zenodo, new_draft(zenodo, {"a.tsv": b"a"}))
+    zenodo.control("curate", {"id": record["id"], "metadata": CURATED})
+
+    draft = call(zenodo, "POST", f"/deposit/depositions/{record['id']}/actions/newversion").json()
+
+    full = call(zenodo, "GET", f"/records/{draft['id']}/draft").json()["metadata"]
+    assert {k: v for k, v in full.items() if k != "publication_date"} == {
+        k: v for k, v in CURATED.items() if k not in ("version", "publication_date")}
+    assert call(zenodo, "GET", f"/records/{record['id']}/draft").status_code == 404  # no edit open there

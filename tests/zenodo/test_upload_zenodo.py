@@ -146,7 +146,7 @@ def test_publish_refused_when_metadata_is_missing(zenodo, zenodo_env, token_file
 
 def test_a_new_deposition_without_description_gets_cartloaders_text_and_can_be_published(
         zenodo, zenodo_env, token_file, dataset):
-    result = upload(zenodo, zenodo_env, token_file, dataset, "--title", "T", "--creators", "Doe, J", "--publish")
+    result = upload(zenodo, zenodo_env, token_file, dataset, "--title", "Lung", "--creators", "Doe, J", "--publish")
 
     assert result.code == 0, result.output
     record = only_deposition(zenodo)
@@ -303,7 +303,10 @@ def test_existing_files_count_towards_the_limit(zenodo, zenodo_env, token_file, 
             (directory / f"{directory.name}-{index}.tsv").write_text(f"{index}\n")
     assert upload(zenodo, zenodo_env, token_file, first, *METADATA, "--upload-method", "all").code == 0
     dep_id = only_deposition(zenodo)["id"]
-    result = upload(zenodo, zenodo_env, token_file, second, "--zenodo-id", str(dep_id), "--upload-method", "all")
+    # --upload-method files adds to what is there (all and catalog would remove the first directory's files).
+    names = [name for path in sorted(second.iterdir()) for name in ("--files", path.name)]
+    result = upload(zenodo, zenodo_env, token_file, second, "--zenodo-id", str(dep_id), "--upload-method", "files",
+                    *names)
     assert result.code == 2 and "110 files (60 already there)" in result.stderr
     assert len(zenodo.files(dep_id)) == 60
 

@@ -20,9 +20,18 @@ from uploader.engine.runner import RunResult, exit_status, run
 from uploader.engine.settings import RunSettings
 from uploader.engine.settle import UNKNOWN
 from uploader.errors import ExitStatus
+from uploader.local.catalog import load_catalog
 from uploader.local.hashing import HashCache
 from uploader.local.markers import marker_paths, write_markers
-from uploader.local.plan import UploadPlan, plan_collection, plan_from_catalog, plan_from_names, regular_files_in
+from uploader.local.plan import (
+    CATALOG_NAME,
+    Dataset,
+    UploadPlan,
+    plan_collection,
+    plan_from_catalog,
+    plan_from_names,
+    regular_files_in,
+)
 from uploader.local.shards import take_share
 
 if TYPE_CHECKING:
@@ -50,24 +59,50 @@ def upload_aws(run: RunSettings, settings: S3Settings, resume_command: str) -> E
 
 def upload_zenodo(run: RunSettings, settings: ZenodoSettings, resume_command: str) -> ExitStatus:
     """Publish a dataset (its catalog's files, a whole directory, or named files) into a Zenodo deposition."""
-    from uploader.zenodo.backend import ZenodoBackend, without_empty_files
+    from uploader.zenodo.backend import ZenodoBackend, is_sandbox
 
-    if settings.files.method == "catalog":
-        dataset = plan_from_catalog(run.in_dir, run.catalog_path)
-    elif settings.files.method == "all":
-        dataset = plan_from_names(run.in_dir, regular_files_in(run.in_dir), f"--in-dir {run.in_dir}")
-        dataset, empty = without_empty_files(dataset)
-        if empty and not run.quiet:
-            say(f"note: leaving out {len(empty)} empty file(s), which Zenodo refuses: {', '.join(empty[:5])}"
-                + (", ..." if len(empty) > 5 else ""))
-    else:
-        dataset = plan_from_names(run.in_dir, settings.files.names, "--files")
+    dataset = zenodo_dataset(run, settings)
     backend = ZenodoBackend(settings, run.n_jobs)
     where = f"{settings.api_url} deposition {settings.deposition_id or '(new)'}"
-    # cartloader marks only its catalog method's uploads (its pipeline's), and so do we.
-    markers = "zenodo" if settings.files.method == "catalog" else ""
-    return execute(UploadPlan((dataset,)), backend, run, resume_command, where, notes=settings.notes,
-                   markers=markers)
+    notes = settings.notes
+    # cartloader marks only its catalog method's uploads (its pipeline's), and so do we; never for the sandbox:
+    # a trial there must not make the pipeline skip the real upload.
+    catalog_method = settings.files.method == "catalog"
+    markers = "zenodo" if catalog_method and not is_sandbox(settings.api_url) else ""
+    if catalog_method and not markers and not run.no_markers:
+        notes += ("no cartload.zenodo.done markers written: this is Zenodo's sandbox, and cartloader's pipeline"
+                  " would read them as a finished upload to zenodo.org",)
+    return execute(UploadPlan((dataset,)), backend, run, resume_command, where, notes=notes, markers=markers)
+
+
+def zenodo_dataset(run: RunSettings, settings: ZenodoSettings) -> Dataset:
+    """The files upload_zenodo sends: the catalog's, every regular file of --in-dir (all), or those named.
+
+    A catalog.yaml among them must be valid whatever the method: it is refused before anything is sent.
+    """
+    from uploader.zenodo.backend import without_empty_files
+
+    method = settings.files.method
+    if method == "catalog":
+        return plan_from_catalog(run.in_dir, run.catalog_path)
+    names = regular_files_in(run.in_dir) if method == "all" else list(settings.files.names)
+    dataset = plan_from_names(run.in_dir, names, f"--in-dir {run.in_dir}" if method == "all" else "--files")
+    for file in dataset.files:
+        if file.name == CATALOG_NAME:
+            load_catalog(file.path)
+    if method == "all":
+        dataset, empty = without_empty_files(dataset)
+        folders = sorted(entry.name for entry in run.in_dir.iterdir() if entry.is_dir())
+        if empty and not run.quiet:
+            say(f"note: leaving out {len(empty)} empty file(s), which Zenodo refuses: {_few(empty)}")
+        if folders and not run.quiet:
+            say(f"note: leaving out {len(folders)} sub-directory(ies): Zenodo has no folders, and"
+                f" --upload-method all sends the files directly in --in-dir: {_few(folders)}")
+    return dataset
+
+
+def _few(names: list[str], shown: int = 5) -> str:
+    return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
 
 
 def execute(plan: UploadPlan, backend: Backend, common: RunSettings, resume_command: str, destination: str, *,

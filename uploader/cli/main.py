@@ -162,8 +162,11 @@ Options:
 ZENODO_USAGE = """Upload a cartload output directory to a Zenodo deposition.
 
 Files already in the deposition with the same MD5 are kept; changed ones are
-replaced; catalog.yaml comes last. Nothing is published unless --publish is
-given and every file succeeded.
+replaced; with --upload-method catalog or all, files the dataset does not have
+are removed; catalog.yaml comes last. Nothing is published unless --publish is
+given and every file succeeded. Without --zenodo-id, a run goes on with the
+deposition this command made before (or a draft holding only this dataset's
+files), else makes a new one: never another dataset's draft of the same title.
 
 Usage:
   cartload-uploader upload_zenodo --in-dir DIR [options] [--creators NAME]... [--files NAME]... [--in-list NAME]...
@@ -187,7 +190,7 @@ Options:
                                 name or its absolute path.
   --in-list NAME                Deprecated: with --upload-method user_list, the same as --files.
   --title TEXT                  Title (needed for a new deposition).
-  --creators NAME               "Family, Given" (or several separated with ;).
+  --creators NAME               "Family, Given", one comma (or several separated with ;).
   --description TEXT            Description (HTML allowed). A new deposition without one gets
                                 cartloader's "No description provided." so that it can be published.
   --upload-type TYPE            dataset, software, publication, poster, presentation, image, video,

@@ -26,6 +26,9 @@ class Backend(Protocol):
     # True: a catalog on the remote is read by the public the moment it is there (S3); False: nothing is public
     # before finish() (a Zenodo draft). A live catalog is withdrawn while files it names are replaced.
     catalogs_go_live: bool
+    # True: the remote must end with exactly the planned files (a Zenodo record), so each remote file the plan
+    # does not name is deleted before anything is sent; False: other remote files stay (unless --delete).
+    holds_only_the_plan: bool
 
     # What the decisions and the executor need of the backend's own options, read from its settings:
 

@@ -17,6 +17,11 @@ what each unchanged file is stored with, a request each, and only when
 given: a plain re-run stays one listing. A file stored with other values is
 updated in place (UPDATE), its bytes not sent again.
 
+A remote that must hold exactly the plan (a Zenodo record: a new version
+inherits every file of the previous one) gets a DELETE, run before anything is
+sent, for each file there the plan does not name: "in version 1, not in this
+dataset".
+
 `--delete` adds a DELETE for every remote file under a dataset's prefix that
 its catalog does not name; they run after the catalog is published.
 
@@ -76,6 +81,11 @@ def decide(plan: UploadPlan, listings: dict[str, dict[str, RemoteFile]], backend
 SAME_SIZE = "same size"
 
 
+def not_in_this_dataset(remote: RemoteFile) -> str:
+    """Why a file on a remote that must hold exactly the plan is removed: e.g. 'in version 1, not in this dataset'."""
+    return f"{remote.origin or 'on the remote'}, not in this dataset"
+
+
 def _dataset_operations(dataset: Dataset, remote: dict[str, RemoteFile], backend: Backend,
                         restart: bool) -> list[Operation]:
     ops: list[Operation] = []
@@ -83,6 +93,10 @@ def _dataset_operations(dataset: Dataset, remote: dict[str, RemoteFile], backend
         ops += [Operation(Action.DELETE, dataset, None, name, "--restart: empty the remote first", remote=found)
                 for name, found in remote.items()]
         remote = {}
+    elif backend.holds_only_the_plan:
+        planned = {backend.destination(dataset, file.name) for file in dataset.all_files}
+        ops += [Operation(Action.DELETE, dataset, None, name, not_in_this_dataset(found), remote=found)
+                for name, found in sorted(remote.items()) if name not in planned]
     for file in dataset.all_files:
         destination = backend.destination(dataset, file.name)
         found = remote.get(destination)

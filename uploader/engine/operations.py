@@ -23,6 +23,7 @@ class RemoteFile:
     size: int
     digests: Mapping[str, str] = field(default_factory=dict)  # what the remote vouches for, by digest name
     handle: str = ""  # the backend's own reference to it (e.g. a Zenodo file id)
+    origin: str = ""  # where it came from, for messages (e.g. "in version 1": a file a new Zenodo version inherited)
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ class S3Backend:
 
     restart_empties_remote = False  # --restart re-sends the plan's files; other objects stay
     catalogs_go_live = True  # the viewer reads catalog.yaml the moment it is in the bucket
+    holds_only_the_plan = False  # other objects under the prefix stay (unless --delete)
 
     def __init__(self, settings: S3Settings, n_jobs: int = 8) -> None:
         self.settings = settings

@@ -7,36 +7,38 @@ Which draft receives the files:
   A new version starts from the LATEST version's files, whatever version's id
   was given, so the runner decides against the latest version's files (a dry
   run predicts from them) and again against the new draft once it is open.
-- no id: the deposition an earlier run of the same command made (kept in the
-  cache directory), else your one unpublished draft with the same title,
-  else a new deposition, whose id is printed at once.
+- no id: a deposition provably this dataset's (identity.py), else a new
+  deposition, whose id is printed at once.
 
-Files are streamed with a PUT to the deposition's bucket and verified against
-the MD5 Zenodo returns; before publishing, one listing must show exactly the
-planned names with the local MD5s. Nothing is created or opened until every
-check has passed, and a dry run opens nothing at all.
+The record ends with exactly the planned files (upload methods catalog and
+all): the backend reports every file the draft holds, with where it came from
+("in version 1"), and the engine's decisions remove those the plan does not
+name. Files are streamed with a PUT to the deposition's bucket and verified
+against the MD5 Zenodo returns; before publishing, one listing must show
+exactly the planned names with the local MD5s. Nothing is created or opened
+until every check has passed, and a dry run opens nothing at all.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
-from pathlib import Path
+from urllib.parse import urlsplit
 
 from uploader.engine.backend import SendsInThreads
 from uploader.engine.operations import Action, Operation, RemoteFile, Stored
-from uploader.errors import FileUploadError, InputError, NotPublished, RemoteError, UploaderError, UsageError
+from uploader.errors import FileUploadError, InputError, NotPublished, UploaderError
 from uploader.local.plan import Dataset, LocalFile, UploadPlan
-from uploader.zenodo import drafts, metadata
+from uploader.zenodo import drafts, identity, outcome
 from uploader.zenodo.client import ZenodoClient
+from uploader.zenodo.editing import MetadataEditor
 from uploader.zenodo.records import DepositionFile, ZenodoDeposition
 from uploader.zenodo.resume import ResumeRecords
-from uploader.zenodo.settings import MAX_BYTES, ZenodoSettings
-
-MAX_FILES = 100
+from uploader.zenodo.settings import SANDBOX_API, ZenodoSettings
 
 log = logging.getLogger("uploader.zenodo")
 
@@ -56,13 +58,17 @@ class ZenodoBackend(SendsInThreads):
 
     def __init__(self, settings: ZenodoSettings, n_jobs: int = 4) -> None:
         self.settings = settings
+        self.holds_only_the_plan = settings.files.method != "files"  # files: adds, the others stay
         self.send_threads = n_jobs
         self.client = ZenodoClient(settings.api_url, settings.token, pool_size=n_jobs + 2,
                                    timing=settings.timing)
         self.target: ZenodoDeposition | None = None  # the draft (or open edit) that receives the changes
         self.record: ZenodoDeposition | None = None  # the latest published version, while no draft is open
+        self.editor = MetadataEditor(self.client, {key: value for key, value in settings.metadata.items()
+                                                   if key not in settings.new_only})
         self._remote: dict[str, DepositionFile] = {}  # the target's (or record's) files, as last listed
-        self._decided_against: dict[str, DepositionFile] = {}
+        self._origin = ""  # where the files there came from, e.g. "in version 1"
+        self._decided_against: set[str] = set()
         self._records = ResumeRecords(settings.cache_dir)
         self._resume_key = ""
 
@@ -83,14 +89,17 @@ class ZenodoBackend(SendsInThreads):
         if self.settings.deposition_id is not None:
             found: ZenodoDeposition | None = self.client.deposition(self.settings.deposition_id)
         else:
-            found = self._made_earlier(plan.datasets[0].in_dir)
+            self._resume_key = identity.resume_key(self.settings.api_url, plan.datasets[0].in_dir)
+            title = str(self.settings.metadata.get("title", ""))
+            found = identity.made_earlier(self.client, self._records, self._resume_key, plan, title)
         if found is not None:
             self._aim_at(found)
 
     def remote_files(self, dataset: Dataset) -> dict[str, RemoteFile]:
         if self.target is not None:  # the draft that will be published, as it is now
             self._remote = {f.name: f for f in self.client.files(self.target)}
-        return {name: RemoteFile(name, f.size, {"md5": f.md5}, handle=f.id) for name, f in self._remote.items()}
+        return {name: RemoteFile(name, f.size, {"md5": f.md5}, handle=f.id, origin=self._origin)
+                for name, f in self._remote.items()}
 
     def digests_on_request(self, remote: RemoteFile) -> dict[str, str]:
         return {}  # the listing's MD5 is all Zenodo keeps
@@ -106,27 +115,19 @@ class ZenodoBackend(SendsInThreads):
 
     def check_plan(self, ops: list[Operation]) -> None:
         """Zenodo's limits, counting the files already there that stay, before anything is created."""
-        self._decided_against = dict(self._remote)
-        planned = {op.destination: op.size for op in ops if op.file is not None}
-        deleted = {op.destination for op in ops if op.action is Action.DELETE}
-        staying = {name: f.size for name, f in self._remote.items() if name not in deleted and name not in planned}
-        final = staying | planned
-        limit = self.settings.max_record_bytes
-        problems = [f"'{name}' is {size:,d} bytes; Zenodo takes at most {MAX_BYTES:,d} per file"
-                    for name, size in planned.items() if size > MAX_BYTES]
-        if len(final) > MAX_FILES:
-            problems.append(f"the record would hold {len(final)} files ({len(staying)} already there); Zenodo allows"
-                            f" {MAX_FILES}: zip small files together, or use --restart to drop old ones")
-        if sum(final.values()) > limit:
-            problems.append(f"the record would hold {sum(final.values()):,d} bytes; Zenodo allows {limit:,d} (ask"
-                            " Zenodo for more and pass the new limit with --max-record-bytes, or split the dataset)")
-        if self._edit_open() and any(op.action is not Action.SKIP for op in ops):
+        self._decided_against = set(self._remote)
+        problems = outcome.limit_problems(self._remote, ops, self.settings.max_record_bytes)
+        changes_files = any(op.action is not Action.SKIP for op in ops)
+        if self._edit_open() and changes_files:
             assert self.target is not None
             problems.append(f"record {self.target.id} has an unpublished metadata edit open, and files can only"
                             f" change in a new version: publish or discard the edit on {self.target.page}, then"
                             " re-run")
         if problems:
             raise InputError(problems)
+        where = self.target or self.record
+        if where is not None:
+            self.editor.check(where, new_version=self.target is None and changes_files)
 
     # -- writing --------------------------------------------------------------------------
 
@@ -138,15 +139,16 @@ class ZenodoBackend(SendsInThreads):
             assert self.record is not None
             record = self.record
             if all(op.action is Action.SKIP for op in ops):
-                if not metadata.changes(record.metadata, self.settings.metadata):
+                if not self.editor.changes(record.metadata):
                     return False  # the record already holds these files and this metadata: touch nothing
-                self.target = self.client.edit(record)  # metadata alone: same DOI
+                self._edit(record)  # metadata alone: same DOI
+                return False
             else:
                 self.target = self.client.new_version(record, lambda: drafts.open_draft(self.client, record,
                                                                                         wait=True))
-                self._update_metadata()
+                self.target = self.editor.update(self.target)
                 return True  # the new draft holds the latest version's files: decide against those
-        self._update_metadata()
+        self.target = self.editor.update(self.target)
         return False
 
     def send(self, op: Operation, digests: Mapping[str, str], progress: Callable[[int], None],
@@ -168,11 +170,12 @@ class ZenodoBackend(SendsInThreads):
             record = self.record
             return [f"the published record {record.page} already holds these files and this metadata; nothing was"
                     " changed (no new version, no edit)"] if record else []
+        lines = outcome.removal_lines(ops)
         if ok and any(op.action is not Action.SKIP for op in ops):
-            self._check_draft_holds_the_plan(ops)
+            outcome.check_holds_the_plan(self.client, self.target, ops, self._decided_against)
         if self.settings.publish and ok:
-            return self._publish()
-        lines = [self._draft_line()]
+            return lines + self._publish()
+        lines.append(outcome.draft_line(self.target))
         if self.settings.publish:
             lines.append("not published: some files failed")
         return lines
@@ -190,32 +193,6 @@ class ZenodoBackend(SendsInThreads):
 
     # -- which deposition ------------------------------------------------------------------
 
-    def _made_earlier(self, in_dir: Path) -> ZenodoDeposition | None:
-        """The deposition an earlier run of this command made: remembered, else your one draft with this title."""
-        title = str(self.settings.metadata.get("title", ""))
-        self._resume_key = ResumeRecords.key(self.settings.api_url, in_dir, title)
-        remembered = self._records.lookup(self._resume_key)
-        if remembered is not None:
-            try:
-                found = self.client.deposition(remembered)
-            except UsageError:  # deleted since: start afresh
-                self._records.forget(self._resume_key)
-            else:
-                log.warning(f"going on with deposition {found.id} ({found.page}), made by an earlier run of this"
-                            " command (pass --zenodo-id to choose another)")
-                return found
-        same_title = self.client.drafts_titled(title)
-        if len(same_title) > 1:
-            ids = ", ".join(str(d.id) for d in same_title)
-            raise UsageError(f"you have {len(same_title)} unpublished depositions titled '{title}' ({ids}): pass the"
-                             " one to upload into with --zenodo-id (and delete the others on the web page)")
-        if not same_title:
-            return None
-        found = self.client.deposition(same_title[0].id)
-        log.warning(f"going on with your unpublished deposition {found.id} ({found.page}) titled '{title}', made"
-                    f" {found.created[:16].replace('T', ' ')} by an earlier run (pass --zenodo-id to choose another)")
-        return found
-
     def _aim_at(self, found: ZenodoDeposition) -> None:
         """Set the draft to fill, or the published record to version or edit, from the deposition found."""
         if not found.submitted or found.state == "inprogress":
@@ -228,6 +205,18 @@ class ZenodoBackend(SendsInThreads):
                 self.target = drafts.open_draft(self.client, latest, wait=False)
                 self.record = None if self.target else latest
         self._remote = dict((self.target or self.record or found).files)
+        self._origin = identity.origin_of(self.client, self.target or self.record or found)
+
+    def _edit(self, record: ZenodoDeposition) -> None:
+        """Open an edit of the record's metadata and change it; an edit that failed is closed again."""
+        self.target = self.client.edit(record)
+        try:
+            self.target = self.editor.update(self.target)
+        except UploaderError:
+            with contextlib.suppress(UploaderError):  # the first error is the one to tell
+                self.client.discard_edit(self.target)
+            self.target = None
+            raise
 
     def _edit_open(self) -> bool:
         return self.target is not None and self.target.submitted
@@ -235,43 +224,13 @@ class ZenodoBackend(SendsInThreads):
     def _create(self) -> None:
         sent_at = datetime.now(timezone.utc)
         title = str(self.settings.metadata.get("title", ""))
-        self.target = self.client.create(self.settings.metadata,
-                                         lambda: drafts.made_by_a_lost_create(self.client, title, sent_at))
+        self.target = self.client.create(self.settings.metadata, lambda: drafts.made_by_a_lost_create(
+            self.client, title, sent_at, self.settings.metadata))
         self._records.remember(self._resume_key, self.target.id, title=title, api_url=self.settings.api_url)
         log.warning(f"created deposition {self.target.id} ({self.target.page}); if this run stops, resume with"
                     f" --zenodo-id {self.target.id}")
 
-    def _update_metadata(self) -> None:
-        """PUT the options' changes merged into the whole metadata, and check that Zenodo kept all of it."""
-        assert self.target is not None
-        current = self.target.metadata
-        changed = metadata.changes(current, self.settings.metadata)
-        if not changed:
-            return
-        sent = metadata.merged(current, changed)
-        answer = self.client.update_metadata(self.target, sent)
-        lost = metadata.not_kept(sent, answer.metadata, changed)
-        if lost:
-            raise RemoteError(f"Zenodo did not keep {', '.join(lost)} of the metadata of {answer.page} after the"
-                              " update; nothing was uploaded or published: check them on that page, then re-run")
-        self.target = replace(answer, links=answer.links or self.target.links)
-
     # -- finishing ------------------------------------------------------------------------
-
-    def _check_draft_holds_the_plan(self, ops: list[Operation]) -> None:
-        """One listing: exactly the planned names (plus the files that stay), each with the local MD5."""
-        assert self.target is not None
-        listing = {f.name: f for f in self.client.files(self.target)}
-        planned = {op.destination: op for op in ops if op.file is not None}
-        deleted = {op.destination for op in ops if op.action is Action.DELETE}
-        staying = set(self._decided_against) - deleted - set(planned)
-        problems = [f"'{name}' is missing" for name in planned if name not in listing]
-        problems += [f"'{name}' holds other bytes" for name, op in planned.items()
-                     if name in listing and op.digests.get("md5") not in (None, listing[name].md5)]
-        problems += [f"'{name}' should not be there" for name in sorted(set(listing) - set(planned) - staying)]
-        if problems:
-            raise NotPublished(f"the draft {self.target.page} does not hold exactly the planned files"
-                               f" ({'; '.join(problems[:5])}); nothing was published: re-run to repair it")
 
     def _publish(self) -> list[str]:
         assert self.target is not None
@@ -282,22 +241,12 @@ class ZenodoBackend(SendsInThreads):
             raise NotPublished(f"every file is in the draft {target.page}, but {refused}; add what is missing"
                                " (--title, --creators, --description) and re-run with --publish, or publish it on"
                                " the web page") from None
-        page = published.links.get("record_html") or published.links.get("latest_html") or published.page
-        doi = f"DOI: {published.doi} ({published.links.get('doi', '')})"
-        if target.submitted:
-            return [f"published the metadata edit of {page}: same DOI {published.doi}, no file changed", doi]
-        if target.conceptdoi:
-            return [f"published a new version: {page} (a new DOI; the earlier versions keep theirs)", doi]
-        return [f"published: {page}", doi]
+        return outcome.published_lines(published, target)
 
-    def _draft_line(self) -> str:
-        assert self.target is not None
-        if self.target.submitted:
-            return (f"metadata edit open: {self.target.page} (review it there, then publish; the DOI stays"
-                    f" {self.target.doi})")
-        if self.target.conceptdoi:
-            return f"new version draft: {self.target.page} (review it there, then publish; it gets a new DOI)"
-        return f"draft: {self.target.page} (review it there, then publish)"
+
+def is_sandbox(api_url: str) -> bool:
+    """Whether the API is Zenodo's sandbox (its uploads are trials: no markers for cartloader's pipeline)."""
+    return urlsplit(api_url).hostname == urlsplit(SANDBOX_API).hostname
 
 
 def without_empty_files(dataset: Dataset) -> tuple[Dataset, list[str]]:

@@ -17,9 +17,11 @@ from urllib.parse import quote
 
 from uploader.errors import FileUploadError, RemoteError, UploaderError, UsageError
 from uploader.local.plan import LocalFile
+from uploader.zenodo import normal
 from uploader.zenodo.body import HashingBody
 from uploader.zenodo.pacing import Interrupted, ZenodoTiming
 from uploader.zenodo.records import DepositionFile, ZenodoDeposition, ZenodoToken
+from uploader.zenodo.records_api import RecordsApi
 from uploader.zenodo.transport import (
     NOT_CARRIED_OUT,
     RETRY_STATUSES,
@@ -39,6 +41,7 @@ class ZenodoClient:
     def __init__(self, api_url: str, token: ZenodoToken, pool_size: int, timing: ZenodoTiming) -> None:
         self.http = ZenodoTransport(api_url, token, pool_size, timing)
         self.host, self.timing, self.stop = self.http.host, timing, self.http.stop
+        self.records = RecordsApi(self.http)
 
     # -- depositions ------------------------------------------------------------------------
 
@@ -64,10 +67,11 @@ class ZenodoClient:
                 if not d.submitted]
 
     def drafts_titled(self, title: str) -> list[ZenodoDeposition]:
-        """Your never-published drafts with exactly this title, newest first (the search index lags)."""
-        escaped = title.replace("\\", "\\\\").replace('"', '\\"')
+        """Your never-published drafts with this title as Zenodo stores it, newest first (the search index lags)."""
+        stored = normal.text(title)
+        escaped = stored.replace("\\", "\\\\").replace('"', '\\"')
         found = self._search(f'title:"{escaped}"', f"drafts titled '{title}'")
-        return [d for d in found if not d.submitted and not d.conceptdoi and d.title == title]
+        return [d for d in found if not d.submitted and not d.conceptdoi and normal.text(d.title) == stored]
 
     def linked_draft(self, record: ZenodoDeposition) -> ZenodoDeposition | None:
         """The unpublished draft the record's `latest_draft` link points to, if it points to another one."""
@@ -110,6 +114,10 @@ class ZenodoClient:
         """Open a published record's metadata for editing (same DOI); an edit already open is answered as it is."""
         response = self.http.call("POST", f"/deposit/depositions/{record.id}/actions/edit", what="opening an edit")
         return ZenodoDeposition.from_json(response.json())
+
+    def discard_edit(self, record: ZenodoDeposition) -> None:
+        """Close a metadata edit this run opened, the published metadata unchanged (a failed edit is not left open)."""
+        self.http.call("POST", f"/deposit/depositions/{record.id}/actions/discard", what="closing the edit")
 
     def update_metadata(self, deposition: ZenodoDeposition, metadata: dict[str, Any]) -> ZenodoDeposition:
         """PUT the whole metadata (Zenodo replaces it: every field that should stay must be in `metadata`)."""

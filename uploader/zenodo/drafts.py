@@ -11,8 +11,10 @@ from __future__ import annotations
 import itertools
 import time
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from uploader.errors import RemoteError
+from uploader.zenodo import metadata
 from uploader.zenodo.client import ZenodoClient
 from uploader.zenodo.records import ZenodoDeposition
 
@@ -34,8 +36,10 @@ def open_draft(client: ZenodoClient, record: ZenodoDeposition, *, wait: bool) ->
     raise AssertionError("unreachable")
 
 
-def made_by_a_lost_create(client: ZenodoClient, title: str, since: datetime) -> ZenodoDeposition | None:
-    """The draft a create whose answer was lost made: unpublished, this title, made since `since`.
+def made_by_a_lost_create(client: ZenodoClient, title: str, since: datetime,
+                          sent: dict[str, Any]) -> ZenodoDeposition | None:
+    """The draft a create whose answer was lost made: unpublished, this title, made since `since`, holding no
+    file and the metadata `sent` (a fresh same-title draft of other files or metadata is another run's).
 
     None when the search shows none within the wait (nothing was made: the create may be sent again). Several
     are a RemoteError naming them: which one this run made cannot be told.
@@ -45,7 +49,8 @@ def made_by_a_lost_create(client: ZenodoClient, title: str, since: datetime) -> 
     for attempt in itertools.count(1):
         seen |= {d.id: d for d in client.drafts_titled(title) if _created(d) >= since - CLOCK_SLACK}
         if len(seen) == 1:
-            return client.deposition(next(iter(seen)))
+            found = client.deposition(next(iter(seen)))
+            return None if found.files or metadata.changes(found.metadata, sent) else found
         if not _wait_again(client, attempt, deadline):
             break  # several: keep looking until the deadline, so that the message names them all
     if len(seen) > 1:

@@ -137,10 +137,16 @@ class Pacer:
                     return
             sleep(delay, stop)
 
-    def pause(self, seconds: float) -> None:
-        """No request for `seconds` (a 429's Retry-After: the limit is Zenodo's count of all our requests)."""
+    def pause(self, seconds: float) -> bool:
+        """No request for `seconds` (a 429's Retry-After: the limit is Zenodo's count of all our requests).
+
+        True when this starts a pause (or makes it longer), False when one as long is already running.
+        """
         with self._lock:
-            self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+            until = time.monotonic() + seconds
+            longer = until > self._paused_until + 0.5
+            self._paused_until = max(self._paused_until, until)
+            return longer
 
 
 def _delay(span: float, requests: int, hits: collections.deque[float], now: float) -> float:

@@ -2,9 +2,11 @@
 
 A run that creates a deposition and then fails must not make a second one
 when the very same command is run again. Its id is kept here, under the
-Zenodo URL, the input directory and the title; the next run of that command
-goes on with that deposition. Without a cache directory (a read-only HOME)
-nothing is kept and the next run finds the draft by its title instead.
+Zenodo URL and the input directory (not the title: a re-run with a corrected
+title goes on with the same draft); the next run of that command goes on with
+that deposition. Without a cache directory (a read-only HOME) nothing is kept,
+and the next run goes on with a same-title draft only when every file in it is
+one of the dataset's (identity.py).
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ class ResumeRecords:
         self.path = directory / RECORD_FILE if directory else None
 
     @staticmethod
-    def key(api_url: str, in_dir: Path, title: str) -> str:
-        return hashlib.sha256(json.dumps([api_url, str(in_dir), title]).encode()).hexdigest()
+    def key(api_url: str, in_dir: Path) -> str:
+        return hashlib.sha256(json.dumps([api_url, str(in_dir)]).encode()).hexdigest()
 
     def lookup(self, key: str) -> int | None:
         entry = self._read().get(key)

@@ -17,6 +17,7 @@ from typing import Any
 from uploader.engine.settings import Given, flag, option, positive_int
 from uploader.errors import InputError, UsageError
 from uploader.local.hashing import default_cache_dir
+from uploader.zenodo.creators import creator_name_problems
 from uploader.zenodo.pacing import ZenodoTiming
 from uploader.zenodo.records import ZenodoToken
 
@@ -103,6 +104,8 @@ def _metadata(given: Given) -> dict[str, Any]:
         metadata["title"] = given["--title"]
     creators = [name.strip() for value in given["--creators"] or [] for name in value.split(";") if name.strip()]
     if creators:
+        if problems := creator_name_problems(creators):
+            raise InputError(problems)
         metadata["creators"] = [{"name": name} for name in creators]
     if given["--description"]:
         metadata["description"] = given["--description"]
@@ -120,6 +123,13 @@ def _metadata(given: Given) -> dict[str, Any]:
         raise UsageError("a new deposition needs --title and --creators \"Family, Given\""
                          " (or pass --zenodo-id to upload into an existing one)")
     return metadata
+
+
+def _new_only(given: Given) -> frozenset[str]:
+    """The metadata _metadata fills in by default for a new deposition (not given): never sent to an existing one."""
+    if _deposition_id(given) is not None:
+        return frozenset()
+    return frozenset(key for key in ("description", "upload_type") if not given[f"--{key.replace('_', '-')}"])
 
 
 def _api_url(given: Given) -> str:
@@ -161,6 +171,7 @@ class ZenodoSettings:
     deposition_id: int | None = option(_deposition_id, "--zenodo-id", "--zenodo-deposition-id")
     metadata: dict[str, Any] = option(_metadata, "--title", "--creators", "--description", "--upload-type",
                                       default_factory=dict)  # only the fields the user passed
+    new_only: frozenset[str] = option(_new_only, default=frozenset())  # of `metadata`: for a new deposition only
     api_url: str = option(_api_url, "--zenodo-url", "--sandbox", required=True)
     token: ZenodoToken = option(_token, "--zenodo-token", "--token-file", required=True)
     publish: bool = option(flag("--publish"), "--publish", default=False)

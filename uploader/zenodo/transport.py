@@ -13,13 +13,15 @@ and gave up on a file PUT's Retry-After as if the connection had failed.
 from __future__ import annotations
 
 import itertools
+import logging
+import math
 import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from uploader import __version__
-from uploader.errors import AuthError, RemoteError, UploaderError, UsageError
+from uploader.errors import AuthError, RemoteError, RemoteRefused, UploaderError, UsageError
 from uploader.zenodo.body import BLOCK_SIZE
 from uploader.zenodo.pacing import Interrupted, Pacer, RetryBudget, ZenodoTiming, sleep
 from uploader.zenodo.records import ZenodoDeposition
@@ -34,6 +36,7 @@ MAX_ATTEMPTS = 6  # of one request; the run's RetryBudget may stop it sooner
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 NOT_CARRIED_OUT = (429,)  # refused before the request was looked at (Zenodo's rate limiter)
 OPEN_DRAFT_MESSAGE = "Please remove all files first."  # newversion, when the concept's open draft holds files
+log = logging.getLogger("uploader.zenodo")
 
 
 class ZenodoTransport:
@@ -106,7 +109,9 @@ class ZenodoTransport:
     def heed_limits(self, response: requests.Response) -> None:
         """A 429's Retry-After, or a rate limit spent to 0, pauses every request until it resets."""
         if response.status_code == 429:
-            self.pacer.pause(self.timing.backoff_delay(1, response.headers.get("Retry-After")))
+            delay = self.timing.backoff_delay(1, response.headers.get("Retry-After"))
+            if self.pacer.pause(delay):
+                log.warning(f"rate-limited by Zenodo (429), waiting {math.ceil(delay)} s")
         elif response.headers.get("X-RateLimit-Remaining") == "0":
             try:
                 resets_in = float(response.headers.get("X-RateLimit-Reset", "")) - time.time()
@@ -158,7 +163,7 @@ class ZenodoTransport:
         if status == 400 and OPEN_DRAFT_MESSAGE in detail:
             return OpenDraftExists(detail)
         if status == 400:
-            return UsageError(f"Zenodo refused {what}: {detail}")
+            return RemoteRefused(f"Zenodo refused {what} (400): {detail}")
         return RemoteError(f"Zenodo failed {what} ({status}: {detail}); try again later")
 
 
