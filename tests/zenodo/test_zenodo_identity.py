@@ -111,7 +111,7 @@ def test_a_new_version_removes_the_files_the_dataset_dropped(zenodo, zenodo_env,
     dry = upload(zenodo, zenodo_env, token_file, abc, "--zenodo-id", str(v1["id"]), "--upload-method", "all",
                  "--dry-run")
     assert dry.code == 0, dry.output
-    assert re.search(r"^delete +0  c\.tsv  \(in version 1, not in this dataset\)$", dry.stdout, re.M), dry.stdout
+    assert re.search(r"^delete +6  c\.tsv  \(in version 1, not in this dataset\)$", dry.stdout, re.M), dry.stdout
     assert len(zenodo.depositions()) == 1  # nothing opened
 
     report = tmp_path / "report.json"
