@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TOOLS ?= .bench-tools
 
-.PHONY: help demo test test-fast bench clean
+.PHONY: help demo test test-fast test-browser bench clean
 
 ## help: list the targets
 help:
@@ -31,6 +31,11 @@ test: $(VENV)/.installed
 ## test-fast: every test that needs no server (in-memory backend, plan, catalog, CLI): seconds
 test-fast: $(VENV)/.installed
 	$(PY) -m pytest -n 2 -m "not e2e"
+
+## test-browser: the viewer check against a real browser (installs Debian's chromium with apt when missing: root)
+test-browser: $(VENV)/.installed
+	bash tests/browser/install.sh
+	CI=true $(PY) -m pytest -p no:xdist tests/browser
 
 ## bench: time ours against aws cli, s5cmd and curl side by side (local servers; ~7 GiB of data in /tmp)
 bench: $(VENV)/.installed $(TOOLS)/.installed

@@ -605,7 +605,8 @@ def _cpu_name() -> str:
 def viewer_ready(client: Any) -> None:
     """The bucket as a lab's viewer bucket is once --setup-viewer-access ran: public read and the viewer's CORS
     rule. Our run's viewer check then passes, as on the uploads it exists for (one round trip, no fixes)."""
-    from uploader.s3.viewer import ViewerSettings, merged_cors, merged_policy
+    from uploader.s3.viewer import ViewerSettings
+    from uploader.s3.viewer_access import merged_cors, merged_policy
 
     client.put_bucket_policy(Bucket=BUCKET, Policy=json.dumps(merged_policy({}, BUCKET, [""])))
     client.put_bucket_cors(Bucket=BUCKET, CORSConfiguration={"CORSRules": merged_cors([], ViewerSettings().origin)})

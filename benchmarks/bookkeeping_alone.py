@@ -30,7 +30,8 @@ from uploader.engine.operations import Status, Stored
 from uploader.engine.progress import progress_factory
 from uploader.engine.runner import run
 from uploader.engine.settings import RunSettings
-from uploader.local.hashing import HashCache, digests, multipart_etag_name
+from uploader.local.digests import digests, multipart_etag_name
+from uploader.local.hash_cache import HashCache
 from uploader.local.plan import LocalFile, UploadPlan, plan_from_catalog
 from uploader.s3.backend import S3Backend
 from uploader.s3.destination import S3Destination
@@ -58,7 +59,7 @@ def main() -> int:
 
     CrtTransport.put_object = answered_at_once  # type: ignore[method-assign]
     S3Backend._stored_as_headed = headed_locally  # type: ignore[method-assign]
-    uploader.engine.runner._catalogs_ready_to_publish = lambda ops, roots: []  # type: ignore[assignment, misc]
+    uploader.engine.runner.catalogs_ready_to_publish = lambda ops, roots: []  # type: ignore[assignment, misc]
     n_jobs = DEFAULT_JOBS
     plan = UploadPlan((plan_from_catalog(source, source / "catalog.yaml"),))
     cache.preload(file for dataset in plan.datasets for file in dataset.all_files)

@@ -17,7 +17,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from uploader.local.catalog import Group
-from uploader.local.hashing import HashCache, digests, part_md5_name
+from uploader.local.digests import digests, part_md5_name
+from uploader.local.hash_cache import HashCache
 from uploader.local.plan import LocalFile, resolve_local_file
 from uploader.s3.writer import part_size
 

@@ -50,6 +50,7 @@ class InMemoryBackend(SendsInThreads):
         self.sha256_on_request = sha256_on_request
         self.objects: dict[str, bytes] = {}
         self.object_options = dict(object_options or {})  # what every send stores with the object (--acl, ...)
+        self.archive_headers: dict[str, str] = {}  # what readers depend on in a .pmtiles (as S3's Content-Encoding)
         self.options: dict[str, dict[str, str]] = {}  # name -> the options it is stored with
         self.requests_for_options = 0
         self.events: list[tuple[str, str]] = []
@@ -87,6 +88,9 @@ class InMemoryBackend(SendsInThreads):
             self.requests_for_options += 1
             held = self.options.get(remote.name, {})
         return {name: held[name] for name in wanted if name in held}
+
+    def published_headers(self, file: LocalFile) -> dict[str, str]:
+        return dict(self.archive_headers) if file.name.endswith(".pmtiles") else {}
 
     def read(self, remote: RemoteFile) -> bytes:
         self.events.append(("read", remote.name))

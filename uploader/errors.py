@@ -120,3 +120,29 @@ class CatalogWaits(FileUploadError):
 
 class CatalogInPlace(FileUploadError):
     """A catalog to publish is on the remote already, as it is here (another --shard worker published it)."""
+
+
+def exit_status(*, error: UploaderError | None = None, interrupted: bool = False, stalled: bool = False,
+                changed_something: bool = False, failed: bool = False, offline: bool = False,
+                not_usable: bool = False) -> ExitStatus:
+    """The one place an exit status is computed: the fixed table, applied to what happened (first applicable).
+
+    `error`: what stopped the command (its own status); `interrupted`: Ctrl-C or SIGTERM; `stalled`: the remote
+    stopped answering (4 when nothing was changed yet, as it could not be used at all; else 1); `failed`: a file
+    failed or the backend's finish (e.g. Zenodo's publish) was refused; `offline`: a catalog this run withdrew
+    is not published again; `not_usable`: readers cannot use the upload, and that check is enforced.
+    """
+    statuses = {ExitStatus.OK}
+    if error is not None:
+        statuses.add(error.exit_status)
+    if interrupted:
+        statuses.add(ExitStatus.INTERRUPTED)
+    if stalled:
+        statuses.add(ExitStatus.FILES_FAILED if changed_something else ExitStatus.REMOTE)
+    if failed:
+        statuses.add(ExitStatus.FILES_FAILED)
+    if offline:
+        statuses.add(ExitStatus.OFFLINE)
+    if not_usable:
+        statuses.add(ExitStatus.NOT_USABLE)
+    return first_applicable(statuses)

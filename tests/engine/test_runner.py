@@ -16,7 +16,7 @@ from uploader.engine.progress import Progress
 from uploader.engine.runner import RunResult, run
 from uploader.engine.settings import RunSettings
 from uploader.errors import ExitStatus
-from uploader.local.hashing import HashCache
+from uploader.local.hash_cache import HashCache
 from uploader.local.plan import UploadPlan, plan_from_catalog
 
 CATALOG = "id: ds\nassets:\n  sge: {all: a.pmtiles}\n  t: t.tsv\n  u: u.tsv\n"
@@ -106,6 +106,34 @@ def test_a_digest_that_costs_a_request_is_asked_for_only_when_the_listing_does_n
     assert set(statuses(result).values()) == {Status.SKIPPED}
     assert backend.requests_for_digests == 4
     assert {op.reason for op in result.ops} == {"unchanged (same size and SHA-256)"}
+
+
+class TwoDigestListing(InMemoryBackend):
+    """A listing that vouches for an MD5 and a SHA-256 of t.tsv: the SHA-256 the one given (None: the right one)."""
+
+    def __init__(self, sha256_of_t: str | None) -> None:
+        super().__init__()
+        self.sha256_of_t = sha256_of_t
+
+    def remote_files(self, dataset):  # type: ignore[no-untyped-def]
+        listing = super().remote_files(dataset)
+        held = listing["t.tsv"]
+        sha256 = self.sha256_of_t or hashlib.sha256(self.objects["t.tsv"]).hexdigest()
+        listing["t.tsv"] = type(held)(held.name, held.size, {**held.digests, "sha256": sha256})
+        return listing
+
+
+def test_a_file_is_unchanged_only_when_every_digest_the_remote_vouches_for_agrees(data_dir):
+    agreeing = TwoDigestListing(sha256_of_t=None)
+    agreeing.objects["t.tsv"] = (data_dir / "t.tsv").read_bytes()
+    one_differs = TwoDigestListing(sha256_of_t="0" * 64)  # the MD5 agrees, the SHA-256 does not
+    one_differs.objects["t.tsv"] = (data_dir / "t.tsv").read_bytes()
+
+    same = next(op for op in upload(data_dir, agreeing, dry_run=True).ops if op.destination == "t.tsv")
+    replaced = next(op for op in upload(data_dir, one_differs, dry_run=True).ops if op.destination == "t.tsv")
+
+    assert (same.action, same.reason) == (Action.SKIP, "unchanged (same size and MD5)")
+    assert (replaced.action, replaced.reason) == (Action.REPLACE, "content differs (same size)")
 
 
 def test_dry_run_decides_and_writes_nothing(data_dir):
@@ -432,6 +460,23 @@ def test_options_are_compared_only_when_given_and_a_difference_updates_in_place(
     assert [name for kind, name in last_run(backend) if kind == "update"][-1] == "catalog.yaml"  # the catalog last
 
     again = upload(data_dir, backend, stored_options={"--cache-control": "no-cache"})
+    assert set(statuses(again).values()) == {Status.SKIPPED}
+
+
+def test_headers_readers_depend_on_are_compared_on_every_run_and_repaired_in_place(data_dir):
+    backend = InMemoryBackend()
+    backend.archive_headers = {"Content-Encoding": ""}  # as S3: none on an archive the viewer reads by ranges
+    upload(data_dir, backend)
+    backend.options["a.pmtiles"]["Content-Encoding"] = "gzip"  # another tool stored the same bytes so
+
+    result = upload(data_dir, backend)  # a plain re-run: no option given
+
+    assert backend.requests_for_options == 1  # the one archive asked, no other file
+    actions = {op.destination: (op.action, op.reason) for op in result.ops}
+    assert actions["a.pmtiles"] == (Action.UPDATE, "update in place: Content-Encoding none (remote: gzip)")
+    assert {action for name, (action, _) in actions.items() if name != "a.pmtiles"} == {Action.SKIP}
+    assert backend.options["a.pmtiles"]["Content-Encoding"] == "" and backend.sends["a.pmtiles"] == 1  # no bytes
+    again = upload(data_dir, backend)
     assert set(statuses(again).values()) == {Status.SKIPPED}
 
 

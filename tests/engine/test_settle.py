@@ -10,7 +10,7 @@ import pytest
 from tests.fake_backend import InMemoryBackend
 from uploader.engine.operations import Action, Operation, RemoteFile, Status
 from uploader.engine.settle import BEFORE, NONE, OTHER, OURS, UNKNOWN, settle_catalogs_in_doubt
-from uploader.local.hashing import HashCache
+from uploader.local.hash_cache import HashCache
 from uploader.local.plan import Dataset, LocalFile
 
 

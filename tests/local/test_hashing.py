@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-import uploader.local.hashing
+import uploader.local.digests
 from uploader.local.catalog import Group
-from uploader.local.hashing import Cancelled, HashCache, digest_files, digests, multipart_etag_name, part_md5_name
+from uploader.local.digests import Cancelled, digest_files, digests, multipart_etag_name, part_md5_name
+from uploader.local.hash_cache import HashCache
 from uploader.local.plan import LocalFile, resolve_local_file
 
 
@@ -69,8 +70,8 @@ def test_many_files_the_cache_knows_are_answered_without_a_read_the_others_hashe
     cache.store(files[1], {"sha256": "cached one", part_md5_name(8): "aa,bb"})
     cache.store(files[3], {"sha256": "cached three", part_md5_name(8): "cc"})
     read = []
-    compute = uploader.local.hashing._compute
-    monkeypatch.setattr(uploader.local.hashing, "_compute", lambda file, names, stop: read.append(file) or compute(
+    compute = uploader.local.digests._compute
+    monkeypatch.setattr(uploader.local.digests, "_compute", lambda file, names, stop: read.append(file) or compute(
         file, names, stop))
     found = digest_files([(file, ["sha256", multipart_etag_name(8)]) for file in files], cache, workers=3)
     assert sorted(file.name for file in read) == ["f0", "f2", "f4"]
@@ -172,7 +173,7 @@ def test_damage_deep_in_the_cache_file_is_found_when_read_and_healed(tmp_path, c
 
     second = HashCache(tmp_path / "c")
     assert second.notice == ""  # the header and the schema read fine
-    with caplog.at_level("WARNING", logger="uploader.local.hashing"):
+    with caplog.at_level("WARNING", logger="uploader.local.hash_cache"):
         second.preload(files)
     assert "was damaged" in caplog.text and "started a new one" in caplog.text
     assert (tmp_path / "c" / "hashes.sqlite3.damaged").exists()
@@ -182,7 +183,7 @@ def test_damage_deep_in_the_cache_file_is_found_when_read_and_healed(tmp_path, c
 
 
 def test_a_network_file_system_gets_the_rollback_journal_not_wal(tmp_path, monkeypatch):
-    import uploader.local.hashing as hashing
+    import uploader.local.hash_cache as hashing
 
     local_cache = HashCache(tmp_path / "local")
     assert local_cache._db is not None
@@ -200,7 +201,7 @@ def test_a_network_file_system_gets_the_rollback_journal_not_wal(tmp_path, monke
 
 
 def test_filesystem_type_is_read_from_the_longest_matching_mount(tmp_path):
-    from uploader.local.hashing import filesystem_type
+    from uploader.local.hash_cache import filesystem_type
 
     mountinfo = tmp_path / "mountinfo"
     mountinfo.write_text(
@@ -223,7 +224,7 @@ def test_a_cache_where_file_locks_fail_is_off_with_one_notice_at_once(tmp_path, 
     (tmp_path / "f").write_bytes(b"x")
     code = (
         "import sys, time; from pathlib import Path; from tests.local.test_hashing import local;"
-        "from uploader.local.hashing import HashCache, digests;"
+        "from uploader.local.hash_cache import HashCache; from uploader.local.digests import digests;"
         "started = time.monotonic(); c = HashCache(Path(sys.argv[1])); took = time.monotonic() - started;"
         "d = digests(local(Path(sys.argv[2])), ['md5'], c); c.close();"
         "print(repr(c.notice)); print(d['md5']); print(took)"
@@ -250,7 +251,7 @@ def test_hashing_stops_when_asked(tmp_path):
 
 @pytest.mark.parametrize("side_by_side", [False, True])
 def test_every_digest_of_one_read_is_right_whether_or_not_hashed_side_by_side(tmp_path, monkeypatch, side_by_side):
-    import uploader.local.hashing as hashing
+    import uploader.local.digests as hashing
 
     monkeypatch.setattr(hashing, "PARALLEL_MIN_SIZE", 1 if side_by_side else 1 << 40)
     data = os.urandom(3 * hashing.READ_SIZE + 12345)

@@ -16,7 +16,7 @@ from uploader.engine.progress import Progress
 from uploader.engine.runner import RunResult, run
 from uploader.engine.settings import RunSettings
 from uploader.errors import ExitStatus, UsageError
-from uploader.local.hashing import HashCache
+from uploader.local.hash_cache import HashCache
 from uploader.local.plan import Dataset, LocalFile, Shard, UploadPlan, plan_collection, plan_from_catalog
 from uploader.local.shards import PER_FILE_BYTES, SLACK, parse_shard, split, take_share
 

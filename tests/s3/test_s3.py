@@ -9,7 +9,8 @@ import pytest
 
 from uploader.errors import UsageError
 from uploader.local.content_types import content_type
-from uploader.local.hashing import HashCache, digests, multipart_etag_name, part_md5_name
+from uploader.local.digests import digests, multipart_etag_name, part_md5_name
+from uploader.local.hash_cache import HashCache
 from uploader.local.plan import Dataset, LocalFile
 from uploader.s3.destination import S3Destination
 from uploader.s3.verify import digests_of_etag

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from uploader.local.hashing import multipart_etag_name
+from uploader.local.digests import multipart_etag_name
 from uploader.s3 import verify
 from uploader.s3.writer import PART_SIZE
 

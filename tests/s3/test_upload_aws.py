@@ -264,7 +264,8 @@ def test_bytes_that_differ_from_the_hashed_ones_are_rejected_and_catalog_withhel
 def poison_hash_cache(env: dict[str, str], path: Path) -> None:
     """Store wrong part digests for `path` in the uploader's own cache, as a disk or RAM fault would."""
     code = (
-        "import sys; from pathlib import Path; from uploader.local.hashing import HashCache, part_md5_name;"
+        "import sys; from pathlib import Path; from uploader.local.hash_cache import HashCache;"
+        "from uploader.local.digests import part_md5_name;"
         "from uploader.local.plan import resolve_local_file; from uploader.local.catalog import Group;"
         "p = Path(sys.argv[1]); f = resolve_local_file(p.parent, p.name, Group.BASICS, 'x', []);"
         "c = HashCache(Path(sys.argv[2])); n = part_md5_name(8 * 1024 * 1024);"
@@ -563,7 +564,7 @@ def test_catalog_withheld_when_a_file_changed_in_the_bucket_during_the_run(datas
     from uploader.engine.progress import progress_factory
     from uploader.engine.runner import run
     from uploader.engine.settings import RunSettings
-    from uploader.local.hashing import HashCache
+    from uploader.local.hash_cache import HashCache
     from uploader.local.plan import UploadPlan, plan_from_catalog
     from uploader.s3.backend import S3Backend
     from uploader.s3.destination import S3Destination
@@ -600,7 +601,7 @@ def test_a_write_check_upload_that_cannot_be_aborted_is_told_and_the_run_goes_on
     from uploader.engine.progress import progress_factory
     from uploader.engine.runner import run
     from uploader.engine.settings import RunSettings
-    from uploader.local.hashing import HashCache
+    from uploader.local.hash_cache import HashCache
     from uploader.local.plan import UploadPlan, plan_from_catalog
     from uploader.s3.backend import S3Backend
     from uploader.s3.destination import S3Destination

@@ -201,15 +201,18 @@ def test_no_request_waits_for_a_100_continue(small_dataset, s3, cli_env):
     assert [r["path"] for r in bodies if "expect" in r["headers"]] == []
 
 
-def test_a_plain_re_run_asks_nothing_per_object(small_dataset, s3, cli_env):
+def test_a_plain_re_run_asks_only_for_the_headers_the_viewer_depends_on(small_dataset, s3, cli_env):
     assert upload(small_dataset, s3, cli_env, "--cache-control", "max-age=60")[0] == 0
     with through_tunnel(cli_env) as (env, tunnel):
         code, output, report = upload(small_dataset, s3, env)
     assert code == 0 and set(statuses(report).values()) == {"skipped"}, output
     lines = request_lines(tunnel)
     assert [line for line in lines if line.startswith("GET") and "list-type=2" in line]  # one listing...
-    per_object = [line for line in lines if any(f"/{s3.prefix}/{name}" in line for name in NAMES)]
-    assert per_object == []  # ...and no request per object (the write check's own key aside)
+    per_object = sorted(line.split(" ")[0] + " " + name for line in lines for name in NAMES
+                        if f"/{s3.prefix}/{name}" in line)
+    # ...and a HEAD of the catalog and each archive only (another tool's Content-Encoding would be repaired;
+    # nothing for the other files: the write check's own key aside)
+    assert per_object == ["HEAD catalog.yaml", "HEAD genes_all.pmtiles"], per_object
 
     with through_tunnel(cli_env) as (env, tunnel):
         code, output, report = upload(small_dataset, s3, env, "--cache-control", "max-age=60")

@@ -22,7 +22,8 @@ import requests
 from botocore.stub import Stubber
 
 from tests.conftest import S3Prefix, S3Server, run_cli, two_sample_collection
-from uploader.s3.viewer import POLICY_SID, ViewerCheck, ViewerSettings, merged_cors, merged_policy
+from uploader.s3.viewer import ViewerCheck, ViewerSettings
+from uploader.s3.viewer_access import POLICY_SID, merged_cors, merged_policy
 
 ORIGIN = "https://v3o-main.carto-scope.org"
 LAB_RULE = {"ID": "lab", "AllowedOrigins": ["https://lab.example.org"], "AllowedMethods": ["GET"],
@@ -140,7 +141,7 @@ def test_setup_says_when_block_public_access_forbids_the_policy(no_aws_env):
         stub.add_response("get_public_access_block", {"PublicAccessBlockConfiguration": {
             "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
             "RestrictPublicBuckets": True}}, {"Bucket": "lab-bucket"})
-        line = check._set_up_policy(["data"])  # no put_bucket_policy is stubbed: it must not be called
+        line = check.access._set_up_policy(["data"])  # no put_bucket_policy is stubbed: it must not be called
         stub.assert_no_pending_responses()
     assert "Block Public Access on this bucket forbids a public policy" in line
     assert ("aws s3api put-public-access-block --bucket lab-bucket --public-access-block-configuration"
@@ -156,7 +157,7 @@ def test_setup_reports_a_policy_refused_by_the_account_wide_block(no_aws_env):
         stub.add_client_error("put_bucket_policy", "AccessDenied", "User: x is not authorized to perform:"
                               " s3:PutBucketPolicy because public policies are blocked by the BlockPublicPolicy"
                               " block public access setting.", 403)
-        line = check._set_up_policy(["data"])
+        line = check.access._set_up_policy(["data"])
     assert "Block Public Access forbids it" in line and "BlockPublicPolicy" in line
 
 
@@ -178,7 +179,9 @@ def test_the_viewer_opens_the_samples_not_the_collection_root_each_with_its_arch
     found = published_datasets(ops, destination)
 
     assert [p.name for p in found] == ["mydataset-s1", "mydataset-s2"]  # multi-catalog.yaml is no viewer dataset
-    assert [p.archive_key for p in found] == [f"data/{s}/genes_all.pmtiles" for s in ("mydataset-s1", "mydataset-s2")]
+    for sample, published in zip(("mydataset-s1", "mydataset-s2"), found, strict=True):  # every archive it names
+        assert f"data/{sample}/genes_all.pmtiles" in [archive.key for archive in published.archives]
+        assert all(archive.key.startswith(f"data/{sample}/") for archive in published.archives)
 
 
 # -- end to end against the local S3 server -------------------------------------------------------------
@@ -216,7 +219,8 @@ def test_link_printed_and_public_read_failure_explained_with_the_exact_fix(datas
     assert f"viewer: {link}" in result.stderr
     assert f"catalog URL: {url_of(s3_server, bucket, 'catalog.yaml')}" in result.stderr
     assert "FAILED  public read     GET catalog.yaml -> 403" in result.stderr
-    assert "FAILED  range request" in result.stderr
+    assert ("FAILED  range read      GET genes_all.pmtiles, genes_bin1.pmtiles, genes_bin2.pmtiles and 6 more"
+            " archive(s) with Range -> 403") in result.stderr
     policy_line = next(line for line in result.stderr.splitlines() if "put-bucket-policy" in line)
     assert f"arn:aws:s3:::{bucket.bucket}/{bucket.prefix}/*" in policy_line
     last = result.stderr.strip().splitlines()[-1]
@@ -240,7 +244,8 @@ def test_cors_for_another_origin_fails_the_check_and_require_ready_exits_5(datas
     result, report = upload(dataset, bucket, cli_env, "--require-viewer-ready")
 
     assert result.code == 5, result.output
-    assert "FAILED  CORS preflight" in result.stderr and "FAILED  CORS on GET" in result.stderr
+    assert "FAILED  CORS on GET" in result.stderr  # what current browsers need
+    assert "warn    CORS preflight" in result.stderr  # older browsers, which preflight Range: weakened, not more
     cors_line = next(line for line in result.stderr.splitlines() if "put-bucket-cors" in line)
     rules = json.loads(cors_line.split("--cors-configuration '")[1].split("'")[0])["CORSRules"]
     assert rules[0]["AllowedOrigins"] == [ORIGIN] and rules[0]["ExposeHeaders"] == ["ETag"]
@@ -348,19 +353,19 @@ def test_bad_viewer_options_exit_2(dataset, bucket, cli_env, args, phrase):
 def test_a_browser_request_that_gets_no_answer_says_so_in_one_line():
     import socket
 
-    from uploader.s3.viewer import _send
+    from uploader.s3.viewer_reads import send
 
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]  # nothing listens once it is closed
-    refused = _send("GET", f"http://127.0.0.1:{port}/b/catalog.yaml", {}, timeout=2)
+    refused = send("GET", f"http://127.0.0.1:{port}/b/catalog.yaml", {}, timeout=2)
     assert refused.status == 0 and refused.error == f"no answer from 127.0.0.1:{port}: EndpointConnectionError"
 
     with socket.socket() as silent:  # accepts the connection, never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         port = silent.getsockname()[1]
-        stalled = _send("GET", f"http://127.0.0.1:{port}/b/catalog.yaml", {}, timeout=0.3)
+        stalled = send("GET", f"http://127.0.0.1:{port}/b/catalog.yaml", {}, timeout=0.3)
     assert stalled.status == 0 and stalled.error == f"no answer from 127.0.0.1:{port}: ReadTimeoutError"
 
 
@@ -369,7 +374,7 @@ def test_a_browser_request_reads_a_bounded_body_and_follows_no_redirect():
     import threading
 
     from uploader.local.catalog import MAX_CATALOG_BYTES
-    from uploader.s3.viewer import _send
+    from uploader.s3.viewer_reads import send
 
     class Store(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -393,10 +398,46 @@ def test_a_browser_request_reads_a_bounded_body_and_follows_no_redirect():
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         base = f"http://127.0.0.1:{server.server_port}"
-        whole = _send("GET", f"{base}/b/catalog.yaml", {"Range": "bytes=0-126"}, timeout=5)
-        moved = _send("GET", f"{base}/moved", {}, timeout=5)
+        whole = send("GET", f"{base}/b/catalog.yaml", {"Range": "bytes=0-126"}, timeout=5)
+        moved = send("GET", f"{base}/moved", {}, timeout=5)
     finally:
         server.shutdown()
     assert whole.status == 200 and len(whole.body) == MAX_CATALOG_BYTES + 1
     assert whole.header("x-seen-authorization") == "none"  # anonymous, as a browser
     assert moved.status == 301 and moved.header("location") == "/b/catalog.yaml"
+
+
+# -- what blocks reading and what only weakens it (as a real browser showed: tests/browser/) -------------
+
+
+def test_what_blocks_a_browser_fails_and_what_only_weakens_it_warns():
+    from tests.pmtiles_files import pmtiles_bytes
+    from uploader.s3.viewer_reads import Answer, archive_reads, cors_on_get, preflight
+
+    archive = pmtiles_bytes(b"tile")
+    size = len(archive)
+
+    def ranged(**headers: str) -> Answer:
+        return Answer(206, {"Content-Range": f"bytes 0-126/{size}", "Access-Control-Allow-Origin": ORIGIN,
+                            "Access-Control-Expose-Headers": "ETag", "ETag": '"e"', **headers}, archive[:127])
+
+    def verdicts(answer: Answer) -> list[tuple[str, str]]:
+        return [(check.label, check.needs) for check in archive_reads("", [("a.pmtiles", size,
+                                                                            "application/vnd.pmtiles", answer)])]
+
+    assert verdicts(ranged()) == [("ok", "")]
+    assert verdicts(ranged(**{"Content-Encoding": "gzip"})) == [("FAILED", "repair")]
+    assert verdicts(ranged(**{"Content-Range": f"bytes 0-126/{size - 9}"})) == [("FAILED", "repair")]
+    assert verdicts(Answer(403, {})) == [("FAILED", "policy")]
+    assert verdicts(ranged(**{"Content-Type": "text/html"})) == [("ok", ""), ("warn", "")]
+
+    no_etag = ranged(**{"Access-Control-Expose-Headers": ""})
+    [weak] = cors_on_get("", ORIGIN, [("a.pmtiles", no_etag)])
+    assert (weak.ok, weak.warning) == (True, True) and "cannot notice an archive replaced" in weak.detail
+    [refused] = cors_on_get("", ORIGIN, [("a.pmtiles", ranged(**{"Access-Control-Allow-Origin": "https://x.org"}))])
+    assert (refused.ok, refused.needs) == (False, "cors")
+
+    without_range = Answer(200, {"Access-Control-Allow-Origin": ORIGIN, "Access-Control-Allow-Methods": "GET, HEAD",
+                                 "Access-Control-Allow-Headers": "if-match"})
+    older = preflight("", "a.pmtiles", ORIGIN, without_range)
+    assert (older.ok, older.warning) == (True, True) and "older browsers that still preflight Range" in older.detail

@@ -74,6 +74,23 @@ def read_command_line(spec: CommandSpec, words: list[str], others: Sequence[Comm
     one), a missing value, an option given twice, a stray argument, a missing required option.
     """
     words = spread_multi_values(words, spec.multi_value)
+    given, stray = _options_given(spec, words, others)
+    _check_counts(spec, given)
+    if stray:
+        raise UsageError(_stray_argument(*stray[0], spec))
+    for name in spec.required:
+        if name not in given:
+            option = spec.options[name]
+            raise UsageError(f"{name} {option.argument} is required ({_first_sentence(option)})")
+    try:
+        return dict(docopt(spec.usage, argv=[spec.name, *words], default_help=False))
+    except DocoptExit:  # never docopt's own text: the checks above should have caught it
+        raise UsageError(f"this command line does not match the usage of {spec.name}") from None
+
+
+def _options_given(spec: CommandSpec, words: list[str], others: Sequence[CommandSpec]
+                   ) -> tuple[dict[str, list[str]], list[tuple[str, str]]]:
+    """Each option's values in `words`, and the stray words (each with the option or command just before it)."""
     given: dict[str, list[str]] = {}
     stray: list[tuple[str, str]] = []  # (the word, the option or command just before it)
     last_option = ""
@@ -101,17 +118,7 @@ def read_command_line(spec: CommandSpec, words: list[str], others: Sequence[Comm
             index += 1
         given.setdefault(option.name, []).append(value)
         last_option = option.name
-    _check_counts(spec, given)
-    if stray:
-        raise UsageError(_stray_argument(*stray[0], spec))
-    for name in spec.required:
-        if name not in given:
-            option = spec.options[name]
-            raise UsageError(f"{name} {option.argument} is required ({_first_sentence(option)})")
-    try:
-        return dict(docopt(spec.usage, argv=[spec.name, *words], default_help=False))
-    except DocoptExit:  # never docopt's own text: the checks above should have caught it
-        raise UsageError(f"this command line does not match the usage of {spec.name}") from None
+    return given, stray
 
 
 def spread_multi_values(words: list[str], multi_value: frozenset[str]) -> list[str]:

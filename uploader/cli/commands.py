@@ -16,12 +16,12 @@ from uploader.engine.operations import Status
 from uploader.engine.progress import progress_factory
 from uploader.engine.readiness import ReaderCheck, Readiness
 from uploader.engine.report import failure_lines, print_plan, report_document, share_line, summary, write_report
-from uploader.engine.runner import RunResult, exit_status, run
+from uploader.engine.runner import RunResult, run
 from uploader.engine.settings import RunSettings
 from uploader.engine.settle import UNKNOWN
 from uploader.errors import ExitStatus
 from uploader.local.catalog import load_catalog
-from uploader.local.hashing import HashCache
+from uploader.local.hash_cache import HashCache
 from uploader.local.markers import marker_paths, write_markers
 from uploader.local.plan import (
     CATALOG_NAME,
@@ -119,25 +119,14 @@ def execute(plan: UploadPlan, backend: Backend, common: RunSettings, resume_comm
     else:
         for warning in warnings:
             say(f"warning: {warning}")
-    cache = HashCache.default()
-    if cache.notice and not common.quiet:
-        say(f"note: {cache.notice}")
-    cache.preload(file for dataset in plan.datasets for file in (*dataset.all_files, *dataset.checked_only))
-    try:
-        result = run(plan, backend, common, cache, progress_factory(common.quiet, common.no_progress))
-    finally:
-        cache.close()
+    result = run_with_hash_cache(plan, backend, common)
     if more := backend.resume_options():  # e.g. the id of a deposition the run made
         resume_command = f"{resume_command} {shlex.join(more)}"
     result.notes[:0] = [f"note: {note}" for note in notes]
     if plan.share is not None and not result.dry_run:  # a dry run prints it atop the plan
         result.notes.insert(0, share_line(plan.share))
     if markers and result.ok and not result.dry_run and not common.no_markers:
-        published = frozenset(op.dataset.subdir for op in result.ops if op.is_catalog and op.file is not None
-                              and op.status in (Status.UPLOADED, Status.SKIPPED))
-        notice = write_markers(marker_paths(plan, markers, published))
-        if notice:
-            result.notes.append(notice)
+        mark_done(plan, result, markers)
     readiness = check_readers(readers, result)
     if common.report:
         write_report(common.report, report_document(result, resume_command, destination, warnings, readiness,
@@ -149,7 +138,28 @@ def execute(plan: UploadPlan, backend: Backend, common: RunSettings, resume_comm
                 say(line)
     else:
         tell_outcome(result, common.quiet, resume_command, readiness)
-    return exit_status(result, readiness)
+    return result.final_status(readiness)
+
+
+def run_with_hash_cache(plan: UploadPlan, backend: Backend, common: RunSettings) -> RunResult:
+    """The run, with the user's hash cache open around it (and its notice told)."""
+    cache = HashCache.default()
+    if cache.notice and not common.quiet:
+        say(f"note: {cache.notice}")
+    cache.preload(file for dataset in plan.datasets for file in (*dataset.all_files, *dataset.checked_only))
+    try:
+        return run(plan, backend, common, cache, progress_factory(common.quiet, common.no_progress))
+    finally:
+        cache.close()
+
+
+def mark_done(plan: UploadPlan, result: RunResult, markers: str) -> None:
+    """cartloader's marker files of each published dataset, where its pipeline looks for them."""
+    published = frozenset(op.dataset.subdir for op in result.ops if op.is_catalog and op.file is not None
+                          and op.status in (Status.UPLOADED, Status.SKIPPED))
+    notice = write_markers(marker_paths(plan, markers, published))
+    if notice:
+        result.notes.append(notice)
 
 
 def check_readers(readers: ReaderCheck | None, result: RunResult) -> Readiness | None:
@@ -175,6 +185,8 @@ def tell_outcome(result: RunResult, quiet: bool, resume_command: str, readiness:
         say(f"waiting: {len(waiting) - WAITING_SHOWN} more catalog(s) likewise (--report FILE lists them)")
     if not quiet:
         for line in result.notes:
+            say(line)
+        for line in updated_lines(result):
             say(line)
         say(summary(result))
     said = {op.destination: op.store_says for op in result.ops if op.is_catalog and op.store_says}
@@ -204,6 +216,17 @@ def tell_outcome(result: RunResult, quiet: bool, resume_command: str, readiness:
             say(f"uploaded, but {readiness.problem}")
 
 
+def updated_lines(result: RunResult) -> list[str]:
+    """What was set in place on objects already there (e.g. a Content-Encoding another tool stored, removed)."""
+    updated = [op for op in result.ops if op.status is Status.UPDATED]
+    lines = [f"updated in place: {op.destination}: {op.reason.removeprefix('update in place: ')}"
+             for op in updated[:UPDATED_SHOWN]]
+    if len(updated) > UPDATED_SHOWN:
+        lines.append(f"updated in place: {len(updated) - UPDATED_SHOWN} more likewise (--report FILE lists them)")
+    return lines
+
+
+UPDATED_SHOWN = 10
 WAITING_SHOWN = 10  # a worker that finishes first may leave hundreds of a collection's catalogs to the others
 
 

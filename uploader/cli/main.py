@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from uploader import __version__
 from uploader.cli.command_line import CommandSpec, asks_for_help, is_option_word, read_command_line
-from uploader.errors import ExitStatus, UploaderError, UsageError
+from uploader.errors import ExitStatus, UploaderError, UsageError, exit_status
 from uploader.redact import redact
 
 if TYPE_CHECKING:
@@ -284,13 +284,15 @@ def main(argv: list[str] | None = None, invoked_as: str | None = None) -> int:
         _print_error(exc)
         if isinstance(exc, UsageError):
             print(help_hint, file=sys.stderr)
-        _report_failure(args, resume, exc.exit_status, exc.message, problems=getattr(exc, "problems", None))
-        return exc.exit_status
+        status = exit_status(error=exc)
+        _report_failure(args, resume, status, exc.message, problems=getattr(exc, "problems", None))
+        return status
     except KeyboardInterrupt:
         message = "interrupted before any upload started; nothing was changed"
         print(message, file=sys.stderr)
-        _report_failure(args, resume, ExitStatus.INTERRUPTED, message, interrupted=True)
-        return ExitStatus.INTERRUPTED
+        status = exit_status(interrupted=True)
+        _report_failure(args, resume, status, message, interrupted=True)
+        return status
 
 
 def _report_failure(args: dict[str, Any], resume: str, status: int, message: str, *, interrupted: bool = False,

@@ -73,6 +73,11 @@ class Backend(Protocol):
         Asked only for options given on the run; a value equal to the wanted one means nothing to update.
         """
 
+    def published_headers(self, file: LocalFile) -> dict[str, str]:
+        """Headers readers depend on that this tool publishes `file` with ("" for none), e.g. no Content-Encoding
+        on a PMTiles archive. An unchanged remote copy holding other values is updated in place, asked with
+        stored_options on every run (a request each): {} for a file whose headers readers do not depend on."""
+
     def read(self, remote: RemoteFile) -> bytes:
         """The content of a small remote file (a published catalog)."""
 

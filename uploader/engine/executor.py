@@ -34,11 +34,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from uploader.engine.backend import Backend
-from uploader.engine.operations import Action, Operation, RemoteFile, Status, Stored
+from uploader.engine.decide import disagreeing_digest, publish_or_wait, vouched
+from uploader.engine.operations import Action, Operation, Status, Stored
 from uploader.engine.progress import Progress
 from uploader.errors import CatalogInPlace, CatalogWaits, FileUploadError, RemoteError
-from uploader.local.hashing import Cancelled, HashCache, digests, is_digest_name
-from uploader.local.plan import Dataset, LocalFile
+from uploader.local.digests import Cancelled, digests
+from uploader.local.hash_cache import HashCache
 from uploader.retry import pause_before
 
 INTEGRITY_ATTEMPTS = 3  # a file whose bytes arrived wrong is sent again; HTTP-level retries are the backend's
@@ -168,10 +169,8 @@ class Executor:
             raise FileUploadError("interrupted") from None
         except OSError as exc:
             raise FileUploadError(f"cannot read {file.path}: {exc.strerror}") from None
-        if op.is_catalog:
-            listing = confirm_in_place(op.dataset, self.backend, self.cache)
-            if op.recheck:
-                self._decide_again(op, listing)
+        if op.is_catalog:  # sent only when the decisions say so now (else CatalogWaits, CatalogInPlace)
+            publish_or_wait(op, self.backend, self.cache)
         op.in_doubt = True
         return _as_optional(self.backend.start_send(op, op.digests, attempt.advance, self.stop))
 
@@ -202,16 +201,6 @@ class Executor:
                 return attempt.next(after_pause=False)
         return None
 
-    def _decide_again(self, op: Operation, listing: dict[str, RemoteFile]) -> None:
-        """A catalog another worker may have published or withdrawn: skipped if there as it is here, else sent."""
-        assert op.file is not None
-        found = listing.get(op.destination)
-        if found is not None and found.size == op.file.size and _proven_equal(found.digests, op.file, self.cache):
-            raise CatalogInPlace("already published, as it is here (by another worker or an earlier run)")
-        if op.action is Action.SKIP:  # there when this run began; withdrawn or replaced since
-            op.action = Action.REPLACE if found else Action.UPLOAD
-            op.reason = "published again: it was " + ("replaced" if found else "withdrawn") + " while this run went on"
-
     def _verify(self, op: Operation, stored: Stored) -> None:
         """The remote holds what was sent: its size, and each digest it vouches for, equal the local file's."""
         file = op.file
@@ -225,14 +214,13 @@ class Executor:
         if stored.size != file.size:
             raise FileUploadError(f"verification failed: the remote holds {stored.size:,d} bytes, the file has"
                                   f" {file.size:,d}", retryable=True)
-        names = [name for name in stored.digests if is_digest_name(name)]
+        names = list(vouched(stored.digests))
         if not names:
             raise FileUploadError("verification failed: the remote vouches for no digest of what it stored")
         op.digests.update(digests(file, [name for name in names if name not in op.digests], self.cache))
-        for name in names:
-            if op.digests[name] != stored.digests[name]:
-                raise FileUploadError(f"verification failed: the remote's {name} differs from the file's"
-                                      f" ({stored.digests[name]} != {op.digests[name]})", retryable=True)
+        if (name := disagreeing_digest(stored.digests, op.digests)) is not None:
+            raise FileUploadError(f"verification failed: the remote's {name} differs from the file's"
+                                  f" ({stored.digests[name]} != {op.digests[name]})", retryable=True)
         op.checksum = _report_checksum(op.digests)
         op.resumed = stored.resumed
 
@@ -352,68 +340,6 @@ class _Batch:
     def _raise_bug(self) -> None:
         if self._bug is not None:
             raise self._bug
-
-
-def confirm_in_place(dataset: Dataset, backend: Backend, cache: HashCache) -> dict[str, RemoteFile]:
-    """A fresh listing shows every file of a catalog's dataset with the size and digests it was verified with.
-
-    Raises FileUploadError when a file this run sent is not in place as sent, CatalogWaits when a file another
-    run sends is not there yet; returns the listing. Sizes are compared first: a file not sent yet is found
-    without reading a single local file.
-    """
-    try:
-        listing = backend.remote_files(dataset)
-    except Exception as exc:  # the catalog waits: a listing that failed proves nothing
-        raise FileUploadError(f"not published: cannot list the remote ({exc})", retryable=True) from None
-
-    def missing(files: tuple[LocalFile, ...]) -> list[LocalFile]:
-        return [file for file in files if (found := listing.get(backend.destination(dataset, file.name))) is None
-                or found.size != file.size]
-
-    def different(files: tuple[LocalFile, ...]) -> list[LocalFile]:
-        return [file for file in files
-                if not _digests_agree(listing[backend.destination(dataset, file.name)].digests, file, cache)]
-
-    rewritten = [file.name for file in missing(dataset.files) if "\\" in file.name
-                 and backend.destination(dataset, file.name.replace("\\", "/")) in listing]
-    if rewritten:  # re-running never repairs this: the store itself changes the name
-        key = backend.destination(dataset, rewritten[0])
-        raise FileUploadError(f"not published: the store saved '{key}' as '{key.replace(chr(92), '/')}' (it turns"
-                              " '\\' in keys into '/'), so the catalog's name would not be found; rename the file"
-                              " without '\\' (and fix the catalog)")
-    if wrong := missing(dataset.files) or different(dataset.files):
-        raise FileUploadError(f"not published: {len(wrong)} file(s) are not in place as uploaded (e.g."
-                              f" {wrong[0].name}); is something else writing there? Re-run to repair")
-    if elsewhere := missing(dataset.checked_only):
-        raise CatalogWaits(_waiting_reason(dataset, elsewhere))
-    cache.read_again(dataset.checked_only)  # what the runs that sent them hashed meanwhile, in a shared cache
-    if elsewhere := different(dataset.checked_only):
-        raise CatalogWaits(_waiting_reason(dataset, elsewhere))
-    return listing
-
-
-def _waiting_reason(dataset: Dataset, missing: list[LocalFile]) -> str:
-    first = missing[0]
-    reason = (f"not published yet: {len(missing)} file(s) it names are not on the remote as they are here"
-              f" (e.g. {first.name})")
-    if first in dataset.other_shares:
-        return (f"{reason}; other --shard workers send them: the last worker to finish publishes it (if a worker"
-                " failed, re-run that one alone)")
-    if dataset.collection_root and "/" in first.name:
-        return f"{reason}; they are the samples': it is published after them, by the run that publishes the last"
-    return (f"{reason} and belong to another upload group; it is published by the run that uploads them, or by the"
-            " full upload (without --upload-*-only)")
-
-
-def _proven_equal(vouched: Mapping[str, str], file: LocalFile, cache: HashCache) -> bool:
-    """At least one digest the remote vouches for, and every one of them, equals the local file's."""
-    return any(is_digest_name(name) for name in vouched) and _digests_agree(vouched, file, cache)
-
-
-def _digests_agree(vouched: Mapping[str, str], file: LocalFile, cache: HashCache) -> bool:
-    names = [name for name in vouched if is_digest_name(name)]
-    local = digests(file, names, cache) if names else {}
-    return all(local[name] == vouched[name] for name in names)
 
 
 def _report_checksum(known: Mapping[str, str]) -> str:

@@ -1,7 +1,7 @@
 """What a run does with each file, and what became of it: the runner's side of the plan.
 
 The plan (plan.py) says which local files make up a dataset; comparing them
-with the remote (compare.py) turns each into an Operation with an Action and
+with the remote (decide.py) turns each into an Operation with an Action and
 a reason. `--dry-run` prints these operations, the runner executes them and
 records each one's Status, and the report and progress display read them.
 """

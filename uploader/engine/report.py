@@ -16,7 +16,7 @@ from uploader import __version__
 from uploader.engine.operations import Action, Operation, Status
 from uploader.engine.progress import human_bytes
 from uploader.engine.readiness import Readiness
-from uploader.engine.runner import RunResult, exit_status
+from uploader.engine.runner import RunResult
 from uploader.errors import UsageError
 from uploader.redact import redact
 
@@ -93,33 +93,15 @@ def failure_lines(result: RunResult) -> list[str]:
 def report_document(result: RunResult, command: str, destination: str, warnings: list[str] | None = None,
                     readiness: Readiness | None = None, share: Share | None = None) -> dict[str, Any]:
     """The --report JSON: per file, totals, elapsed time and overall outcome."""
-    files = [
-        {
-            "name": op.file.name if op.file else op.destination,
-            "size": op.size,
-            "destination": op.destination,
-            "action": op.action.value,
-            "status": op.status.value,
-            "reason": op.error or op.reason,
-            "checksum": op.checksum,
-            "resumed_bytes": op.resumed,
-            "catalog": op.is_catalog,
-            **({"store_says": op.store_says} if op.store_says else {}),  # a catalog update cut short (settle.py)
-        }
-        for op in result.ops
-    ]
-    failed = result.count(Status.FAILED)
-    error = result.not_published or ("interrupted" if result.interrupted else "") \
-        or (f"{failed} file(s) failed; the catalog "
-            + ("is published" if result.catalogs_published else "was not published") if failed else "")
+    files = [_file_entry(op) for op in result.ops]
     return {
         "tool": f"cartload-uploader {__version__}",
         "command": redact(command),
         "destination": redact(destination),
         "dry_run": result.dry_run,
         "ok": result.ok,
-        "exit_status": int(exit_status(result, readiness)),
-        "error": error,
+        "exit_status": int(result.final_status(readiness)),
+        "error": _error(result),
         "interrupted": result.interrupted,
         "not_published": result.not_published,
         "offline": result.offline,
@@ -141,6 +123,29 @@ def report_document(result: RunResult, command: str, destination: str, warnings:
         "warnings": warnings or [],
         "files": files,
     }
+
+
+def _file_entry(op: Operation) -> dict[str, Any]:
+    return {
+        "name": op.file.name if op.file else op.destination,
+        "size": op.size,
+        "destination": op.destination,
+        "action": op.action.value,
+        "status": op.status.value,
+        "reason": op.error or op.reason,
+        "checksum": op.checksum,
+        "resumed_bytes": op.resumed,
+        "catalog": op.is_catalog,
+        **({"store_says": op.store_says} if op.store_says else {}),  # a catalog update cut short (settle.py)
+    }
+
+
+def _error(result: RunResult) -> str:
+    """The report's one-line error: "" for a run that succeeded."""
+    failed = result.count(Status.FAILED)
+    return result.not_published or ("interrupted" if result.interrupted else "") \
+        or (f"{failed} file(s) failed; the catalog "
+            + ("is published" if result.catalogs_published else "was not published") if failed else "")
 
 
 def failure_document(command: str, exit_status: int, message: str, *, dry_run: bool = False,

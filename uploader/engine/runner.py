@@ -21,15 +21,23 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from uploader.engine.backend import Backend
-from uploader.engine.compare import decide
+from uploader.engine.decide import (
+    catalogs_ready_to_publish,
+    decide,
+    files_to_send,
+    hold_back_where_withdrawal_failed,
+    removals_once_published,
+    withdrawals,
+    work_of_the_run,
+)
 from uploader.engine.executor import POLL_SECONDS, Executor, Liveness, RunStalled
-from uploader.engine.operations import PUBLISHED, Action, Operation, RemoteFile, Status
+from uploader.engine.operations import Action, Operation, RemoteFile, Status
 from uploader.engine.progress import Progress
 from uploader.engine.readiness import Readiness
 from uploader.engine.settings import RunSettings
 from uploader.engine.settle import settle_catalogs_in_doubt
-from uploader.errors import ExitStatus, NotPublished, RemoteError, first_applicable
-from uploader.local.hashing import HashCache
+from uploader.errors import ExitStatus, NotPublished, RemoteError, exit_status
+from uploader.local.hash_cache import HashCache
 from uploader.local.plan import UploadPlan
 
 LISTINGS_AT_ONCE = 8
@@ -92,22 +100,20 @@ class RunResult:
 
     @property
     def exit_status(self) -> ExitStatus:
-        statuses = {ExitStatus.OK}
-        if self.interrupted:
-            statuses.add(ExitStatus.INTERRUPTED)
-        if self.stalled:  # the remote stopped answering: before anything was uploaded, it could not be used
-            done = any(op.status in (Status.UPLOADED, Status.DELETED) for op in self.ops)
-            statuses.add(ExitStatus.FILES_FAILED if done else ExitStatus.REMOTE)
-        if self.offline:
-            statuses.add(ExitStatus.OFFLINE)
-        if not self.ok:
-            statuses.add(ExitStatus.FILES_FAILED)
-        return first_applicable(statuses)
+        """The upload's own exit status (see final_status)."""
+        return self.final_status(None)
+
+    def final_status(self, readiness: Readiness | None) -> ExitStatus:
+        """The run's exit status, with the readers' verdict after it (exit 5 only when readiness is enforced)."""
+        return exit_status(interrupted=self.interrupted, stalled=bool(self.stalled), failed=not self.ok,
+                           changed_something=any(op.status in (Status.UPLOADED, Status.DELETED) for op in self.ops),
+                           offline=bool(self.offline),
+                           not_usable=readiness is not None and readiness.ready is False and readiness.required)
 
 
 def run(plan: UploadPlan, backend: Backend, settings: RunSettings, cache: HashCache,
         make_progress: Callable[[int, int], Progress]) -> RunResult:
-    """Check, compare, then (unless a dry run) execute the plan in its safe order."""
+    """Check, decide, then (unless a dry run) execute the plan in its safe order, and finish."""
     started = time.monotonic()
     liveness = Liveness()
     backend.check_access(plan, dry_run=settings.dry_run)
@@ -118,29 +124,8 @@ def run(plan: UploadPlan, backend: Backend, settings: RunSettings, cache: HashCa
         return RunResult(ops, time.monotonic() - started, dry_run=True)
     if backend.begin(ops):
         ops = _decide(plan, backend, settings, cache, liveness)
-
     result = RunResult(ops, 0.0)
-    work = [op for op in ops if op.action is not Action.SKIP or op.recheck]
-    for op in ops:
-        if op.action is Action.SKIP and not op.recheck:
-            op.status = Status.SKIPPED
-    progress = make_progress(sum(op.size for op in work if op.transfers_bytes), len(work))
-    executor = Executor(backend, cache, settings.n_jobs, progress, backend.stall_seconds, backend.waiting_for,
-                        liveness)
-    try:
-        executor.run_all([op for op in work if op.action is Action.DELETE and not op.after_publish])
-        _hold_back_where_withdrawal_failed(ops)
-        executor.run_all([op for op in work if op.writes_file and not op.is_catalog
-                          and op.status is Status.PENDING])
-        executor.run_all(_catalogs_ready_to_publish(ops, roots=False))
-        executor.run_all(_catalogs_ready_to_publish(ops, roots=True))
-        executor.run_all(_removals_once_published(ops))
-    except KeyboardInterrupt:
-        result.interrupted = True
-    except RunStalled as stalled:
-        result.stalled = stalled.message
-    finally:
-        progress.close()
+    _execute(result, backend, settings, cache, liveness, make_progress)
     settle_catalogs_in_doubt(ops, backend, cache)  # a catalog update cut short: the store says what is there
     result.elapsed = time.monotonic() - started
     if result.interrupted or result.stalled:
@@ -153,6 +138,29 @@ def run(plan: UploadPlan, backend: Backend, settings: RunSettings, cache: HashCa
     except NotPublished as refused:
         result.not_published = refused.message
     return result
+
+
+def _execute(result: RunResult, backend: Backend, settings: RunSettings, cache: HashCache, liveness: Liveness,
+             make_progress: Callable[[int, int], Progress]) -> None:
+    """The phases, in their safe order, each as the decisions say; an interrupt or a stall ends them."""
+    ops = result.ops
+    work = work_of_the_run(ops)
+    progress = make_progress(sum(op.size for op in work if op.transfers_bytes), len(work))
+    executor = Executor(backend, cache, settings.n_jobs, progress, backend.stall_seconds, backend.waiting_for,
+                        liveness)
+    try:
+        executor.run_all(withdrawals(work))
+        hold_back_where_withdrawal_failed(ops)
+        executor.run_all(files_to_send(work))
+        executor.run_all(catalogs_ready_to_publish(ops, roots=False))
+        executor.run_all(catalogs_ready_to_publish(ops, roots=True))
+        executor.run_all(removals_once_published(ops))
+    except KeyboardInterrupt:
+        result.interrupted = True
+    except RunStalled as stalled:
+        result.stalled = stalled.message
+    finally:
+        progress.close()
 
 
 def _decide(plan: UploadPlan, backend: Backend, settings: RunSettings, cache: HashCache,
@@ -180,59 +188,3 @@ def _list_remote(plan: UploadPlan, backend: Backend, liveness: Liveness) -> dict
         except RunStalled as stalled:
             raise RemoteError(f"{stalled.message} while listing what is there; nothing was uploaded") from None
     return {subdir: future.result() for subdir, future in listing.items()}
-
-
-def _hold_back_where_withdrawal_failed(ops: list[Operation]) -> None:
-    """A live catalog that could not be withdrawn keeps vouching for its files: replace none of them."""
-    stuck = {op.dataset.subdir for op in ops if op.is_catalog and op.action is Action.DELETE
-             and op.status is Status.FAILED}
-    for op in ops:
-        if op.dataset.subdir in stuck and op.action is Action.REPLACE:
-            op.fail("not replaced: the live catalog naming it could not be withdrawn first; re-run")
-
-
-def _catalogs_ready_to_publish(ops: list[Operation], *, roots: bool) -> list[Operation]:
-    """Each dataset's catalog (or, `roots`, a collection's root catalog), if every other file of that dataset
-    succeeded, and for a root every sample's file and catalog it names; the rest are withheld.
-
-    A root never waits for a sample of its own run that failed: that is the run's failure, told as one, and
-    the same command resumes it.
-    """
-    ready = []
-    for op in ops:
-        if not op.is_catalog or not (op.writes_file or op.recheck) or op.dataset.collection_root is not roots:
-            continue
-        failed = [o for o in ops if o.dataset is op.dataset and not o.is_catalog and o.status is Status.FAILED]
-        named = {file.name for file in op.dataset.others} if roots else set()
-        withheld = [o for o in ops if o.file is not None and o.status is Status.FAILED
-                    and f"{o.dataset.subdir}/{o.file.name}" in named]
-        if failed:
-            op.fail(f"not published: {len(failed)} file(s) of this dataset failed")
-        elif withheld:
-            op.fail(f"not published: {len(withheld)} file(s) of the samples it names failed or were not published"
-                    f" (e.g. {withheld[0].destination})")
-        else:
-            ready.append(op)
-    return ready
-
-
-def _removals_once_published(ops: list[Operation]) -> list[Operation]:
-    """--delete's deletions of each dataset whose catalog is published; the others are left as they are."""
-    published = [op.dataset for op in ops if op.is_catalog and op.action is not Action.DELETE
-                 and op.status in PUBLISHED]
-    ready = []
-    for op in ops:
-        if not op.after_publish:
-            continue
-        if any(op.dataset is dataset for dataset in published):
-            ready.append(op)
-        else:
-            op.status, op.error = Status.NOT_RUN, "not deleted: the catalog was not published"
-    return ready
-
-
-def exit_status(result: RunResult, readiness: Readiness | None) -> ExitStatus:
-    """The run's exit status: the upload's own, or 5 when readiness is enforced and readers cannot use it."""
-    if readiness is not None and readiness.ready is False and readiness.required:
-        return first_applicable({result.exit_status, ExitStatus.NOT_USABLE})
-    return result.exit_status

@@ -17,7 +17,8 @@ from collections.abc import Mapping
 
 from uploader.engine.backend import Backend
 from uploader.engine.operations import Action, Operation, RemoteFile, Status
-from uploader.local.hashing import HashCache, digests, is_digest_name
+from uploader.local.digests import digests, is_digest_name
+from uploader.local.hash_cache import HashCache
 
 CATALOG_ASK_SECONDS = float(os.environ.get("CARTLOAD_UPLOADER_CATALOG_ASK_SECONDS", "5"))
 OURS = "live: this run's catalog"

@@ -305,13 +305,8 @@ def resolve_local_file(in_dir: Path, name: str, group: Group, where: str, proble
     # Strings, not Paths, until the end: a catalog names thousands of files, and pathlib parsed each name
     # three times (two thirds of planning 20,000 files).
     path = os.path.join(in_dir, name)
-    parent, base = os.path.split(path)
     try:
-        resolved = os.path.join(_real_dir(parent, real_dirs), base)
-        info = os.lstat(resolved)
-        if stat.S_ISLNK(info.st_mode):
-            resolved = os.path.realpath(resolved, strict=True)
-            info = os.stat(resolved)
+        resolved, info = _resolved(path, real_dirs)
     except FileNotFoundError:
         broken = " (a broken symlink)" if os.path.islink(path) else ""
         problems.append(f"{where}: '{name}' is missing from {in_dir}{broken}; re-run the pipeline or fix the catalog")
@@ -330,6 +325,17 @@ def resolve_local_file(in_dir: Path, name: str, group: Group, where: str, proble
         return None
     return LocalFile(name=name, path=Path(resolved), size=info.st_size, mtime_ns=info.st_mtime_ns,
                      ctime_ns=info.st_ctime_ns, inode=info.st_ino, group=group)
+
+
+def _resolved(path: str, real_dirs: dict[str, str]) -> tuple[str, os.stat_result]:
+    """Where `path` really is (its directory's symlinks, and its own, followed) and its stat there."""
+    parent, base = os.path.split(path)
+    resolved = os.path.join(_real_dir(parent, real_dirs), base)
+    info = os.lstat(resolved)
+    if stat.S_ISLNK(info.st_mode):
+        resolved = os.path.realpath(resolved, strict=True)
+        info = os.stat(resolved)
+    return resolved, info
 
 
 def _is_inside(path: str, directory: str) -> bool:

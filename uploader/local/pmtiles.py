@@ -35,10 +35,11 @@ def archive_problem(path: Path, size: int) -> str:
         return f"is empty (0 bytes), not a PMTiles archive; {_REMAKE}"
     with open(path, "rb") as handle:
         head = handle.read(HEADER_SIZE)
-    return _header_problem(head, size)
+    return header_problem(head, size)
 
 
-def _header_problem(head: bytes, size: int) -> str:
+def header_problem(head: bytes, size: int) -> str:
+    """Why an archive of `size` bytes starting with `head` cannot be read ("" when it can); also a stored copy."""
     if not head.startswith(MAGIC):
         return _not_v3(head)
     if len(head) > len(MAGIC) and head[len(MAGIC)] != VERSION:

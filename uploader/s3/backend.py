@@ -1,12 +1,10 @@
 """The S3 backend: the runner's view of a bucket (AWS, MinIO, SeaweedFS, Ceph, ...).
 
 It lists what is there (verify.py says what each ETag vouches for), checks
-access beside that listing (access.py), sends files (writer.py, over
-transport.py) and verifies them, updates unchanged objects' options in place
-(updates.py), and keeps unfinished multipart uploads for the next run
-(leases.py).
-
-Verification is sending.py's: by the ETag each send returns, or a HEAD.
+access beside that listing (access.py), sends files and verifies what the
+store holds (sends.py, over writer.py and transport.py), updates unchanged
+objects' options in place (updates.py), and keeps unfinished multipart
+uploads for the next run (leases.py). Its options are settings.py's.
 
 The object options (options.py) go with every PutObject and
 CreateMultipartUpload; the request payer with every request.
@@ -21,14 +19,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from uploader.engine.operations import PUBLISHED, Action, Operation, RemoteFile, Stored
-from uploader.local.hashing import part_md5_name
-from uploader.local.plan import Dataset, LocalFile, UploadPlan
+from uploader.local.content_types import content_type
+from uploader.local.digests import part_md5_name
+from uploader.local.plan import CATALOG_NAME, Dataset, LocalFile, UploadPlan
+from uploader.local.pmtiles import is_pmtiles_name
 from uploader.redact import redact
 from uploader.s3.access import check_bucket, probe_write
 from uploader.s3.client import RideThroughOutages, as_file_upload_error, make_client, uploader_errors_for
 from uploader.s3.leases import Leases
 from uploader.s3.options import send_request_payer_always
-from uploader.s3.sending import Sender
+from uploader.s3.sends import VerifiedSends
 from uploader.s3.settings import S3Settings
 from uploader.s3.transport import make_transport
 from uploader.s3.updates import InPlaceUpdates
@@ -65,8 +65,8 @@ class S3Backend:
         self._bucket_there: Future[None] | None = None
         self._ready_to_write: Future[None] | None = None
         self._probe_removed: Future[None] | None = None
-        self.sender = Sender(self.writer, self._waiting, self.client, destination.bucket, self.objects)
         self.updates = InPlaceUpdates(self.client, destination.bucket, self.objects)
+        self.sends = VerifiedSends(self.client, destination.bucket, self.writer, self.objects, self._waiting)
 
     # -- the options the decisions need -----------------------------------------------------
 
@@ -128,6 +128,13 @@ class S3Backend:
         with uploader_errors_for(f"reading the options of {remote.name}", self.settings):
             return self.updates.stored_values(remote.name, wanted)
 
+    def published_headers(self, file: LocalFile) -> dict[str, str]:
+        """What the viewer's browser depends on, for the catalog and the archives it reads by ranges: a
+        Content-Encoding (none is ever set here) makes the browser decode bytes that are not encoded, and fail."""
+        if not is_pmtiles_name(file.name) and file.name.rsplit("/", 1)[-1] != CATALOG_NAME:
+            return {}
+        return {"Content-Type": content_type(file.name), "Content-Encoding": ""}
+
     def read(self, remote: RemoteFile) -> bytes:
         with uploader_errors_for(f"reading {self.s3_dir.uri(remote.name)}", self.settings):
             return bytes(self.client.get_object(Bucket=self.s3_dir.bucket, Key=remote.name)["Body"].read())
@@ -163,9 +170,10 @@ class S3Backend:
 
     def start_send(self, op: Operation, digests: Mapping[str, str], progress: Callable[[int], None],
                    stop: threading.Event) -> Future[Stored]:
+        """An update in place waits in a thread of ours; a file goes out as sends.py says."""
         if op.action is Action.UPDATE:
             return self._waiting.submit(self.updates.update, op, digests["sha256"])
-        return self.sender.start(op, digests, progress, stop)
+        return self.sends.start(op, digests, progress, stop)
 
     def delete(self, op: Operation) -> None:
         try:

@@ -75,12 +75,14 @@ def _one_of(choices: tuple[str, ...]) -> Check:
     return check
 
 
-def _check_cache_control(name: str, value: str, earlier: Mapping[str, str], notes: list[str]) -> str:
-    stripped = value.strip()
-    if not stripped or not (stripped.isascii() and stripped.isprintable()):
-        raise UsageError(f"--cache-control {value!r}: must be an HTTP header value of printable ASCII, e.g."
-                         " 'no-cache' or 'public, max-age=3600'")
-    return stripped
+def _header_value(examples: str) -> Check:
+    """An HTTP header value: printable ASCII, spaces around it dropped."""
+    def check(name: str, value: str, earlier: Mapping[str, str], notes: list[str]) -> str:
+        stripped = value.strip()
+        if not stripped or not (stripped.isascii() and stripped.isprintable()):
+            raise UsageError(f"{name} {value!r}: must be an HTTP header value of printable ASCII, e.g. {examples}")
+        return stripped
+    return check
 
 
 def _check_storage_class(name: str, value: str, earlier: Mapping[str, str], notes: list[str]) -> str:
@@ -116,7 +118,7 @@ def same_kms_key(stored: str, given: str) -> str:
 
 OBJECT_OPTIONS = (
     ObjectOption("--acl", "ACL", _one_of(CANNED_ACLS)),
-    ObjectOption("--cache-control", "CacheControl", _check_cache_control,
+    ObjectOption("--cache-control", "CacheControl", _header_value("'no-cache' or 'public, max-age=3600'"),
                  head=lambda head, wanted: str(head.get("CacheControl") or ""), catalog_default=CATALOG_CACHE_CONTROL),
     ObjectOption("--storage-class", "StorageClass", _check_storage_class,
                  head=lambda head, wanted: str(head.get("StorageClass") or "STANDARD")),  # a HEAD leaves STANDARD out
@@ -129,7 +131,8 @@ OBJECT_OPTIONS = (
 )
 # What a HEAD shows of an object that a copy onto itself (MetadataDirective REPLACE) must give again, or the object
 # loses it: the headers no option sets, and those the object options set.
-HEAD_FIELDS_KEPT = ("ContentDisposition", "ContentLanguage", *(row.param for row in OBJECT_OPTIONS if row.head))
+HEAD_FIELDS_KEPT = tuple(dict.fromkeys(("ContentDisposition", "ContentLanguage",
+                                        *(row.param for row in OBJECT_OPTIONS if row.head))))
 
 
 def read_object_options(given: Given) -> ObjectOptions:
@@ -175,8 +178,13 @@ def send_request_payer_always(client: S3Client, payer: str) -> None:
 
 
 def stored_values(head: Mapping[str, Any], wanted: Mapping[str, str]) -> dict[str, str]:
-    """What a HEAD shows for each wanted option except --acl, in the option's terms."""
-    return {row.name: row.head(head, wanted[row.name]) for row in OBJECT_OPTIONS if row.head and row.name in wanted}
+    """What a HEAD shows for each wanted option except --acl, in the option's terms (and the reader headers asked)."""
+    shown = {row.name: row.head(head, wanted[row.name]) for row in OBJECT_OPTIONS if row.head and row.name in wanted}
+    return shown | {name: str(head.get(field) or "") for name, field in READER_HEADERS.items() if name in wanted}
+
+
+# Headers readers depend on (S3Backend.published_headers), as a HEAD shows them: compared as stored.
+READER_HEADERS = {"Content-Type": "ContentType", "Content-Encoding": "ContentEncoding"}
 
 
 def canned_acl_of(acl: Mapping[str, Any], wanted: str) -> str:

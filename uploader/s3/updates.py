@@ -1,6 +1,6 @@
 """Giving an unchanged object the object options a run asks for, without sending its bytes again.
 
-compare.py decides (an UPDATE when an option given differs from what the
+engine/decide.py decides (an UPDATE when an option given differs from what the
 object holds, read with a HEAD, or GetObjectAcl for --acl); this carries it
 out: a server-side copy onto itself (MetadataDirective REPLACE) that keeps
 its bytes, SHA-256 and Content-Type, or only a new ACL.

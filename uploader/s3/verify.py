@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from uploader.engine.operations import RemoteFile, Stored
 from uploader.errors import FileUploadError
 from uploader.local.content_types import content_type
-from uploader.local.hashing import multipart_etag_name
+from uploader.local.digests import multipart_etag_name
 from uploader.local.plan import LocalFile
 from uploader.s3.client import as_file_upload_error
 from uploader.s3.options import ObjectOptions, canned_acl_of, stored_values

@@ -107,6 +107,9 @@ class ZenodoBackend(SendsInThreads):
     def stored_options(self, remote: RemoteFile, wanted: Mapping[str, str]) -> dict[str, str]:
         raise NotImplementedError("upload_zenodo has no object options: nothing is compared")
 
+    def published_headers(self, file: LocalFile) -> dict[str, str]:
+        return {}  # Zenodo serves its files with headers of its own
+
     def read(self, remote: RemoteFile) -> bytes:
         raise NotImplementedError("a Zenodo draft's catalog is never live: nothing needs reading")
 

@@ -21,7 +21,8 @@ import logging
 from pathlib import Path
 
 from uploader.errors import UsageError
-from uploader.local.hashing import HashCache, digests
+from uploader.local.digests import digests
+from uploader.local.hash_cache import HashCache
 from uploader.local.plan import LocalFile, UploadPlan
 from uploader.zenodo.client import ZenodoClient
 from uploader.zenodo.records import ZenodoDeposition

@@ -16,7 +16,7 @@ from typing import Any
 
 from uploader.engine.settings import Given, flag, option, positive_int
 from uploader.errors import InputError, UsageError
-from uploader.local.hashing import default_cache_dir
+from uploader.local.hash_cache import default_cache_dir
 from uploader.zenodo.creators import creator_name_problems
 from uploader.zenodo.pacing import ZenodoTiming
 from uploader.zenodo.records import ZenodoToken

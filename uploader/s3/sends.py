@@ -1,12 +1,11 @@
-"""Sending a file to S3 and knowing what was stored: by the ETag the store answers, or by a HEAD.
+"""Sending a file to the bucket and verifying what it stored, for the S3 backend.
 
 A single PUT is confirmed by the ETag it returns (the server's MD5 of what it
-stored), a multipart upload by CompleteMultipartUpload's; the catalog, and
-the first object of each Content-Type, by a HEAD (size, SHA-256,
-Content-Type, no Content-Encoding, and the object options given): a store
-that drops headers drops them for every object. The others of that type go
-out beside that first one; once it passed, their ETags verify them, else a
-HEAD each.
+stored), a multipart upload by CompleteMultipartUpload's; the catalog, and the
+first object of each Content-Type, by a HEAD (size, SHA-256, Content-Type, no
+Content-Encoding, and the object options given): a store that drops headers
+drops them for every object. The others of that type go out beside that first
+one; once it passed, their ETags verify them, else a HEAD each.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from uploader.engine.operations import Operation, Stored
 from uploader.local.content_types import content_type
-from uploader.local.hashing import multipart_etag_name, part_md5_name
+from uploader.local.digests import multipart_etag_name, part_md5_name
 from uploader.local.plan import LocalFile
 from uploader.s3.client import as_file_upload_error
 from uploader.s3.options import ObjectOptions
@@ -31,22 +30,22 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
 
-class Sender:
-    """Starts each file's send and settles what it stored; multipart uploads and HEADs wait in `waiting`."""
+class VerifiedSends:
+    """Starts each file's send and settles it with what the store holds (see the module's text)."""
 
-    def __init__(self, writer: ObjectWriter, waiting: ThreadPoolExecutor, client: S3Client, bucket: str,
-                 objects: ObjectOptions) -> None:
-        self.writer = writer
-        self._waiting = waiting
+    def __init__(self, client: S3Client, bucket: str, writer: ObjectWriter, objects: ObjectOptions,
+                 waiting: ThreadPoolExecutor) -> None:
         self.client = client
         self.bucket = bucket
+        self.writer = writer
         self.objects = objects
-        self._proofs: dict[str, Future[Stored]] = {}  # by Content-Type: the HEAD-verified first send
+        self._waiting = waiting  # multipart uploads and sends verified by a HEAD wait for their answers here
+        self._proofs: dict[str, Future[Stored]] = {}  # the first send of each Content-Type, verified by a HEAD
         self._proofs_lock = threading.Lock()
 
     def start(self, op: Operation, digests: Mapping[str, str], progress: Callable[[int], None],
               stop: threading.Event) -> Future[Stored]:
-        """A small file goes out without a thread of ours; a multipart upload, a HEAD or an update waits in one."""
+        """A small file goes out without a thread of ours; a multipart upload or a HEAD waits in one."""
         file = op.file
         assert file is not None
         parts = part_size(file.size)
@@ -85,7 +84,7 @@ class Sender:
             _copy_outcome(sending, stored)
             return
         resumed = sending.result().resumed
-        headed = self._waiting.submit(lambda: replace(self._headed(op.destination, file), resumed=resumed))
+        headed = self._waiting.submit(lambda: replace(self._stored_as_headed(op.destination, file), resumed=resumed))
         headed.add_done_callback(lambda done: _copy_outcome(done, stored))
 
     def _settle(self, op: Operation, sending: Future[Sent], stored: Future[Stored]) -> None:
@@ -97,7 +96,7 @@ class Sender:
             stored.set_exception(as_file_upload_error(exc))
             return
         if sent.encryption.startswith("aws:kms"):  # SSE-KMS: the ETag is no MD5; only a HEAD tells
-            headed = self._waiting.submit(self._headed, op.destination, op.file)
+            headed = self._waiting.submit(self._stored_as_headed, op.destination, op.file)
             headed.add_done_callback(lambda done: _copy_outcome(done, stored))
             return
         stored.set_result(Stored(op.file.size, {multipart_etag_name(part_size(op.file.size)): sent.etag}))
@@ -113,10 +112,10 @@ class Sender:
         except Exception as exc:
             raise as_file_upload_error(exc) from None
         if head or sent.encryption.startswith("aws:kms"):
-            return replace(self._headed(op.destination, file), resumed=sent.resumed)
+            return replace(self._stored_as_headed(op.destination, file), resumed=sent.resumed)
         return Stored(file.size, {multipart_etag_name(part_size(file.size)): sent.etag}, resumed=sent.resumed)
 
-    def _headed(self, key: str, file: LocalFile) -> Stored:
+    def _stored_as_headed(self, key: str, file: LocalFile) -> Stored:
         return stored_as_headed(self.client, self.bucket, key, file, self.objects)
 
 
