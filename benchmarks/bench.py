@@ -42,6 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.datasets import SyntheticDataset, prepare, restore, rewrite_same_size  # noqa: E402
+from benchmarks.first_request import to_first_request  # noqa: E402
 from tests.servers import ADMIN, SeaweedFS, free_ports  # noqa: E402
 
 BUCKET = "bench"
@@ -51,8 +52,8 @@ TIME = "/usr/bin/time"  # GNU time (Debian package `time`)
 # A workload name may end in a one-way network delay ("-15ms"): then every tool talks to the same
 # local SeaweedFS through tests/proxy.py, started as a process of its own, which adds that delay to each
 # direction (the TCP handshake itself is not delayed, which flatters tools that open a connection per request).
-WORKLOADS = ("startup", "large", "large-15ms", "small", "small-15ms", "small-40ms", "tiny", "noop", "noop-15ms",
-             "one-changed", "huge-file", "resume", "zenodo", "shards")
+WORKLOADS = ("startup", "first-request", "large", "large-15ms", "small", "small-15ms", "small-40ms", "tiny", "noop",
+             "noop-15ms", "one-changed", "huge-file", "resume", "zenodo", "shards")
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class Results:
 
     runs: dict[tuple[str, str], list[Measurement]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    last_rounds: list[float] | None = None  # the per-round values behind the last ratio asked for (its spread)
 
     def add(self, workload: str, tool: str, measurement: Measurement) -> None:
         self.runs.setdefault((workload, tool), []).append(measurement)
@@ -83,16 +85,25 @@ class Results:
     def median(self, workload: str, tool: str, attr: str) -> float:
         return statistics.median(getattr(m, attr) for m in self.runs[(workload, tool)])
 
+    def spread(self, workload: str, tool: str, attr: str) -> str:
+        """The lowest and highest round, beside a median: how far one round may be from another."""
+        values = [getattr(m, attr) for m in self.runs[(workload, tool)]]
+        return f"{min(values):.2f}-{max(values):.2f}"
+
     def per_file_ratio(self, workload: str) -> float:
         """The median over rounds of ours/s5cmd for what the files beyond the first cost (the fixed cost left out)."""
         runs = [self.runs[(workload, tool)] for tool in ("ours", "ours, one file", "s5cmd", "s5cmd, one file")]
-        return statistics.median((ours.wall - ours_one.wall) / max(s5cmd.wall - s5cmd_one.wall, 1e-9)
-                                 for ours, ours_one, s5cmd, s5cmd_one in zip(*runs, strict=False))
+        return self._median_of([(ours.wall - ours_one.wall) / max(s5cmd.wall - s5cmd_one.wall, 1e-9)
+                                for ours, ours_one, s5cmd, s5cmd_one in zip(*runs, strict=False)])
 
     def ratio(self, workload: str, tool: str, anchor: str, attr: str) -> float:
         """The median over rounds of ours/anchor (rounds paired in order)."""
         pairs = zip(self.runs[(workload, tool)], self.runs[(workload, anchor)], strict=False)
-        return statistics.median(getattr(a, attr) / max(getattr(b, attr), 1e-9) for a, b in pairs)
+        return self._median_of([getattr(a, attr) / max(getattr(b, attr), 1e-9) for a, b in pairs])
+
+    def _median_of(self, rounds: list[float]) -> float:
+        self.last_rounds = rounds
+        return statistics.median(rounds)
 
 
 def measure(command: list[str], env: dict[str, str], cwd: Path | None = None) -> Measurement:
@@ -203,6 +214,29 @@ def startup(bench: Bench, data: dict[str, SyntheticDataset]) -> None:
                           measure([sys.executable, str(REPO / "entrypoint.py"), "--help"], bench.env))
     for _ in range(10):
         bench.results.add("startup", "aws --version", measure([str(bench.tools / "aws"), "--version"], bench.env))
+
+
+def first_request(bench: Bench, data: dict[str, SyntheticDataset]) -> None:
+    """From a process's start to its first request on the wire: ours (one file and its catalog, a first upload),
+    the same start-up with nothing but our botocore client and one listing (the floor of a tool on botocore), and
+    s5cmd's. The endpoint is reached through a proxy that notes the first connection (first_request.py)."""
+    single = data["single"].directory
+    listed = "first-request/listed"  # what the listing alone lists, uploaded once beforehand
+    measure(*bench.ours(single, listed, cache="first-request-listed"))
+    for round_ in range(bench.rounds):
+        for tool in _rotated(["ours", "listing alone", "s5cmd"], round_):
+            prefix = f"first-request/{tool.replace(' ', '-')}/r{round_}"
+            if tool == "ours":
+                command, env = bench.ours(single, prefix, cache=f"first-request-r{round_}")
+            elif tool == "listing alone":
+                command = [sys.executable, str(REPO / "benchmarks" / "listing_alone.py"), str(single), BUCKET, listed]
+                env = dict(bench.env)
+            else:
+                command = bench.s5cmd("cp", single, prefix)
+                command[command.index("--endpoint-url") + 1] = "{endpoint}"
+                env = dict(bench.env)
+            wall, cpu = to_first_request(command, env | {"AWS_ENDPOINT_URL_S3": "{endpoint}"}, bench.endpoint)
+            bench.results.add("first-request", tool, Measurement(wall, cpu, 0.0))
 
 
 def split_workload(workload: str) -> tuple[str, int]:
@@ -491,10 +525,13 @@ class Target:
     reference: bool = False  # shown for what it explains (a floor, a physical limit), never judged
 
     def line(self, results: Results) -> tuple[str, bool]:
+        results.last_rounds = None
         value = self.measured(results)
+        rounds = results.last_rounds  # a ratio's rounds, when it is one
+        spread = f"{min(rounds):.2f}-{max(rounds):.2f}" if rounds else ""
         ok = value <= self.limit or self.reference
         verdict = "reference" if self.reference else "met" if ok else "MISSED"
-        return f"| {self.workload} | {self.what} | {value:.2f} | <= {self.limit:g} | {verdict} |", ok
+        return f"| {self.workload} | {self.what} | {value:.2f} | {spread} | <= {self.limit:g} | {verdict} |", ok
 
 
 RESUME_LOST: list[float] = []  # filled by main() from the resume workload
@@ -552,6 +589,12 @@ TARGETS = [
            lambda r: r.ratio("zenodo", "ours", "curl + md5sum", "wall"), 1.1, reference=True),
     Target("zenodo", "peak RSS of ours, MiB", lambda r: r.median("zenodo", "ours", "rss_mib"), 100),
     Target("startup", "`--help`, seconds", lambda r: r.median("startup", "ours --help", "wall"), 0.3),
+    Target("first-request", "`upload_aws` process start to first request sent, seconds",
+           lambda r: r.median("first-request", "ours", "wall"), 0.15),
+    Target("first-request", "the same, listing alone (reference: start-up, botocore client, one listing)",
+           lambda r: r.median("first-request", "listing alone", "wall"), 0.15, reference=True),
+    Target("first-request", "CPU seconds to it, ours / listing alone (reference)",
+           lambda r: r.ratio("first-request", "ours", "listing alone", "cpu"), 1.0, reference=True),
     Target("shards", "4 shards vs 1 process: bytes of files stored twice (max of rounds)",
            lambda r: max(m.resent or 0 for m in r.runs[("shards", "ours 4 shards")]), 0),
     Target("shards", "4 shards vs 1 process: objects written, 4 shards - 1 process (max of rounds)",
@@ -565,9 +608,12 @@ TARGETS = [
 def report(results: Results, rounds: int) -> tuple[str, bool]:
     """The markdown tables: medians per workload and tool, then each target."""
     lines = [f"Run {date.today().isoformat()} on {os.cpu_count()} cores ({_cpu_name()}), {rounds} rounds"
-             " (huge-file: 1), medians; ratios are medians of per-round ours/anchor.", "",
-             "| workload | tool | wall s | CPU s | peak RSS MiB | written | wall ratio | CPU ratio |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+             " (huge-file: 1), medians, and beside them the lowest-highest round; ratios are medians of per-round"
+             " ours/anchor, their spread the lowest-highest per-round ratio. `first-request`: seconds (wall) and"
+             " CPU seconds from the process's start to its first connection to the endpoint.", "",
+             "| workload | tool | wall s | wall spread | CPU s | CPU spread | peak RSS MiB | written | wall ratio |"
+             " CPU ratio |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for (workload, tool), runs in results.runs.items():
         anchors = [t for (w, t) in results.runs if w == workload and t != tool]
         written = "" if runs[0].written is None else "/".join(str(m.written) for m in runs)
@@ -576,9 +622,10 @@ def report(results: Results, rounds: int) -> tuple[str, bool]:
             ratio_wall = " ".join(f"{results.ratio(workload, 'ours', a, 'wall'):.2f} x {a}" for a in anchors)
             ratio_cpu = " ".join(f"{results.ratio(workload, 'ours', a, 'cpu'):.2f} x {a}" for a in anchors)
         lines.append(f"| {workload} | {tool} | {results.median(workload, tool, 'wall'):.2f} |"
-                     f" {results.median(workload, tool, 'cpu'):.2f} | {results.median(workload, tool, 'rss_mib'):.0f} |"
+                     f" {results.spread(workload, tool, 'wall')} | {results.median(workload, tool, 'cpu'):.2f} |"
+                     f" {results.spread(workload, tool, 'cpu')} | {results.median(workload, tool, 'rss_mib'):.0f} |"
                      f" {written} | {ratio_wall} | {ratio_cpu} |")
-    lines += ["", "| workload | target | measured | limit | |", "|---|---|---:|---:|---|"]
+    lines += ["", "| workload | target | measured | spread | limit | |", "|---|---|---:|---:|---:|---|"]
     all_ok = True
     measured_workloads = {w for (w, _) in results.runs} | {w.split(" ")[0] for (w, _) in results.runs}
     for target in TARGETS:
@@ -639,7 +686,7 @@ def main() -> int:
     data = prepare(args.workdir / "data")
     bench = Bench(args.workdir, args.tools, args.rounds)
     steps: dict[str, Callable[[Bench, dict[str, SyntheticDataset]], None]] = {
-        "startup": startup, "noop": rerun("noop"), "noop-15ms": rerun("noop-15ms"),
+        "startup": startup, "first-request": first_request, "noop": rerun("noop"), "noop-15ms": rerun("noop-15ms"),
         "one-changed": rerun("one-changed"), "huge-file": huge_file, "resume": resume, "zenodo": zenodo,
         "shards": shards,
     }

@@ -67,6 +67,9 @@ class InMemoryBackend(SendsInThreads):
     def digests_to_send(self, file: LocalFile) -> tuple[str, ...]:
         return ("sha256",)
 
+    def digests_while_sending(self, file: LocalFile) -> tuple[str, ...]:
+        return ()
+
     def check_access(self, plan: UploadPlan, *, dry_run: bool) -> None:
         self.events.append(("check", ""))
 

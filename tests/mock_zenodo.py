@@ -48,6 +48,9 @@ import bleach
 import ftfy
 from bleach.css_sanitizer import CSSSanitizer
 
+from uploader.zenodo import vocabularies as vocab
+from uploader.zenodo.license_vocabulary import LEGACY_NAMES
+
 UPLOAD_TYPES = {"dataset", "software", "publication", "poster", "presentation", "image", "video", "lesson",
                 "physicalobject", "other"}
 # The legacy metadata keys the deserializer reads (zenodo-rdm site/zenodo_rdm/legacy/deserializers/metadata.py,
@@ -116,6 +119,9 @@ class State:
             self.max_file_bytes = 50 * 10**9
             self.options = dict(DEFAULT_OPTIONS)
             self.hits: dict[str, collections.deque[float]] = {}
+            self.communities: dict[str, dict[str, Any]] = {}  # slug -> {"id", "curators", "closed"}
+            self.parent_communities: dict[str, list[str]] = {}  # conceptrecid -> the slugs its record is in
+            self.requests: list[dict[str, Any]] = []  # community inclusion requests
 
     def concept(self, conceptrecid: str) -> list[dict[str, Any]]:
         return [d for d in self.depositions.values() if d["conceptrecid"] == conceptrecid]
@@ -363,6 +369,9 @@ class Handler(BaseHTTPRequestHandler):
             elif path == "/_mock/tokens":
                 STATE.tokens[body["token"]] = set(body.get("scopes", ["deposit:write", "deposit:actions"]))
                 self._reply(200, {})
+            elif path == "/_mock/communities":
+                add_community(body)
+                self._reply(200, {})
             elif path == "/_mock/reset":
                 STATE.reset()
                 self._reply(200, {})
@@ -435,6 +444,8 @@ class Handler(BaseHTTPRequestHandler):
                 latest = STATE.latest(record["conceptrecid"])
                 assert latest is not None
                 return 302, None, {"Location": f"{self._base()}/api/records/{latest['id']}"}
+            if parts[3:] in (["communities"], ["requests"]):
+                return 200, record_communities_api(record, parts[3]), {}
             if len(parts) == 3:
                 return 200, self._rdm_record(record), {}
         raise ApiError(404, "Not found.")
@@ -517,7 +528,7 @@ class Handler(BaseHTTPRequestHandler):
         # `submitted` is is_published (True while an edit is open).
         state = ("inprogress" if deposition.get("editing") else "done") if published else "unsubmitted"
         view = {"id": deposition["id"], "record_id": deposition["id"], "conceptrecid": deposition["conceptrecid"],
-                "state": state, "submitted": published, "metadata": copy.deepcopy(deposition["metadata"]),
+                "state": state, "submitted": published, "metadata": dump_record_fields(deposition),
                 "created": deposition["created"], "modified": deposition["modified"],
                 "title": deposition["metadata"].get("title", "")}
         if deposition.get("doi"):
@@ -764,6 +775,7 @@ class Handler(BaseHTTPRequestHandler):
             if deposition["published_at"] is None:
                 deposition.update(doi=f"10.5072/zenodo.{deposition['id']}", published_at=time.monotonic())
                 STATE.buckets[deposition["bucket"]]["locked"] = True
+            include_communities(deposition)
             deposition.update(published_rdm=copy.deepcopy(deposition.get("rdm")))
             deposition.update(editing=False, publishing=False, published_metadata=copy.deepcopy(deposition["metadata"]),
                               modified=datetime.now(timezone.utc).isoformat())
@@ -867,8 +879,134 @@ def load_metadata(metadata: Any) -> dict[str, Any]:
     if loaded:
         loaded.setdefault("publication_date", date.today().isoformat())
         if "license" not in loaded and loaded.get("access_right", "open") in ("open", "embargoed"):
-            loaded["license"] = "cc0-1.0" if loaded.get("upload_type") == "dataset" else "cc-by-4.0"
-    return loaded
+            loaded["license"] = "CC0-1.0" if loaded.get("upload_type") == "dataset" else "CC-BY-4.0"
+    return load_record_fields(loaded)
+
+
+# -- record fields: license, people's identifiers, related works, access, reserved DOI, communities -------------
+# (zenodo-rdm 6386403 and invenio-rdm-records 1f23bb9; the vocabularies are uploader/zenodo's vendored copies of
+# Zenodo's, each citing its source file.)
+
+
+def load_record_fields(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The legacy deserializer's reading of the fields a record option sets, and the errors it answers."""
+    errors: list[dict[str, Any]] = []
+    if "license" in metadata:
+        # deserializers/metadata.py load_rights: legacy_to_rdm, else "Invalid license provided"; the view shows
+        # the RDM id's legacy name (serializers/schemas/common.py resolve_license, licenses.py rdm_to_legacy).
+        value = metadata["license"]
+        rdm_id = vocab.license_id(str(value.get("id", "") if isinstance(value, dict) else value))
+        if rdm_id is None:
+            errors.append({"field": "metadata.license", "messages": [f"Invalid license provided: {value}"]})
+        else:
+            metadata["license"] = LEGACY_NAMES.get(rdm_id, rdm_id)
+    for key in ("creators", "contributors"):
+        for index, person in enumerate(metadata.get(key) or []):
+            errors += _load_person(person, f"metadata.{key}.{index}", contributor=key == "contributors")
+    for index, item in enumerate(metadata.get("related_identifiers") or []):
+        errors += _load_related(item, f"metadata.related_identifiers.{index}")
+    if metadata.get("access_right") == "embargoed" and not metadata.get("embargo_date"):
+        errors.append({"field": "metadata", "messages": ["Unknown access type."]})  # schemas.py load_access
+    communities = metadata.get("communities")
+    if communities and not (isinstance(communities, list)
+                            and all(isinstance(c, dict) and "identifier" in c for c in communities)):
+        # schemas.py load_communities
+        errors.append({"field": "communities", "messages": [
+            "Communities must be an array of objects with an 'identifier' key."]})
+    if errors:
+        raise ApiError(400, "A validation error occurred.", errors)
+    return metadata
+
+
+def _load_person(person: dict[str, Any], field: str, *, contributor: bool) -> list[dict[str, Any]]:
+    """deserializers/metadata.py PersonSchema.load_identifiers (normalize_orcid), then invenio-rdm-records'
+    identifiers check (services/schemas/metadata.py: idutils.is_orcid); a contributor's role is the vocabulary
+    id `type.lower()` (load_contributors), shown back by common.py ROLE_TYPE_MAPPING."""
+    errors = []
+    if person.get("orcid"):
+        if not vocab.is_orcid(str(person["orcid"])):
+            errors.append({"field": f"{field}.person_or_org.identifiers.0.identifier",
+                           "messages": [f"Invalid value {person['orcid']}."]})
+        else:
+            person["orcid"] = vocab.normal_orcid(str(person["orcid"]))
+    if contributor:
+        role = vocab.spelled(str(person.get("type", "")), vocab.CONTRIBUTOR_TYPES)
+        if role is None:
+            errors.append({"field": f"{field}.role", "messages": ["Invalid value."]})
+        else:
+            person["type"] = role
+    return errors
+
+
+def _load_related(item: dict[str, Any], field: str) -> list[dict[str, Any]]:
+    """deserializers/metadata.py load_related_identifiers: the scheme detected (marshmallow-utils IdentifierSchema
+    over idutils), the relation a vocabulary id, shown back by common.py RelatedIdentifierSchema with its scheme."""
+    scheme = vocab.identifier_scheme(str(item.get("identifier", "")))
+    relation = vocab.spelled(str(item.get("relation", "")), vocab.RELATIONS)
+    errors = []
+    if scheme is None:
+        errors.append({"field": f"{field}.identifier", "messages": ["Missing or invalid scheme."]})
+    if relation is None:
+        errors.append({"field": f"{field}.relation_type", "messages": ["Invalid value."]})
+    if not errors:
+        assert scheme is not None and relation is not None
+        item.update(identifier=vocab.normal_identifier(str(item["identifier"]), scheme), relation=relation,
+                    scheme=scheme)
+    return errors
+
+
+def dump_record_fields(deposition: dict[str, Any]) -> dict[str, Any]:
+    """The legacy view's metadata: as stored, with the reserved DOI (legacyjson.py dump_prereserve_doi; 10.5281
+    there, the mock's own prefix here, as its published DOIs) and the communities (common.py
+    resolve_communities: the draft's own legacy ones and those its parent is in)."""
+    metadata = copy.deepcopy(deposition["metadata"])
+    metadata["prereserve_doi"] = {"doi": f"10.5072/zenodo.{deposition['id']}", "recid": deposition["id"]}
+    slugs = {str(c.get("identifier")) for c in metadata.get("communities") or []}
+    slugs |= set(STATE.parent_communities.get(deposition["conceptrecid"], []))
+    if slugs:
+        metadata["communities"] = [{"identifier": slug} for slug in sorted(slugs)]
+    return metadata
+
+
+def add_community(body: dict[str, Any]) -> None:
+    """/_mock/communities {"slug": ..., "curators": [token, ...], "closed": false}: a community on Zenodo."""
+    STATE.communities[body["slug"]] = {"id": str(uuid.uuid4()), "curators": set(body.get("curators", [])),
+                                       "closed": bool(body.get("closed"))}
+
+
+def include_communities(deposition: dict[str, Any]) -> None:
+    """legacy/services.py publish: pop `legacy:communities` and `_include` each, swallowing every error.
+
+    invenio-rdm-records services/communities/service.py _include: an unknown community raises (PID does not
+    exist); one already holding the record raises; otherwise a request is created and submitted, then accepted
+    at once when the publisher may include directly (a curator), else it stays submitted (include raises
+    PermissionDenied, swallowed). A closed community takes no submission (submit raises): nothing is made.
+    """
+    wanted = [str(c.get("identifier")) for c in deposition["metadata"].pop("communities", None) or []]
+    parent = STATE.parent_communities.setdefault(deposition["conceptrecid"], [])
+    for slug in wanted:
+        community = STATE.communities.get(slug)
+        if community is None or slug in parent or (community["closed"] and deposition["owner"] not in
+                                                   community["curators"]):
+            continue
+        accepted = deposition["owner"] in community["curators"]
+        STATE.requests.append({"id": str(uuid.uuid4()), "type": "community-inclusion",
+                               "status": "accepted" if accepted else "submitted",
+                               "receiver": {"community": community["id"]}, "topic": {"record": str(deposition["id"])},
+                               "expanded": {"receiver": {"id": community["id"], "slug": slug}}})
+        if accepted:
+            parent.append(slug)
+
+
+def record_communities_api(record: dict[str, Any], what: str) -> dict[str, Any]:
+    """GET /api/records/{id}/communities (the parent's communities) and /api/records/{id}/requests (those whose
+    topic is this record), as invenio-rdm-records resources/config.py routes them, with ?expand=true."""
+    if what == "communities":
+        slugs = STATE.parent_communities.get(record["conceptrecid"], [])
+        hits = [{"id": STATE.communities[slug]["id"], "slug": slug} for slug in slugs]
+    else:
+        hits = [r for r in STATE.requests if r["topic"]["record"] == str(record["id"])]
+    return {"hits": {"hits": copy.deepcopy(hits), "total": len(hits)}}
 
 
 # -- Zenodo's normal forms: what it stores for what it is sent --------------------------------------------

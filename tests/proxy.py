@@ -22,6 +22,7 @@ import socket
 import socketserver
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 CHUNK = 256 * 1024
@@ -44,6 +45,11 @@ class Behaviour:
     deny_on: bytes = b""  # requests holding these bytes are answered 403 AccessDenied, never forwarded
     hold_answer_on: bytes = b""  # a request holding these bytes goes through; its answer is held back
     held: int = 0  # how many answers are held back
+    first_connection_at: float = 0.0  # time.time() of the first connection accepted (0: none yet)
+    # A store's refusal: a new connection whose first request's head matches is answered (status, S3 error
+    # document) after its body is read, and closed, as a store answers what it refuses.
+    refuse_when: Callable[[bytes], bool] | None = None
+    refusal: tuple[int, bytes] = (403, b"")
 
 
 class Proxy:
@@ -120,6 +126,7 @@ class Proxy:
     async def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         behaviour = self.behaviour
         behaviour.connections += 1
+        behaviour.first_connection_at = behaviour.first_connection_at or time.time()
         self._writers.add(client_writer)
         try:
             if behaviour.mode == "refuse":
@@ -131,8 +138,15 @@ class Proxy:
             if behaviour.mode == "http-error":
                 await _answer_with_error(client_reader, client_writer, behaviour.http_status)
                 return
+            head = b""
+            if behaviour.refuse_when is not None:
+                head = await client_reader.readuntil(b"\r\n\r\n")
+                if behaviour.refuse_when(head):
+                    await _refuse(client_reader, client_writer, head, *behaviour.refusal)
+                    return
             upstream_reader, upstream_writer = await asyncio.open_connection(*self.upstream)
             self._writers.add(upstream_writer)
+            upstream_writer.write(head)
             sent, held = [0], [False]
             await asyncio.gather(
                 self._pump(client_reader, upstream_writer, sent, upstream=True, answer=client_writer, held=held),
@@ -229,6 +243,19 @@ async def _answer_with_error(reader: asyncio.StreamReader, writer: asyncio.Strea
             b"<Message>Please reduce your request rate.</Message></Error>")
     reason = {500: "Internal Server Error", 503: "Service Unavailable"}.get(status, "Error")
     writer.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/xml\r\nContent-Length: {len(body)}\r\n"
+                 f"Connection: close\r\n\r\n".encode() + body)
+    with contextlib.suppress(Exception):
+        await writer.drain()
+
+
+async def _refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes, status: int,
+                  body: bytes) -> None:
+    """Read the request's body, then answer it with `status` and `body`, and close."""
+    length = next((int(line.split(b":", 1)[1]) for line in head.lower().split(b"\r\n")
+                   if line.startswith(b"content-length:")), 0)
+    with contextlib.suppress(Exception):
+        await reader.readexactly(length)
+    writer.write(f"HTTP/1.1 {status} Refused\r\nContent-Type: application/xml\r\nContent-Length: {len(body)}\r\n"
                  f"Connection: close\r\n\r\n".encode() + body)
     with contextlib.suppress(Exception):
         await writer.drain()

@@ -17,8 +17,9 @@ moto's server mode (PyPI `moto[server]`) is a second S3 implementation that
 follows AWS's own behaviour closely; it keeps everything in memory and checks
 no credentials.
 
-Run on its own: `python -m tests.servers s3 DIR` starts a SeaweedFS and prints
-its endpoint and credentials until interrupted. `python -m tests.servers moto
+Run on its own: `python -m tests.servers s3 DIR [--port PORT] [--bucket NAME]` starts a SeaweedFS
+(its S3 API on PORT, with the bucket NAME made) and prints its endpoint and credentials until
+interrupted (README.md: "Try it on your machine"). `python -m tests.servers moto
 -- COMMAND...` starts a moto server, runs COMMAND with the variables the tests
 (and docker-compose.test.yml) use to pick a server (S3_ENDPOINT_URL, ...),
 and stops it: `make test` runs the S3 end-to-end tests that way too.
@@ -29,6 +30,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -86,8 +88,9 @@ def weed_binary() -> str:
 class SeaweedFS:
     """A throw-away SeaweedFS (master, volume, filer, S3) under `workdir`."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, s3_port: int | None = None) -> None:
         self.workdir = workdir
+        self.s3_port = s3_port  # None: a free one
         self.process: subprocess.Popen[bytes] | None = None
         self.endpoint_url = ""
         self.filer = ""  # host:port.grpc_port, as `weed filer.meta.tail -filer` takes it
@@ -106,6 +109,7 @@ class SeaweedFS:
         # A restart keeps the ports, so that clients find the same endpoint again (an outage, not a move).
         self._ports = getattr(self, "_ports", None) or free_ports(8)
         master, volume, filer, s3, *grpc = self._ports
+        s3 = self.s3_port or s3
         self.endpoint_url = f"http://127.0.0.1:{s3}"
         self.filer = f"127.0.0.1:{filer}.{grpc[2]}"
         command = [
@@ -249,15 +253,32 @@ def s3_client(endpoint_url: str, credentials: S3Credentials) -> Any:
     )
 
 
+USAGE = ("usage: python -m tests.servers s3 WORKDIR [--port PORT] [--bucket NAME]\n"
+         "       python -m tests.servers moto -- COMMAND...")
+
+
 def main(argv: list[str]) -> int:
     if argv[:2] == ["moto", "--"] and len(argv) > 2:
         return run_against_moto(argv[2:])
-    if len(argv) != 2 or argv[0] != "s3":
-        print("usage: python -m tests.servers s3 WORKDIR | python -m tests.servers moto -- COMMAND...",
-              file=sys.stderr)
+    if len(argv) < 2 or argv[0] != "s3":
+        print(USAGE, file=sys.stderr)
         return 2
-    with SeaweedFS(Path(argv[1])) as server:
-        print(f"S3 endpoint {server.endpoint_url}  AWS_ACCESS_KEY_ID={ADMIN.access_key}"
+    options = dict(zip(argv[2::2], argv[3::2], strict=False))
+    if len(argv) % 2 or set(options) - {"--port", "--bucket"} or not options.get("--port", "1").isdigit():
+        print(USAGE, file=sys.stderr)
+        return 2
+    port = int(options["--port"]) if "--port" in options else None
+    return serve_s3(Path(argv[1]), port, options.get("--bucket"))
+
+
+def serve_s3(workdir: Path, port: int | None, bucket: str | None) -> int:
+    """A SeaweedFS for trying the tool by hand (README.md): runs until Ctrl-C or SIGTERM."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    with SeaweedFS(workdir, port) as server:
+        if bucket:
+            server.client().create_bucket(Bucket=bucket)
+        made = f", bucket s3://{bucket}" if bucket else ""
+        print(f"S3 endpoint {server.endpoint_url}{made}  AWS_ACCESS_KEY_ID={ADMIN.access_key}"
               f"  AWS_SECRET_ACCESS_KEY={ADMIN.secret_key}   (Ctrl-C stops it)", flush=True)
         try:
             while server.process and server.process.poll() is None:

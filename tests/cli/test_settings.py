@@ -101,11 +101,11 @@ def aws_settings_of(words: list[str]) -> S3Settings:
 
 
 @pytest.mark.parametrize("words", [
-    ["--in-dir", "d", "--title", "T", "--creators", "Doe, Jane", "Roe, Rick"],  # run_xenium's own line
-    ["--in-dir", "d", "--creators", "Doe, Jane", "Roe, Rick", "--title", "T"],
-    ["--in-dir", "d", "--title", "T", "--creators", "Doe, Jane", "--creators", "Roe, Rick"],
-    ["--in-dir", "d", "--title", "T", "--creators=Doe, Jane", "Roe, Rick"],
-    ["--in-dir", "d", "--title", "T", "--creators", "Doe, Jane; Roe, Rick"],
+    ["--in-dir", "d", "--title", "Lung", "--creators", "Doe, Jane", "Roe, Rick"],  # run_xenium's own line
+    ["--in-dir", "d", "--creators", "Doe, Jane", "Roe, Rick", "--title", "Lung"],
+    ["--in-dir", "d", "--title", "Lung", "--creators", "Doe, Jane", "--creators", "Roe, Rick"],
+    ["--in-dir", "d", "--title", "Lung", "--creators=Doe, Jane", "Roe, Rick"],
+    ["--in-dir", "d", "--title", "Lung", "--creators", "Doe, Jane; Roe, Rick"],
 ], ids=["after-one-flag", "before-other-options", "repeated", "equals-form", "semicolon"])
 def test_every_creator_is_kept(words, monkeypatch):
     settings = zenodo_settings_of(words, monkeypatch)
@@ -113,7 +113,7 @@ def test_every_creator_is_kept(words, monkeypatch):
 
 
 def test_creators_then_files_stay_apart(monkeypatch):
-    settings = zenodo_settings_of(["--in-dir", "d", "--upload-method", "files", "--title", "T",
+    settings = zenodo_settings_of(["--in-dir", "d", "--upload-method", "files", "--title", "Lung",
                                    "--creators", "Doe, Jane", "Roe, Rick", "--files", "a.tsv", "b.pmtiles", "c.png"],
                                   monkeypatch)
     assert settings.metadata["creators"] == [{"name": "Doe, Jane"}, {"name": "Roe, Rick"}]
@@ -180,7 +180,7 @@ def test_the_old_token_file_option_reads_the_token_with_a_note(tmp_path, monkeyp
 
 
 def test_a_new_deposition_without_description_gets_cartloaders_text(monkeypatch):
-    new = zenodo_settings_of(["--in-dir", "d", "--title", "T", "--creators", "Doe, J"], monkeypatch)
+    new = zenodo_settings_of(["--in-dir", "d", "--title", "Lung", "--creators", "Doe, J"], monkeypatch)
     assert new.metadata["description"] == "No description provided."
     assert any('"No description provided."' in note for note in new.notes)
     existing = zenodo_settings_of(["--in-dir", "d", "--zenodo-id", "7"], monkeypatch)

@@ -118,9 +118,10 @@ def test_the_commands_under_cartloaders_names(command, tmp_path):
                                          f"Run '{command} --help'"]
 
 
-def test_the_readme_recipe_sets_up_the_stand_in(tmp_path):
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    section = readme.split("## Inside cartloader's pipeline", 1)[1]
+@pytest.mark.parametrize("doc", ["README.md", "docs/pipelines.md"])
+def test_the_documented_recipe_sets_up_the_stand_in(tmp_path, doc):
+    text = (Path(__file__).resolve().parents[2] / doc).read_text()
+    section = text.split("## Inside cartloader's pipeline", 1)[1]
     recipe = section.split("```", 2)[1].strip().splitlines()
     setup = [line.split("  #")[0] for line in recipe if not line.startswith("cartloader ") and not line.startswith(" ")]
     assert setup[0].startswith("mkdir") and setup[1].startswith("ln -sf") and setup[2].startswith("export PATH=")

@@ -1,8 +1,10 @@
-"""Run README.md's container recipes, as written, against the local S3 server and mock Zenodo (called by check.sh).
+"""Run the container recipes of docs/pipelines.md, as written, against the local S3 server and mock Zenodo.
 
-There is no Docker engine and no Apptainer here: each recipe is read from README.md itself and run
+Called by check.sh.
+
+There is no Docker engine and no Apptainer here: each recipe is read from docs/pipelines.md itself and run
 with buildah (`buildah run --isolation chroot`) with the same user, mounts and environment it gives,
-so that the README cannot drift from what works:
+so that the docs cannot drift from what works:
 
 - each `docker run`: `--user` (the caller, uid 4242, whose ~/.aws holds a profile and whose
   zenodo token file is `chmod 600`), `-v` mounts, `-e` variables from the caller's environment;
@@ -21,8 +23,8 @@ so that the README cannot drift from what works:
   written exactly once and the catalog after every file, as the server's own log shows.
 
 After every run, nothing in the image's file system has changed (the image runs read-only).
-Anything the README says that this file cannot map fails the check: a new flag is either
-supported here or the README is wrong.
+Anything the docs say that this file cannot map fails the check: a new flag is either
+supported here or the docs are wrong.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ from tests.mock_zenodo import serve  # noqa: E402
 from tests.servers import ADMIN, SeaweedFS  # noqa: E402
 
 DATASET = REPO / "examples" / "humanlung-demo"
-README = REPO / "README.md"
+RECIPES = REPO / "docs" / "pipelines.md"  # where the container, HPC, CI and --shard recipes are documented
 CALLER = 4242  # the person running the recipes: not root, not the image's own uid 10001
 OTHER = 4343
 IMAGE_UID = 10001
@@ -71,7 +73,7 @@ def check(condition: bool, what: str, result: subprocess.CompletedProcess[str] |
     print(f"container check: ok: {what}", flush=True)
 
 
-# -- what README.md says ------------------------------------------------------------------------
+# -- what docs/pipelines.md says ------------------------------------------------------------------------
 
 
 def code_blocks(text: str) -> list[tuple[str, str]]:
@@ -102,12 +104,12 @@ class Recipes:
     other: list[list[str]] = field(default_factory=list)
 
 
-def recipes(readme: str) -> Recipes:
-    blocks = code_blocks(section(readme, "## Run it in a container"))
+def recipes(doc: str) -> Recipes:
+    blocks = code_blocks(section(doc, "## Run it in a container"))
     commands = [words for lang, body in blocks if lang == "" for words in shell_commands(body)]
     slurm = [body for lang, body in blocks if lang == "bash" and "#SBATCH" in body]
     ci = [body for lang, body in blocks if lang == "yaml"]
-    check(len(slurm) == 1 and len(ci) == 1, "README: one Slurm script and one CI block")
+    check(len(slurm) == 1 and len(ci) == 1, "docs: one Slurm script and one CI block")
     # The YAML block holds a GitHub step list and a GitLab job: split at the GitLab comment.
     yaml_text = next(body for lang, body in blocks if lang == "yaml")
     github_text, gitlab_text = yaml_text.split("# GitLab CI", 1)
@@ -137,7 +139,7 @@ class Host:
     env: dict[str, str]
 
     def expand(self, word: str) -> str:
-        """The README's placeholders and shell expansions, as the caller's shell would give them."""
+        """The docs' placeholders and shell expansions, as the caller's shell would give them."""
         word = word.replace("/path/to/out", str(self.data))
         word = word.replace("$(id -u):$(id -g)", f"{CALLER}:{CALLER}")
         word = re.sub(r"^~(?=/|$)", str(self.home), word)
@@ -299,7 +301,7 @@ def docker_run(host: Host, words: list[str]) -> tuple[Run, list[str]]:
             if given or name in host.env:
                 how.env[name] = given or host.env[name]
         else:
-            check(False, f"README's docker run uses {flag}, which tests/container/check.py does not know")
+            check(False, f"docs: docker run uses {flag}, which tests/container/check.py does not know")
     if how.user is None:
         how.env["HOME"] = "/home/uploader"  # the image's USER is in its /etc/passwd
     image, *args = rest
@@ -321,7 +323,7 @@ def apptainer(host: Host, words: list[str], env: dict[str, str], cwd: Path) -> t
         if flag in ("--bind", "-B"):
             how.mounts += [bind if bind.count(":") else f"{bind}:{bind}" for bind in rest.pop(0).split(",")]
         else:
-            check(False, f"README's apptainer {action} uses {flag}, which tests/container/check.py does not know")
+            check(False, f"docs: apptainer {action} uses {flag}, which tests/container/check.py does not know")
     sif, *args = rest
     check(sif.endswith(".sif"), f"apptainer {action} runs the image file ({sif})")
     return how, args
@@ -362,14 +364,14 @@ class Zenodo:
 
 
 def with_zenodo(args: list[str], zenodo: Zenodo, deposition: int) -> list[str]:
-    """The README's deposition id is one of the mock's; its API root is the mock's (the one flag added)."""
+    """The docs' deposition id is one of the mock's; its API root is the mock's (the one flag added)."""
     args = [str(deposition) if arg == "1234567" else arg for arg in args]
     return [*args, "--zenodo-url", zenodo.api]
 
 
 def check_docker_recipes(image: Image, host: Host, found: Recipes, s3: Any, zenodo: Zenodo) -> None:
-    check(len(found.docker) == 2, "README: a docker run for upload_aws and one for upload_zenodo")
-    check(["docker", "build", "-t", "cartload-uploader", "."] in found.other, "README: docker build -t IMAGE .")
+    check(len(found.docker) == 2, "docs: a docker run for upload_aws and one for upload_zenodo")
+    check(["docker", "build", "-t", "cartload-uploader", "."] in found.other, "docs: docker build -t IMAGE .")
     aws = next(words for words in found.docker if "upload_aws" in words)
     if ["mkdir", "-p", "~/.cache/cartload-uploader"] in found.other:
         cache = host.home / ".cache" / "cartload-uploader"
@@ -377,11 +379,11 @@ def check_docker_recipes(image: Image, host: Host, found: Recipes, s3: Any, zeno
         for path in (cache.parent, cache):
             own(path, CALLER, 0o755)
     how, args = docker_run(host, aws)
-    check(how.user == f"{CALLER}:{CALLER}", "README's upload_aws runs as the caller (--user)")
+    check(how.user == f"{CALLER}:{CALLER}", "docs: upload_aws runs as the caller (--user)")
     bucket, prefix = s3_destination(args)
     result = image.run(how, args)
     check(result.returncode == 0 and len(uploaded(s3, bucket, prefix)) == DATASET_OBJECTS,
-          f"README docker run upload_aws: as uid {CALLER}, HOME=/, credentials from the mounted ~/.aws profile", result)
+          f"docs: docker run upload_aws: as uid {CALLER}, HOME=/, credentials from the mounted ~/.aws profile", result)
     check("marker files could not be written" in result.stderr and "Read-only file system" in result.stderr,
           "a read-only /data: uploaded, with one notice about cartloader's marker files", result)
     cache_files = list((host.home / ".cache" / "cartload-uploader").glob("hashes.sqlite3"))
@@ -398,7 +400,7 @@ def check_docker_recipes(image: Image, host: Host, found: Recipes, s3: Any, zeno
     result = image.run(how, with_zenodo(args, zenodo, deposition))
     check(result.returncode == 0 and len(zenodo.files(deposition)) == DATASET_OBJECTS
           and host.zenodo_token not in result.stdout + result.stderr,
-          "README docker run upload_zenodo: the caller's chmod 600 token file, mounted", result)
+          "docs: docker run upload_zenodo: the caller's chmod 600 token file, mounted", result)
 
     without_user = [word for i, word in enumerate(zenodo_recipe)
                     if word != "--user" and zenodo_recipe[i - 1] != "--user"]
@@ -420,7 +422,7 @@ def check_docker_recipes(image: Image, host: Host, found: Recipes, s3: Any, zeno
 
 
 def check_apptainer_recipes(image: Image, host: Host, found: Recipes, s3: Any, zenodo: Zenodo) -> None:
-    check(len(found.apptainer) == 2, "README: apptainer run (upload_aws) and apptainer exec (upload_zenodo)")
+    check(len(found.apptainer) == 2, "docs: apptainer run (upload_aws) and apptainer exec (upload_zenodo)")
     junk = junk_python_environment(host)
     cwd = host.work / "project"
     env = host.env | junk
@@ -432,7 +434,7 @@ def check_apptainer_recipes(image: Image, host: Host, found: Recipes, s3: Any, z
     bucket, prefix = s3_destination(args)
     result = image.run(how, args)
     check(result.returncode == 0 and len(uploaded(s3, bucket, prefix)) == DATASET_OBJECTS,
-          "README apptainer run upload_aws: caller's uid, HOME bound, AWS_* passed in, junk PYTHON* ignored", result)
+          "docs: apptainer run upload_aws: caller's uid, HOME bound, AWS_* passed in, junk PYTHON* ignored", result)
     cache = host.home / ".cache" / "cartload-uploader" / "hashes.sqlite3"
     check(cache.exists() and "hash cache" not in result.stderr, "the hash cache is in the bound HOME", result)
 
@@ -441,7 +443,7 @@ def check_apptainer_recipes(image: Image, host: Host, found: Recipes, s3: Any, z
     deposition = zenodo.new_draft()
     result = image.run(how, with_zenodo(args, zenodo, deposition))
     check(result.returncode == 0 and len(zenodo.files(deposition)) == DATASET_OBJECTS,
-          "README apptainer exec ... cartload-uploader upload_zenodo: the token file in the bound HOME", result)
+          "docs: apptainer exec ... cartload-uploader upload_zenodo: the token file in the bound HOME", result)
     how.env["ZENODO_TOKEN"] = host.zenodo_token
     no_file = [arg for i, arg in enumerate(args) if arg != "--zenodo-token" and args[i - 1] != "--zenodo-token"]
     deposition = zenodo.new_draft()
@@ -467,7 +469,7 @@ def check_ci_recipes(image: Image, host: Host, found: Recipes, s3: Any, zenodo: 
     bucket, prefix = s3_destination(args)
     result = image.run(how, args)
     check(result.returncode == 0 and len(uploaded(s3, bucket, prefix)) == DATASET_OBJECTS,
-          "README GitHub Actions step: docker run as the image's user, secrets as -e variables", result)
+          "docs: GitHub Actions step: docker run as the image's user, secrets as -e variables", result)
     how.user = "0:0"
     how.env["HOME"] = "/root"
     result = image.run(how, [arg.replace("run-4711", "run-as-root") for arg in args])
@@ -486,7 +488,7 @@ def check_ci_recipes(image: Image, host: Host, found: Recipes, s3: Any, zenodo: 
     result = image.run(how, ["/bin/sh", "-c", script])
     check(result.returncode == 0 and zenodo.state(deposition) == "done"
           and len(zenodo.files(deposition)) == DATASET_OBJECTS and host.zenodo_token not in result.stderr,
-          "README GitLab job: the script in the image (entrypoint reset), published", result)
+          "docs: GitLab job: the script in the image (entrypoint reset), published", result)
 
 
 SBATCH_EXPECTED = ("--time=", "--signal=TERM@", "--output=")
@@ -517,7 +519,7 @@ def check_slurm_script(image: Image, host: Host, found: Recipes, s3: Any) -> Non
                             text=True, timeout=600)
     check(result.returncode == 0 and len(uploaded(s3, bucket, prefix)) == DATASET_OBJECTS
           and "Traceback" not in result.stderr,
-          "README Slurm script: runs with srun and apptainer standing in, uploads the dataset", result)
+          "docs: Slurm script: runs with srun and apptainer standing in, uploads the dataset", result)
 
 
 def slurm_stand_ins(image: Image, host: Host, bin_dir: Path) -> Path:
@@ -544,11 +546,11 @@ class ShardRecipes:
     job: dict[str, Any]
 
 
-def shard_recipes(readme: str) -> ShardRecipes:
-    blocks = code_blocks(section(readme, SHARD_SECTION))
+def shard_recipes(doc: str) -> ShardRecipes:
+    blocks = code_blocks(section(doc, SHARD_SECTION))
     arrays = [body for lang, body in blocks if lang == "bash" and "#SBATCH --array=" in body]
     jobs = [yaml.safe_load(body) for lang, body in blocks if lang == "yaml"]
-    check(len(arrays) == 1 and len(jobs) == 1, "README --shard section: one Slurm array script, one Kubernetes Job")
+    check(len(arrays) == 1 and len(jobs) == 1, "docs: --shard section: one Slurm array script, one Kubernetes Job")
     return ShardRecipes(arrays[0], jobs[0])
 
 
@@ -607,17 +609,17 @@ def check_shard_recipes(image: Image, host: Host, found: ShardRecipes, s3: Any, 
             env=base | {"SLURM_JOB_ID": str(4713 + task), "SLURM_ARRAY_TASK_ID": str(task)}), tasks))
     check(all("Traceback" not in r.stderr and f"shard {i}/{len(tasks)}, Slurm array task" in r.stderr
               for i, r in enumerate(results, 1)), "each array task takes its own share", results[0])
-    check_written_once(server, bucket, prefix, since, f"README Slurm array: {len(tasks)} tasks at once, each object"
+    check_written_once(server, bucket, prefix, since, f"docs: Slurm array: {len(tasks)} tasks at once, each object"
                        " written once, the catalog after every file", results)
 
     job = found.job
     spec = job["spec"]
     pod = spec["template"]["spec"]
     check(job["apiVersion"] == "batch/v1" and job["kind"] == "Job" and spec["completionMode"] == "Indexed"
-          and pod["restartPolicy"] == "Never" and len(pod["containers"]) == 1, "README Job: an indexed batch/v1 Job")
+          and pod["restartPolicy"] == "Never" and len(pod["containers"]) == 1, "docs: Job: an indexed batch/v1 Job")
     container = pod["containers"][0]
     unknown = set(container) - JOB_CONTAINER_KEYS
-    check(not unknown, "README Job's container: only what tests/container/check.py maps ("
+    check(not unknown, "docs: Job's container: only what tests/container/check.py maps ("
           + ", ".join(sorted(JOB_CONTAINER_KEYS)) + ")" + (f", not {sorted(unknown)}" if unknown else ""))
     args = [str(arg) for arg in container["args"]]
     count = int(spec["completions"])
@@ -638,12 +640,12 @@ def check_shard_recipes(image: Image, host: Host, found: ShardRecipes, s3: Any, 
     with ThreadPoolExecutor(min(count, int(spec.get("parallelism", count)))) as pool:
         results = list(pool.map(lambda index: image.run(Run(env=env | {"JOB_COMPLETION_INDEX": str(index)},
                                                             mounts=mounts), args), range(count)))
-    check_written_once(server, bucket, prefix, since, f"README Kubernetes Job: {count} pods at once, each object"
+    check_written_once(server, bucket, prefix, since, f"docs: Kubernetes Job: {count} pods at once, each object"
                        " written once, the catalog after every file", results)
 
 
 def as_apptainer(image_name: str, home: str, work: str, argv: list[str]) -> int:
-    """The `apptainer` stand-in the Slurm script calls: the same translation as the README's own commands."""
+    """The `apptainer` stand-in the Slurm script calls: the same translation as the docs' own commands."""
     host = Host(Path(work), Path(home), Path(work) / "out", "", "", "", {})
     how, args = apptainer(host, ["apptainer", *argv], dict(os.environ), Path.cwd())
     result = Image(image_name).run(how, args)
@@ -661,8 +663,8 @@ def main(image_name: str, version: str) -> None:
     for command in ("upload_aws", "upload_zenodo"):  # cartloader's names, as commands of their own
         result = image.run(Run(user=f"{CALLER}:{CALLER}", entrypoint=False), [command, "--version"])
         check(result.returncode == 0 and result.stdout == f"cartload-uploader {version}\n", command, result)
-    found = recipes(README.read_text())
-    sharded = shard_recipes(README.read_text())
+    found = recipes(RECIPES.read_text())
+    sharded = shard_recipes(RECIPES.read_text())
 
     with tempfile.TemporaryDirectory() as work, SeaweedFS(Path(work) / "s3") as server:
         s3 = server.client()

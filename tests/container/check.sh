@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Build the project's Dockerfile and run README's container recipes with it, against the local S3
+# Build the project's Dockerfile and run docs/pipelines.md's container recipes with it, against the local S3
 # server and mock Zenodo, on a machine with no Docker engine and no registry.
 #
 # 1. a local Debian base (debootstrap, then buildah), made once and kept between runs;
 # 2. the Dockerfile built with --build-arg BASE_IMAGE pointing at it (fails loudly if it no longer builds);
 # 3. tests/container/check.py: --help, --version, and every docker run / apptainer / CI / Slurm recipe
-#    of README.md run as written (same user, mounts and environment), the image left unchanged;
+#    of docs/pipelines.md run as written (same user, mounts and environment), the image left unchanged;
 # 4. the test stage docker-compose.test.yml uses builds; tests/container/validate_compose.py checks the
 #    compose file against the compose spec and runs its MinIO init script with a stand-in mc;
 # 5. the image size.

@@ -8,11 +8,8 @@ the client's HTTP proxy: the host name never has to resolve).
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import re
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,15 +19,13 @@ from botocore.awsrequest import AWSResponse
 from tests.conftest import run_cli
 from tests.proxy import RecordingTunnel
 from tests.servers import VIRTUAL_HOST_DOMAIN
-from uploader.engine.operations import Action, Operation
-from uploader.errors import RemoteError, UsageError
-from uploader.local.plan import Dataset, UploadPlan
+from uploader.errors import FileUploadError, RemoteError, UsageError
+from uploader.s3.access import FirstWrite
 from uploader.s3.addressing import uses_virtual_hosts
-from uploader.s3.backend import S3Backend
 from uploader.s3.client import _build_client
 from uploader.s3.destination import S3Destination
 from uploader.s3.settings import S3Settings
-from uploader.s3.transport import CrtTransport
+from uploader.s3.transport import CrtTransport, TransportError
 
 BUCKET = S3Destination("bucket", "")  # where a client is for; most tests here only build one
 
@@ -138,39 +133,17 @@ def test_an_s3_express_directory_bucket_gets_one_clear_error():
     assert "S3 Express One Zone directory bucket" in message and "use a general purpose bucket" in message
 
 
-def test_a_store_that_refuses_content_md5_gets_one_clear_error_before_any_upload(aws_env):
-    backend = S3Backend(S3Settings(s3_dir=S3Destination("bucket", "p"), endpoint_url="https://s3.example.org"))
-    sent = answer_locally(backend.client, 501, NOT_IMPLEMENTED, when=lambda r: "Content-MD5" in r.headers)
+def test_a_first_write_refused_for_its_content_md5_is_one_line_and_stops_the_run():
+    settings = S3Settings(s3_dir=S3Destination("bucket", "p"))
+    first = FirstWrite(settings.s3_dir, settings, settings.objects)
+    refused = TransportError("NotImplemented", "Content-MD5 is not supported", 501, "UploadPart")
 
-    with pytest.raises(RemoteError) as refused:
-        start_writing(backend)  # before the first write
+    stops = first.failure(refused)
 
-    assert "refused a part carrying a Content-MD5 header (NotImplemented: Content-MD5 is not supported)" in \
-        str(refused.value)
-    probe = [r for r in sent if ".cartload-uploader-write-check" in r.url]
-    assert [r.method for r in probe] == ["POST", "PUT", "DELETE"]  # started, the part refused, aborted
-    assert "partNumber=1" in probe[1].url and "uploadId=u" in probe[2].url
-
-
-def test_the_write_check_sends_a_part_with_its_content_md5(aws_env):
-    backend = S3Backend(S3Settings(s3_dir=S3Destination("bucket", "p"), endpoint_url="https://s3.example.org"))
-    sent = answer_locally(backend.client)
-
-    start_writing(backend)
-
-    part = next(r for r in sent if r.method == "PUT")
-    body = part.body if isinstance(part.body, bytes) else part.body.getvalue()
-    assert body and part.headers["Content-MD5"] == base64.b64encode(hashlib.md5(body).digest())
-
-
-def an_upload() -> Operation:
-    return Operation(Action.UPLOAD, Dataset(Path("."), "", (), None), None, "p/a.tsv", "new")
-
-
-def start_writing(backend: S3Backend) -> None:
-    """What the runner does before the first write: check access (which starts the write check), then begin."""
-    backend.check_access(UploadPlan((Dataset(Path("."), "", (), None),)), dry_run=False)
-    backend.begin([an_upload()])
+    assert isinstance(stops, RemoteError)
+    assert "refused a part carrying a Content-MD5 header (NotImplemented: Content-MD5 is not supported)" in str(stops)
+    first.stored()  # once a write was stored, the store takes Content-MD5: a refusal is that file's own
+    assert isinstance(first.failure(refused), FileUploadError)
 
 
 # -- end to end, against the real local S3 server --------------------------------------------------

@@ -135,7 +135,6 @@ def first_run_then(data: Path, s3: S3Prefix, env: dict[str, str], phase: str) ->
 
 OUTAGE_AT = {  # the request that begins the outage, as the proxy sees it (path-style: /BUCKET/KEY)
     "bucket check": lambda s3: f"HEAD /{s3.bucket} HTTP",
-    "write check": lambda s3: "write-check?uploads",
     "listing": lambda s3: "list-type=2",
     "lease write": lambda s3: f"PUT /{s3.bucket}/{s3.prefix}/.cartload-uploader/runs/",
     "multipart create": lambda s3: "layer-0.bin?uploads",

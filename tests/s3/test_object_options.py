@@ -7,10 +7,12 @@ tests/s3/test_s3_transport.py; the stored objects are in tests/s3/test_upload_aw
 
 from __future__ import annotations
 
+import botocore.exceptions
 import pytest
 
-from tests.s3.test_addressing import answer_locally, aws_env, start_writing  # noqa: F401 - aws_env is a fixture
+from tests.s3.test_addressing import answer_locally, aws_env  # noqa: F401 - aws_env is a fixture
 from uploader.errors import UsageError
+from uploader.s3.access import FirstWrite
 from uploader.s3.backend import S3Backend
 from uploader.s3.destination import S3Destination
 from uploader.s3.options import (
@@ -85,36 +87,21 @@ def backend_with(objects: ObjectOptions) -> S3Backend:
                                 objects=objects))
 
 
-def test_the_write_check_carries_the_object_options(aws_env):  # noqa: F811
-    backend = backend_with(ObjectOptions({"--acl": "bucket-owner-full-control", "--storage-class": "STANDARD_IA",
-                                          "--sse": "aws:kms", "--sse-kms-key-id": "k", "--request-payer": "requester"}))
-    sent = answer_locally(backend.client)
-
-    start_writing(backend)
-
-    create = next(request for request in sent if request.method == "POST")
-    assert {name: create.headers.get(name) for name in (
-        "x-amz-acl", "x-amz-storage-class", "x-amz-server-side-encryption",
-        "x-amz-server-side-encryption-aws-kms-key-id", "x-amz-request-payer")} == {
-        "x-amz-acl": b"bucket-owner-full-control", "x-amz-storage-class": b"STANDARD_IA",
-        "x-amz-server-side-encryption": b"aws:kms", "x-amz-server-side-encryption-aws-kms-key-id": b"k",
-        "x-amz-request-payer": b"requester"}
+REFUSED = {"Error": {"Code": "AccessControlListNotSupported", "Message": "The bucket does not allow ACLs"},
+           "ResponseMetadata": {"HTTPStatusCode": 400}}
 
 
-REFUSED = (b"<Error><Code>AccessControlListNotSupported</Code><Message>The bucket does not allow ACLs</Message>"
-           b"</Error>")
+@pytest.mark.parametrize("operation", ["PutObject", "CreateMultipartUpload"])
+def test_object_options_the_store_refuses_stop_the_run_at_the_first_write(operation):
+    where = S3Destination("bucket", "p")
+    first = FirstWrite(where, S3Settings(s3_dir=where), ObjectOptions({"--acl": "public-read"}))
 
+    refused = first.failure(botocore.exceptions.ClientError(REFUSED, operation))  # type: ignore[arg-type]
 
-def test_object_options_the_store_refuses_stop_the_run_before_any_upload(aws_env):  # noqa: F811
-    backend = backend_with(ObjectOptions({"--acl": "public-read"}))
-    answer_locally(backend.client, 400, REFUSED, when=lambda request: request.method == "POST")
-
-    with pytest.raises(UsageError) as refused:
-        start_writing(backend)
-
-    assert str(refused.value) == ("the store refused an upload with --acl public-read (AccessControlListNotSupported:"
-                                  " The bucket does not allow ACLs); check those options, or leave out what this"
-                                  " store does not support")
+    assert isinstance(refused, UsageError)
+    assert str(refused) == ("the store refused an upload with --acl public-read (AccessControlListNotSupported:"
+                            " The bucket does not allow ACLs); check those options, or leave out what this"
+                            " store does not support")
 
 
 def test_the_request_payer_goes_with_every_request_that_takes_it(aws_env):  # noqa: F811

@@ -120,21 +120,24 @@ def test_a_part_corrupted_on_the_store_is_sent_again(dataset, s3, cli_env, narro
     assert s3.get("genes_all.pmtiles") == (dataset / "genes_all.pmtiles").read_bytes()
 
 
-def test_a_local_file_changed_since_is_sent_whole_and_the_old_upload_aborted(dataset, s3, cli_env, narrow):
+def test_a_local_file_changed_since_resends_the_parts_that_changed(dataset, s3, cli_env, narrow):
+    """Every part an unfinished upload holds is checked against the MD5 of the local part before it is kept."""
     interrupt_at(dataset, s3, cli_env, 30, signal.SIGTERM, narrow)
-    old_upload = s3.multipart_uploads()[0]["UploadId"]
+    old = s3.multipart_uploads()[0]
+    held = s3.client.list_parts(Bucket=s3.bucket, Key=old["Key"], UploadId=old["UploadId"])["Parts"]
+    assert any(part["PartNumber"] == 1 for part in held)
     path = dataset / "genes_all.pmtiles"
     content = bytearray(path.read_bytes())
     content[1000] ^= 0xFF  # in part 1, which the store holds (after the PMTiles header)
     path.unlink()  # the fixture's file is shared by hard links
     path.write_bytes(bytes(content))
 
-    report, output = resume(dataset, s3, cli_env)
+    report, _ = resume(dataset, s3, cli_env)
 
-    assert "aborted an unfinished upload of" in output and "the file changed since" in output
-    assert report["totals"]["bytes_resumed"] == 0
+    kept = report["totals"]["bytes_resumed"]  # parts in flight at the interrupt may have been stored since
+    assert sum(part["Size"] for part in held if part["PartNumber"] != 1) <= kept <= path.stat().st_size - 8 * MiB
     assert s3.get("genes_all.pmtiles") == bytes(content)
-    assert all(u["UploadId"] != old_upload for u in s3.multipart_uploads()) and s3.multipart_uploads() == []
+    assert s3.multipart_uploads() == []
 
 
 def test_an_upload_under_another_live_runs_lease_is_left_alone_unless_taken_over(dataset, s3, cli_env, narrow):

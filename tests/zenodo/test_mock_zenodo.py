@@ -219,6 +219,60 @@ def test_a_slow_publish_behind_a_gateway_timeout_still_completes(zenodo):
     assert zenodo.api("GET", f"/deposit/depositions/{draft['id']}")["submitted"] is True
 
 
+# -- record fields (legacy/deserializers/metadata.py, serializers/schemas/common.py, services.py publish) ----
+
+
+def test_licenses_are_read_as_vocabulary_ids_and_shown_by_their_legacy_names(zenodo):
+    shown = {license_id: new_draft(zenodo, {}, METADATA | {"license": license_id})["metadata"]["license"]
+             for license_id in ("cc0-1.0", "MIT", "cc-by-4.0", "cc-zero")}
+    assert shown == {"cc0-1.0": "cc-zero", "MIT": "mit-license", "cc-by-4.0": "cc-by-4.0", "cc-zero": "cc-zero"}
+    assert new_draft(zenodo, {}, METADATA)["metadata"]["license"] == "cc-zero"  # a dataset's default, CC0-1.0
+    refused = call(zenodo, "POST", "/deposit/depositions", json={"metadata": METADATA | {"license": "cc-by-4"}})
+    assert refused.status_code == 400
+    assert refused.json()["errors"] == [
+        {"field": "metadata.license", "messages": ["Invalid license provided: cc-by-4"]}]
+
+
+def test_identifiers_are_checked_and_normalised(zenodo):
+    draft = new_draft(zenodo, {}, METADATA | {
+        "creators": [{"name": "Doe, Jane", "orcid": "https://orcid.org/0000-0002-1825-0097"}],
+        "contributors": [{"name": "Poe, Ed", "type": "datacurator"}],
+        "related_identifiers": [{"identifier": "https://doi.org/10.1234/x", "relation": "issupplementto"}]})
+    held = draft["metadata"]
+    assert held["creators"] == [{"name": "Doe, Jane", "orcid": "0000-0002-1825-0097"}]
+    assert held["contributors"] == [{"name": "Poe, Ed", "type": "DataCurator"}]
+    assert held["related_identifiers"] == [{"identifier": "10.1234/x", "relation": "isSupplementTo", "scheme": "doi"}]
+    for bad in ({"creators": [{"name": "Doe, Jane", "orcid": "0000-0002-1825-0098"}]},
+                {"related_identifiers": [{"identifier": "not an id", "relation": "cites"}]},
+                {"access_right": "embargoed"}):
+        assert call(zenodo, "POST", "/deposit/depositions", json={"metadata": METADATA | bad}).status_code == 400
+
+
+def test_the_reserved_doi_is_the_published_doi_and_short_titles_are_refused_at_publish(zenodo):
+    draft = new_draft(zenodo, {"a.tsv": b"a"}, METADATA | {"title": "ab"})
+    assert call(zenodo, "POST", f"/deposit/depositions/{draft['id']}/actions/publish").status_code == 400
+    call(zenodo, "PUT", f"/deposit/depositions/{draft['id']}", json={"metadata": METADATA})
+    record = publish(zenodo, draft)
+    assert draft["metadata"]["prereserve_doi"] == {"doi": record["doi"], "recid": draft["id"]}
+
+
+def test_communities_become_requests_on_publish_and_their_errors_are_swallowed(zenodo):
+    zenodo.control("communities", {"slug": "mine-x1", "curators": [zenodo.token]})
+    zenodo.control("communities", {"slug": "theirs-x1", "curators": []})
+    wanted = [{"identifier": slug} for slug in ("mine-x1", "theirs-x1", "ghost-x1")]
+    draft = new_draft(zenodo, {"a.tsv": b"a"}, METADATA | {"communities": wanted})
+    assert draft["metadata"]["communities"] == sorted(wanted, key=lambda c: c["identifier"])
+
+    record = publish(zenodo, draft)
+
+    assert record["metadata"]["communities"] == [{"identifier": "mine-x1"}]
+    held = call(zenodo, "GET", f"/records/{record['id']}/communities").json()["hits"]["hits"]
+    assert [c["slug"] for c in held] == ["mine-x1"]
+    asked = call(zenodo, "GET", f"/records/{record['id']}/requests?expand=true").json()["hits"]["hits"]
+    assert {(r["expanded"]["receiver"]["slug"], r["status"]) for r in asked} == {
+        ("mine-x1", "accepted"), ("theirs-x1", "submitted")}
+
+
 # -- Zenodo's normal forms (marshmallow-utils html.py, legacy PersonSchema.load_names) -------------------------
 
 

@@ -133,7 +133,7 @@ def test_no_markers_for_other_upload_methods_or_with_no_markers(zenodo, zenodo_e
 
 def test_publish_refused_when_metadata_is_missing(zenodo, zenodo_env, token_file, dataset):
     draft = zenodo.api("POST", "/deposit/depositions", json={"metadata": {
-        "title": "T", "creators": [{"name": "Doe, J"}], "upload_type": "dataset"}})  # no description
+        "title": "Lung", "creators": [{"name": "Doe, J"}], "upload_type": "dataset"}})  # no description
     result = upload(zenodo, zenodo_env, token_file, dataset, "--zenodo-id", str(draft["id"]), "--publish")
 
     assert result.code == 1, result.output
@@ -314,7 +314,7 @@ def test_existing_files_count_towards_the_limit(zenodo, zenodo_env, token_file, 
 @pytest.mark.parametrize(
     ("args", "phrase"),
     [
-        (["--title", "T"], "needs --title and --creators"),
+        (["--title", "Lung"], "needs --title and --creators"),
         (["--zenodo-id", "1", "--zenodo-deposition-id", "2"], "different depositions"),
         ([*METADATA, "--upload-type", "spreadsheet"], "--upload-type spreadsheet"),
         ([*METADATA, "--upload-method", "files"], "--files"),

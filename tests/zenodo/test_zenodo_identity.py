@@ -81,20 +81,21 @@ def test_a_partial_upload_of_the_same_data_is_resumed_without_the_cache(zenodo, 
             " upload; pass --zenodo-id to choose another)") in result.stderr.splitlines()
 
 
-def test_a_corrected_title_after_a_refused_publish_reuses_the_draft(zenodo, zenodo_env, token_file, dataset):
+def test_a_title_zenodo_would_refuse_at_publish_is_refused_before_anything_is_made(
+        zenodo, zenodo_env, token_file, dataset):
+    # Zenodo refuses a title under 3 characters only at publish, after the draft and its files exist; the
+    # options are checked first, so nothing is made, and the corrected command makes one record.
     refused = upload(zenodo, zenodo_env, token_file, dataset, "--title", "Lu", "--creators", "Doe, Jane",
                      "--description", "A lung dataset", "--publish")
-    assert refused.code == 1, refused.output
-    draft = only_deposition(zenodo)
-    assert "metadata.title: Shorter than minimum length 3." in refused.stderr
-    assert f"--zenodo-id {draft['id']}" in refused.stderr
+    assert refused.code == 2, refused.output
+    assert "--title 'Lu': Zenodo needs at least 3 characters" in refused.stderr
+    assert zenodo.depositions() == []
 
     result = upload(zenodo, zenodo_env, token_file, dataset, *LUNG, "--publish")
 
     assert result.code == 0, result.output
     record = only_deposition(zenodo)
-    assert record["id"] == draft["id"] and record["submitted"] is True
-    assert record["metadata"]["title"] == "Lung"
+    assert record["submitted"] is True and record["metadata"]["title"] == "Lung"
     assert zenodo.files(record["id"]) == md5s(dataset, catalog_names(dataset))
 
 

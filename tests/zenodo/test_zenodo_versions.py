@@ -258,6 +258,7 @@ CURATED = {
 
 def test_curated_metadata_survives_a_run_that_changes_only_the_title(zenodo, zenodo_env, token_file, dataset):
     record = published_record(zenodo, zenodo_env, token_file, dataset)
+    zenodo.control("communities", {"slug": "spatial-omics", "curators": [zenodo.token]})
     zenodo.api("POST", f"/deposit/depositions/{record['id']}/actions/edit")
     zenodo.api("PUT", f"/deposit/depositions/{record['id']}", json={"metadata": CURATED})
     zenodo.api("POST", f"/deposit/depositions/{record['id']}/actions/publish")
@@ -268,4 +269,5 @@ def test_curated_metadata_survives_a_run_that_changes_only_the_title(zenodo, zen
     assert result.code == 0, result.output
     after = only_deposition(zenodo)
     assert after["doi"] == record["doi"]
-    assert after["metadata"] == CURATED | {"title": "Human lung demo (curated)"}
+    assert after["metadata"] == CURATED | {"title": "Human lung demo (curated)",
+                                           "prereserve_doi": {"doi": after["doi"], "recid": after["id"]}}

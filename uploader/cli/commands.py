@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import shlex
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from uploader.engine.backend import Backend
 from uploader.engine.operations import Status
@@ -72,7 +72,17 @@ def upload_zenodo(run: RunSettings, settings: ZenodoSettings, resume_command: st
     if catalog_method and not markers and not run.no_markers:
         notes += ("no cartload.zenodo.done markers written: this is Zenodo's sandbox, and cartloader's pipeline"
                   " would read them as a finished upload to zenodo.org",)
-    return execute(UploadPlan((dataset,)), backend, run, resume_command, where, notes=notes, markers=markers)
+    return execute(UploadPlan((dataset,)), backend, run, resume_command, where, notes=notes, markers=markers,
+                   record=backend.record_summary)
+
+
+class RecordOutcome(Protocol):
+    def lines(self) -> list[str]: ...
+    def report(self) -> dict[str, Any]: ...
+
+
+class RecordSummary(Protocol):
+    def __call__(self, *, dry_run: bool) -> RecordOutcome: ...
 
 
 def zenodo_dataset(run: RunSettings, settings: ZenodoSettings) -> Dataset:
@@ -106,12 +116,15 @@ def _few(names: list[str], shown: int = 5) -> str:
 
 
 def execute(plan: UploadPlan, backend: Backend, common: RunSettings, resume_command: str, destination: str, *,
-            notes: tuple[str, ...] = (), markers: str = "", readers: ReaderCheck | None = None) -> ExitStatus:
+            notes: tuple[str, ...] = (), markers: str = "", readers: ReaderCheck | None = None,
+            record: RecordSummary | None = None) -> ExitStatus:
     """Run a plan against a backend and tell the user what happened; the shared tail of every command.
 
     `notes` are told with the summary; `markers` names cartloader's marker files to write after
     a success ('aws', 'zenodo', or '' for none); `readers` checks, after a successful run, that the
-    readers of what was published can use it (e.g. the web viewer): its verdict is reported apart.
+    readers of what was published can use it (e.g. the web viewer): its verdict is reported apart;
+    `record` tells about the record itself (a Zenodo record's license, DOI, communities): its lines are told
+    with the summary and its facts are the report's `record`.
     """
     warnings = [warning for dataset in plan.datasets for warning in dataset.warnings]
     if common.quiet:  # only errors: the backends' notes and warnings are in the report
@@ -123,6 +136,9 @@ def execute(plan: UploadPlan, backend: Backend, common: RunSettings, resume_comm
     if more := backend.resume_options():  # e.g. the id of a deposition the run made
         resume_command = f"{resume_command} {shlex.join(more)}"
     result.notes[:0] = [f"note: {note}" for note in notes]
+    outcome = record(dry_run=result.dry_run) if record else None
+    if outcome is not None:
+        result.notes += outcome.lines()
     if plan.share is not None and not result.dry_run:  # a dry run prints it atop the plan
         result.notes.insert(0, share_line(plan.share))
     if markers and result.ok and not result.dry_run and not common.no_markers:
@@ -130,7 +146,7 @@ def execute(plan: UploadPlan, backend: Backend, common: RunSettings, resume_comm
     readiness = check_readers(readers, result)
     if common.report:
         write_report(common.report, report_document(result, resume_command, destination, warnings, readiness,
-                                                    share=plan.share))
+                                                    share=plan.share, record=outcome.report() if outcome else None))
     if result.dry_run:
         print_plan(result.ops, share=plan.share)
         if not common.quiet:

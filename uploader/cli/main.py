@@ -170,10 +170,13 @@ files), else makes a new one: never another dataset's draft of the same title.
 
 Usage:
   cartload-uploader upload_zenodo --in-dir DIR [options] [--creators NAME]... [--files NAME]... [--in-list NAME]...
+                                  [--contributors NAME]... [--keywords WORD]... [--related-identifier REL]...
+                                  [--community ID]... [--grant ID]...
   cartload-uploader upload_zenodo (-h | --help)
 
-Several values may follow one --creators or --files, as cartloader takes them
-(--creators 'Doe, Jane' 'Roe, Rick'), and either may be repeated.
+Several values may follow one --creators, --contributors, --keywords or --files, as
+cartloader takes them (--creators 'Doe, Jane' 'Roe, Rick'), and each may be repeated.
+Every record option is checked before anything is sent (docs/zenodo.md has a complete example).
 
 Options:
   --zenodo-token FILE           A file holding the Zenodo token, on one line (default: $ZENODO_TOKEN).
@@ -191,10 +194,28 @@ Options:
   --in-list NAME                Deprecated: with --upload-method user_list, the same as --files.
   --title TEXT                  Title (needed for a new deposition).
   --creators NAME               "Family, Given", one comma (or several separated with ;).
+                                Each may add [orcid:0000-0002-1825-0097] and [affiliation:Univ. X].
   --description TEXT            Description (HTML allowed). A new deposition without one gets
                                 cartloader's "No description provided." so that it can be published.
   --upload-type TYPE            dataset, software, publication, poster, presentation, image, video,
                                 lesson, physicalobject or other (default for a new deposition: dataset).
+  --license ID                  Zenodo's license id, such as cc-by-4.0, cc0-1.0 or mit.
+                                Default for a new record: Zenodo's, cc0-1.0 for a dataset, else cc-by-4.0.
+  --access-right RIGHT          open, embargoed, restricted or closed (default: open).
+  --embargo-date DATE           With --access-right embargoed: when the files open, YYYY-MM-DD.
+  --version TEXT                The record's version label, such as v2 (a new version does not inherit it).
+  --contributors NAME           As --creators, with its role: "Family, Given [type:DataCurator]".
+  --keywords WORD               Keywords (several may follow one --keywords).
+  --related-identifier REL      A related work as RELATION:IDENTIFIER (isSupplementTo:10.1234/abc).
+                                RELATION as Zenodo spells it; IDENTIFIER a DOI, URL, arXiv id, PMID, ...
+  --viewer-link URL             The CartoScope link upload_aws printed for this dataset.
+                                Recorded as isVariantFormOf:URL: the DOI page leads to the interactive view.
+  --community ID                Submit the record to this community (its zenodo.org/communities/ID).
+  --grant ID                    FUNDER_DOI::AWARD, such as 10.13039/100000002::R01HG011031.
+  --notes TEXT                  Additional notes.
+  --publication-date DATE       YYYY-MM-DD (default: the day it is published).
+  --metadata FILE               A .zenodo.json, Zenodo's deposit metadata.
+                                The options above override its fields, each override told.
   --publish                     Publish once every file succeeded (default: leave a draft to review).
   --overwrite                   Replace files of the same name even when unchanged.
   --zenodo-url URL              API root (default: $CARTLOAD_UPLOADER_ZENODO_URL, else
@@ -241,7 +262,8 @@ SPECS: dict[str, CommandSpec] = {
     "upload_aws": CommandSpec.from_usage("upload_aws", AWS_USAGE),
     # cartloader's upload_zenodo declares these with nargs='+' (--in-list in its older versions).
     "upload_zenodo": CommandSpec.from_usage("upload_zenodo", ZENODO_USAGE,
-                                            multi_value=frozenset({"--creators", "--files", "--in-list"})),
+                                            multi_value=frozenset({"--creators", "--files", "--in-list",
+                                                                        "--contributors", "--keywords"})),
 }
 
 COMMANDS: dict[str, Callable[[dict[str, Any], str], int]] = {

@@ -58,6 +58,10 @@ class Backend(Protocol):
     def digests_to_send(self, file: LocalFile) -> tuple[str, ...]:
         """The local digests the runner must hand in before `file` is sent (e.g. Content-MD5 of each part)."""
 
+    def digests_while_sending(self, file: LocalFile) -> tuple[str, ...]:
+        """Of those, the ones this backend computes itself from the bytes it sends when they are not known (a first
+        upload of a big file, read once): the runner then hands in only what its cache holds, without a read."""
+
     def check_access(self, plan: UploadPlan, *, dry_run: bool) -> None:
         """Fail fast (UploaderError) on bad credentials, permissions or destination."""
 

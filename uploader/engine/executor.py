@@ -13,6 +13,10 @@ take part:
 - one completing thread verifies what each send stored, records the outcome,
   and hands an attempt worth repeating back to the workers.
 
+A failure that is the run's, not a file's (an UploaderError from a send,
+e.g. the store refusing the run's first write for a permission) stops the
+run at once, as an interrupt does, and is raised for the entrypoint to tell.
+
 Two kinds of failed attempt are tried again: bytes that arrived wrong (a few
 times), and a remote that did not take them this time (an outage, a reset, a
 5xx): after a growing pause, for as long as the run as a whole makes
@@ -37,9 +41,10 @@ from uploader.engine.backend import Backend
 from uploader.engine.decide import disagreeing_digest, publish_or_wait, vouched
 from uploader.engine.operations import Action, Operation, Status, Stored
 from uploader.engine.progress import Progress
-from uploader.errors import CatalogInPlace, CatalogWaits, FileUploadError, RemoteError
-from uploader.local.digests import Cancelled, digests
+from uploader.errors import CatalogInPlace, CatalogWaits, FileUploadError, RemoteError, UploaderError
+from uploader.local.digests import Cancelled, cached_digests, digests
 from uploader.local.hash_cache import HashCache
+from uploader.local.plan import LocalFile
 from uploader.retry import pause_before
 
 INTEGRITY_ATTEMPTS = 3  # a file whose bytes arrived wrong is sent again; HTTP-level retries are the backend's
@@ -164,7 +169,7 @@ class Executor:
             raise FileUploadError("the file changed on disk during the run; re-run to upload its new content")
         try:
             with self.liveness.working():
-                op.digests.update(digests(file, self.backend.digests_to_send(file), self.cache, self.stop))
+                op.digests.update(self._digests_to_send(op, file))
         except Cancelled:
             raise FileUploadError("interrupted") from None
         except OSError as exc:
@@ -173,6 +178,13 @@ class Executor:
             publish_or_wait(op, self.backend, self.cache)
         op.in_doubt = True
         return _as_optional(self.backend.start_send(op, op.digests, attempt.advance, self.stop))
+
+    def _digests_to_send(self, op: Operation, file: LocalFile) -> dict[str, str]:
+        """What the backend needs before sending; on a first upload, what it hashes while sending is not read."""
+        wanted = self.backend.digests_to_send(file)
+        if op.action is Action.UPLOAD and set(wanted) <= set(self.backend.digests_while_sending(file)):
+            return cached_digests(file, wanted, self.cache) or {}
+        return digests(file, wanted, self.cache, self.stop)
 
     def complete(self, attempt: _Attempt, outcome: Future[Stored | None]) -> _Attempt | None:
         """In the completing thread: verify and record the outcome; the next attempt if one is worth it."""
@@ -253,15 +265,17 @@ class _Batch:
                     self._try(attempt)
                 handed_out += 1
             self._wait_for_all()
-        except (KeyboardInterrupt, RunStalled) as ending:
+        except (KeyboardInterrupt, UploaderError) as ending:  # an interrupt, a stall, or the run's own failure
             # Not `with ThreadPoolExecutor`: its exit would wait for every upload to finish.
+            self._bug = None  # raised once, here
             self.executor.stop.set()
             self.executor.backend.cancel()
             self._workers.shutdown(wait=False, cancel_futures=True)
             for _ in self.ops[handed_out:]:  # never started: nothing to wait for
                 self._one_done()
             # A dead remote answers nothing more: what is still in flight is not waited for.
-            self._wait_for_all(grace=STALLED_GRACE_SECONDS if isinstance(ending, RunStalled) else CANCEL_GRACE_SECONDS)
+            interrupted = isinstance(ending, KeyboardInterrupt)
+            self._wait_for_all(grace=CANCEL_GRACE_SECONDS if interrupted else STALLED_GRACE_SECONDS)
             raise
         finally:
             self._outcomes.put(None)

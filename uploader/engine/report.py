@@ -91,7 +91,8 @@ def failure_lines(result: RunResult) -> list[str]:
 
 
 def report_document(result: RunResult, command: str, destination: str, warnings: list[str] | None = None,
-                    readiness: Readiness | None = None, share: Share | None = None) -> dict[str, Any]:
+                    readiness: Readiness | None = None, share: Share | None = None,
+                    record: dict[str, Any] | None = None) -> dict[str, Any]:
     """The --report JSON: per file, totals, elapsed time and overall outcome."""
     files = [_file_entry(op) for op in result.ops]
     return {
@@ -112,6 +113,8 @@ def report_document(result: RunResult, command: str, destination: str, warnings:
         "elapsed_seconds": round(result.elapsed, 3),
         # With --shard: this worker's share (what it sends, of the whole plan); null otherwise.
         "shard": share.as_report() if share else None,
+        # upload_zenodo: the record's license, reserved DOI, DOI and communities; null for upload_aws.
+        "record": record,
         "totals": {
             "files": len(files),
             "bytes": sum(op.size for op in result.ops),

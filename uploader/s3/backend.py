@@ -1,7 +1,8 @@
 """The S3 backend: the runner's view of a bucket (AWS, MinIO, SeaweedFS, Ceph, ...).
 
 It lists what is there (verify.py says what each ETag vouches for), checks
-access beside that listing (access.py), sends files and verifies what the
+the bucket beside that listing and lets the run's first write prove write
+access (access.py), sends files and verifies what the
 store holds (sends.py, over writer.py and transport.py), updates unchanged
 objects' options in place (updates.py), and keeps unfinished multipart
 uploads for the next run (leases.py). Its options are settings.py's.
@@ -16,24 +17,26 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import TYPE_CHECKING
 
 from uploader.engine.operations import PUBLISHED, Action, Operation, RemoteFile, Stored
+from uploader.errors import FileUploadError
 from uploader.local.content_types import content_type
 from uploader.local.digests import part_md5_name
 from uploader.local.plan import CATALOG_NAME, Dataset, LocalFile, UploadPlan
 from uploader.local.pmtiles import is_pmtiles_name
 from uploader.redact import redact
-from uploader.s3.access import check_bucket, probe_write
-from uploader.s3.client import RideThroughOutages, as_file_upload_error, make_client, uploader_errors_for
+from uploader.s3.access import FirstWrite, check_bucket
+from uploader.s3.client import RideThroughOutages, make_client, uploader_errors_for
 from uploader.s3.leases import Leases
 from uploader.s3.options import send_request_payer_always
 from uploader.s3.sends import VerifiedSends
 from uploader.s3.settings import S3Settings
-from uploader.s3.transport import make_transport
+from uploader.s3.transport import DeferredTransport, make_transport
 from uploader.s3.updates import InPlaceUpdates
 from uploader.s3.verify import SHA256_META, listed_files, object_now_at
-from uploader.s3.writer import ObjectWriter, part_size
+from uploader.s3.writer import ObjectWriter, is_multipart, part_size
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -57,16 +60,17 @@ class S3Backend:
         self.client: S3Client = make_client(settings, n_jobs, self.outages)
         if payer := self.objects.given.get("--request-payer"):
             send_request_payer_always(self.client, payer)
-        transport = make_transport(self.client, destination.bucket, connections=n_jobs)
+        self._transport = DeferredTransport(partial(make_transport, self.client, destination.bucket, n_jobs))
         self.leases = Leases(self.client, destination.bucket, destination.prefix, take_over=settings.take_over)
-        self.writer = ObjectWriter(self.client, destination.bucket, transport, self.leases)
+        self.writer = ObjectWriter(self.client, destination.bucket, self._transport, self.leases)
+        self.first_write = FirstWrite(destination, settings, self.objects)
         # Multipart uploads and sends verified by a HEAD wait for their answers in these threads.
         self._waiting = ThreadPoolExecutor(n_jobs, thread_name_prefix="s3-send")
         self._bucket_there: Future[None] | None = None
-        self._ready_to_write: Future[None] | None = None
-        self._probe_removed: Future[None] | None = None
+        self._surveyed: Future[None] | None = None  # whose the unfinished uploads are: before the first multipart
         self.updates = InPlaceUpdates(self.client, destination.bucket, self.objects)
-        self.sends = VerifiedSends(self.client, destination.bucket, self.writer, self.objects, self._waiting)
+        self.sends = VerifiedSends(self.client, destination.bucket, self.writer, self.objects, self._waiting,
+                                   self.first_write, self.updates, self._wait_for_survey)
 
     # -- the options the decisions need -----------------------------------------------------
 
@@ -96,14 +100,23 @@ class S3Backend:
     def digests_to_send(self, file: LocalFile) -> tuple[str, ...]:
         return "sha256", part_md5_name(part_size(file.size))
 
-    def check_access(self, plan: UploadPlan, *, dry_run: bool) -> None:
-        """Checks that go on beside the first listing (round trips on a WAN): the bucket, then writing.
+    def digests_while_sending(self, file: LocalFile) -> tuple[str, ...]:
+        """A first multipart upload hashes its parts as it sends them (writer.py), unless SSE-KMS is asked for:
+        then the ETag vouches for nothing, and the SHA-256 must go with CreateMultipartUpload."""
+        if not is_multipart(file.size) or self.objects.given.get("--sse", "").startswith("aws:kms"):
+            return ()
+        return self.digests_to_send(file)
 
-        Keys S3 cannot hold are refused first, before any request."""
-        self.s3_dir.check_keys(plan)
+    def check_access(self, plan: UploadPlan, *, dry_run: bool) -> None:
+        """Beside the first listing (round trips on a WAN): the bucket, and whose the unfinished uploads are.
+
+        Write access is what the run's first write proves (access.FirstWrite): no probe of its own.
+        """
+        self.s3_dir.check_keys(plan)  # keys S3 cannot hold: refused before any request
         self._bucket_there = self._waiting.submit(check_bucket, self.client, self.s3_dir.bucket, self.settings)
         if not dry_run:
-            self._ready_to_write = self._waiting.submit(self._prepare_to_write)
+            self._surveyed = self._waiting.submit(self._survey_uploads)
+            self._transport.start(self._waiting.submit)
 
     def remote_files(self, dataset: Dataset) -> dict[str, RemoteFile]:
         listing = self._list(dataset)
@@ -149,20 +162,15 @@ class S3Backend:
     # -- writing --------------------------------------------------------------------------
 
     def begin(self, ops: list[Operation]) -> bool:
-        """Before the first write: the write probe started at check_access must have passed."""
-        if any(op.action is not Action.SKIP for op in ops) and self._ready_to_write is not None:
-            self._ready_to_write.result()  # a refusal stops the run before gigabytes are sent
+        """Before the first write: the bucket is there (a write to a missing bucket creates it on some stores)."""
+        if any(op.action is not Action.SKIP for op in ops) and self._bucket_there is not None:
+            self._bucket_there.result()
         return False
 
-    def _prepare_to_write(self) -> None:
-        """Prove write access and learn whose the unfinished uploads are, side by side with the listing."""
-        assert self._bucket_there is not None
-        self._bucket_there.result()  # a write to a missing bucket may create it on some stores
-        with ThreadPoolExecutor(1, thread_name_prefix="leases") as pool:
-            survey = pool.submit(self._survey_uploads)
-            self._probe_removed = self._waiting.submit(probe_write(self.client, self.s3_dir, self.settings,
-                                                                   self.objects))
-            survey.result()
+    def _wait_for_survey(self) -> None:
+        """Before a multipart upload: an unfinished upload of its file may be ours to resume, or another run's."""
+        if self._surveyed is not None:
+            self._surveyed.result()
 
     def _survey_uploads(self) -> None:
         with uploader_errors_for(f"listing unfinished uploads under {self.s3_dir.uri()}", self.settings):
@@ -172,28 +180,32 @@ class S3Backend:
                    stop: threading.Event) -> Future[Stored]:
         """An update in place waits in a thread of ours; a file goes out as sends.py says."""
         if op.action is Action.UPDATE:
-            return self._waiting.submit(self.updates.update, op, digests["sha256"])
+            return self._waiting.submit(self._update, op, digests.get("sha256", ""))
         return self.sends.start(op, digests, progress, stop)
 
     def delete(self, op: Operation) -> None:
         try:
             self.client.delete_object(Bucket=self.s3_dir.bucket, Key=op.destination)
         except Exception as exc:
-            raise as_file_upload_error(exc) from None
+            raise self.first_write.failure(exc) from None
+
+    def _update(self, op: Operation, sha256: str) -> Stored:
+        try:
+            return self.updates.update(op, sha256)
+        except FileUploadError as exc:
+            raise self.first_write.failure(exc) from None
 
     def finish(self, ops: list[Operation], *, ok: bool) -> list[str]:
-        if self._ready_to_write is not None:
-            self._ready_to_write.exception()  # a run with nothing to write still lets the probe clean up
         self.updates.close()
         self.leases.release()
         published = [op.destination for op in ops if op.is_catalog and op.status in PUBLISHED]
         return [f"catalog: {self.s3_dir.uri(key)}" for key in published] + self._kept_uploads() \
-            + self._probe_left()
+            + self._survey_failed()
 
-    def _probe_left(self) -> list[str]:
-        """The write check's empty upload, if aborting it failed: said, not a failure of the run."""
-        failed = self._probe_removed.exception() if self._probe_removed is not None else None
-        return [f"warning: {failed}; it holds 30 bytes and no object"] if failed else []
+    def _survey_failed(self) -> list[str]:
+        """The unfinished uploads could not be listed (a run that sent no multipart upload did not need them)."""
+        failed = self._surveyed.exception() if self._surveyed is not None else None
+        return [f"warning: {failed}; unfinished uploads under it were not checked or cleaned up"] if failed else []
 
     def cancel(self) -> None:
         """Stop what is in flight; keep the unfinished uploads, and hand them to the next run at once."""

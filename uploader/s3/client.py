@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from uploader import __version__
-from uploader.errors import AuthError, FileUploadError, RemoteError, UsageError
+from uploader.errors import AuthError, FileUploadError, RemoteError, UploaderError, UsageError
 from uploader.redact import redact
 from uploader.retry import pause_before
 from uploader.s3.addressing import is_aws_host, is_ip_address
@@ -200,27 +200,10 @@ def uploader_errors_for(what: str, settings: S3Settings) -> Iterator[None]:
     try:
         yield
     except bx.ClientError as exc:
-        code = str(exc.response.get("Error", {}).get("Code", ""))
+        error = exc.response.get("Error", {})
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if code == "NoSuchBucket" or (code == "404" and what.startswith("bucket")):
-            bucket = exc.response.get("Error", {}).get("BucketName") or what
-            raise UsageError(f"--s3-dir: bucket '{bucket}' does not exist ({what}); create it first or check"
-                             " the name (and --endpoint-url)") from None
-        if code == "InvalidAccessKeyId":
-            raise AuthError(f"the access key is unknown to this store ({code}, {what}): check AWS_ACCESS_KEY_ID"
-                            " (or --profile) and that --endpoint-url is the store the key belongs to") from None
-        if code in ("SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "TokenRefreshRequired"):
-            raise AuthError(f"the credentials are wrong ({code}, {what}): the secret key does not match the"
-                            " access key, or they expired; check AWS_SECRET_ACCESS_KEY (or --profile)") from None
-        if code.isdigit() and not what.startswith("bucket") and status != 403:
-            # An S3 store answers with an XML error document; a bare status is a web server of another kind.
-            endpoint = redact(settings.endpoint_url or "the S3 endpoint")
-            raise UsageError(f"{endpoint} does not speak S3: {what} got a plain HTTP {code} without an S3 error;"
-                             " check --endpoint-url (or AWS_ENDPOINT_URL_S3)") from None
-        if code in AUTH_CODES or status == 403:
-            raise AuthError(f"access denied for {what}: these credentials may not do this; ask the"
-                            " bucket owner for s3:ListBucket and s3:PutObject on it") from None
-        raise RemoteError(f"{what} failed: {code} {error_message(exc)}") from None
+        raise refusal_as_error(str(error.get("Code", "")), status, error_message(exc), what, settings,
+                               bucket=str(error.get("BucketName") or "")) from None
     except (bx.NoCredentialsError, bx.PartialCredentialsError):
         raise AuthError("no usable AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY,"
                         " run 'aws configure', or pass --profile") from None
@@ -232,6 +215,33 @@ def uploader_errors_for(what: str, settings: S3Settings) -> Iterator[None]:
                           " and the network") from None
     except bx.BotoCoreError as exc:
         raise RemoteError(f"{what} failed: {exc}") from None
+
+
+def refusal_as_error(code: str, status: int | None, message: str, what: str, settings: S3Settings,
+                     bucket: str | None = None) -> UploaderError:
+    """A request the store refused (S3's error code, the HTTP status), as the one-line error the user reads."""
+    if code == "NoSuchBucket" or (code == "404" and what.startswith("bucket")):
+        return UsageError(f"--s3-dir: bucket '{bucket or what}' does not exist ({what}); create it first or check"
+                          " the name (and --endpoint-url)")
+    if code == "InvalidAccessKeyId":
+        return AuthError(f"the access key is unknown to this store ({code}, {what}): check AWS_ACCESS_KEY_ID"
+                         " (or --profile) and that --endpoint-url is the store the key belongs to")
+    if code in ("SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "TokenRefreshRequired"):
+        return AuthError(f"the credentials are wrong ({code}, {what}): the secret key does not match the"
+                         " access key, or they expired; check AWS_SECRET_ACCESS_KEY (or --profile)")
+    if code.isdigit() and not what.startswith("bucket") and status != 403:
+        # An S3 store answers with an XML error document; a bare status is a web server of another kind.
+        endpoint = redact(settings.endpoint_url or "the S3 endpoint")
+        return UsageError(f"{endpoint} does not speak S3: {what} got a plain HTTP {code} without an S3 error;"
+                          " check --endpoint-url (or AWS_ENDPOINT_URL_S3)")
+    if is_auth_refusal(code, status):
+        return AuthError(f"access denied for {what}: these credentials may not do this; ask the"
+                         " bucket owner for s3:ListBucket and s3:PutObject on it")
+    return RemoteError(f"{what} failed: {code} {message}")
+
+
+def is_auth_refusal(code: str, status: int | None) -> bool:
+    return code in AUTH_CODES or status == 403
 
 
 def as_file_upload_error(exc: BaseException) -> FileUploadError:

@@ -18,6 +18,10 @@ it is, whatever the clocks of the machines involved.
 - An upload no lease names (another tool's, or one whose lease is gone) is
   aborted once it is older than ABORT_AFTER days; --abort-incomplete-uploads
   aborts every one that no live run holds.
+- An upload of the write-check key that older versions sent (and aborted
+  seconds later, unless that run died first) is aborted once it is older
+  than WRITE_CHECK_STALE seconds: no lease names it, and no live run holds
+  one that long.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 from uploader.errors import FileUploadError
-from uploader.s3.own_keys import LEASES_DIR, is_tool_key
+from uploader.s3.own_keys import LEASES_DIR, WRITE_CHECK_NAME, is_tool_key
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -42,6 +46,8 @@ if TYPE_CHECKING:
 LEASE_REFRESH = float(os.environ.get("CARTLOAD_UPLOADER_LEASE_REFRESH", "60"))  # seconds between heartbeats
 LEASE_STALE = float(os.environ.get("CARTLOAD_UPLOADER_LEASE_STALE", "600"))  # no heartbeat for this long: dead
 ABORT_AFTER = float(os.environ.get("CARTLOAD_UPLOADER_ABORT_AFTER_DAYS", "7"))  # days, for uploads no lease names
+WRITE_CHECK_STALE = float(os.environ.get("CARTLOAD_UPLOADER_WRITE_CHECK_STALE", "300"))  # seconds
+WRITE_CHECK = WRITE_CHECK_NAME  # the key older versions' write check started an upload of
 log = logging.getLogger("uploader")
 
 
@@ -114,7 +120,10 @@ class Leases:
         """Read the other runs' leases and the unfinished uploads; abort those nobody can resume."""
         holders = [holder for holder in self._read_leases() if holder.lease.run != self.ours.run]
         self._holders = {upload_id: holder for holder in holders for upload_id in holder.lease.uploads}
-        uploads = self._unfinished_uploads()
+        uploads, write_checks = self._unfinished_uploads()
+        for check in write_checks:
+            if _older_than(check.get("Initiated"), days=WRITE_CHECK_STALE / 86400):
+                self._abort(check["Key"], check["UploadId"], "", quiet=True)
         for upload in uploads:
             holder = self._holders.get(upload["UploadId"])
             if holder is not None and holder.live and not self.take_over:
@@ -143,7 +152,7 @@ class Leases:
         with self._lock:
             own = next((record for record in self.ours.uploads.values() if record.key == key), None)
         if own is not None:  # an earlier attempt of this run: its stored parts are checked and kept
-            if (own.sha256, own.size, own.part_size) == (sha256, size, part_size):
+            if _may_hold(own, sha256, size, part_size):
                 return own
             self._abort(key, own.upload_id, "the file changed since")
             self.finished(own.upload_id)
@@ -156,10 +165,10 @@ class Leases:
                                       " this file right now; let it finish (or pass --take-over if it is gone)")
             if record is None:
                 continue  # not ours to resume (another tool's): aborted once it is old
-            if resumable is None and (record.sha256, record.size, record.part_size) == (sha256, size, part_size):
+            if resumable is None and _may_hold(record, sha256, size, part_size):
                 resumable = record
             else:
-                reason = "the file changed since" if record.sha256 != sha256 else "another part size"
+                reason = "another part size" if record.part_size != part_size else "the file changed since"
                 self._abort(key, record.upload_id, reason)
         if resumable is not None:
             self.started(resumable)
@@ -178,6 +187,9 @@ class Leases:
             self.ours.uploads.pop(upload_id, None)
             for remaining in self._handed_over.values():
                 remaining.discard(upload_id)
+            late = self._stopped.is_set() and self._written and not self.ours.uploads
+        if late:  # finished after the run released its lease (a send still winding down): nothing left to name
+            self.release()
 
     # -- at the end ----------------------------------------------------------------------------------
 
@@ -230,22 +242,28 @@ class Leases:
                 holders.append(Holder(lease, item["Key"], live=not lease.released and fresh and not _gone(lease)))
         return holders
 
-    def _unfinished_uploads(self) -> list[dict[str, Any]]:
+    def _unfinished_uploads(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The unfinished uploads under the prefix: of dataset files, and of the old write-check key."""
         prefix = f"{self.prefix}/" if self.prefix else ""
         found: list[dict[str, Any]] = []
+        write_checks: list[dict[str, Any]] = []
         for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=prefix):
-            found.extend(dict(upload) for upload in page.get("Uploads", [])
-                         if not is_tool_key(upload["Key"], self.prefix))
-        return found
+            for upload in page.get("Uploads", []):
+                if upload["Key"].rsplit("/", 1)[-1] == WRITE_CHECK:
+                    write_checks.append(dict(upload))
+                elif not is_tool_key(upload["Key"], self.prefix):
+                    found.append(dict(upload))
+        return found, write_checks
 
-    def _abort(self, key: str, upload_id: str, reason: str) -> None:
+    def _abort(self, key: str, upload_id: str, reason: str, *, quiet: bool = False) -> None:
         try:
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
         except Exception as exc:  # the upload itself goes on; left-over parts only cost storage
             log.warning("warning: could not abort the unfinished upload of %s (%s); an"
                         " AbortIncompleteMultipartUpload lifecycle rule on the bucket removes it", key, exc)
             return
-        log.warning("note: aborted an unfinished upload of %s (%s); the file is sent whole", key, reason)
+        if not quiet:
+            log.warning("note: aborted an unfinished upload of %s (%s); the file is sent whole", key, reason)
 
     def _write(self) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self._our_key, Body=self.ours.to_json(),
@@ -273,6 +291,14 @@ class Leases:
                         self._write()
             except Exception as exc:  # the next beat tries again; a lease that goes stale only invites a take-over
                 log.warning("warning: could not refresh this run's lease (%s)", exc)
+
+
+def _may_hold(record: UploadRecord, sha256: str, size: int, part_size: int) -> bool:
+    """Whether an unfinished upload may hold parts of this file: its size and part size, and its SHA-256 where
+    both are known (an upload that hashes what it sends knows it only at the end). Each part it holds is
+    checked against the local part's MD5 before it is kept."""
+    same_hash = not sha256 or not record.sha256 or record.sha256 == sha256
+    return (record.size, record.part_size) == (size, part_size) and same_hash
 
 
 def _gone(lease: Lease) -> bool:

@@ -17,12 +17,14 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from uploader.engine.operations import Operation, Stored
+from uploader.errors import UploaderError
 from uploader.local.content_types import content_type
 from uploader.local.digests import multipart_etag_name, part_md5_name
 from uploader.local.plan import LocalFile
-from uploader.s3.client import as_file_upload_error
+from uploader.s3.access import FirstWrite
 from uploader.s3.options import ObjectOptions
 from uploader.s3.transport import Sent
+from uploader.s3.updates import InPlaceUpdates
 from uploader.s3.verify import SHA256_META, stored_as_headed
 from uploader.s3.writer import ObjectWriter, is_multipart, part_size
 
@@ -34,11 +36,15 @@ class VerifiedSends:
     """Starts each file's send and settles it with what the store holds (see the module's text)."""
 
     def __init__(self, client: S3Client, bucket: str, writer: ObjectWriter, objects: ObjectOptions,
-                 waiting: ThreadPoolExecutor) -> None:
+                 waiting: ThreadPoolExecutor, first_write: FirstWrite, updates: InPlaceUpdates,
+                 surveyed: Callable[[], None]) -> None:
         self.client = client
         self.bucket = bucket
         self.writer = writer
         self.objects = objects
+        self.first_write = first_write  # until a write is stored, a refused one stops the run (access.py)
+        self.updates = updates
+        self._surveyed = surveyed  # waited for before a multipart upload
         self._waiting = waiting  # multipart uploads and sends verified by a HEAD wait for their answers here
         self._proofs: dict[str, Future[Stored]] = {}  # the first send of each Content-Type, verified by a HEAD
         self._proofs_lock = threading.Lock()
@@ -48,10 +54,11 @@ class VerifiedSends:
         """A small file goes out without a thread of ours; a multipart upload or a HEAD waits in one."""
         file = op.file
         assert file is not None
-        parts = part_size(file.size)
-        part_md5s = digests[part_md5_name(parts)].split(",")
+        known = digests.get(part_md5_name(part_size(file.size)))
+        part_md5s = known.split(",") if known else []  # none: a multipart upload hashes what it sends (writer.py)
+        sha256 = digests.get("sha256", "")
         kind = content_type(file.name)
-        params: dict[str, Any] = {"ContentType": kind, "Metadata": {SHA256_META: digests["sha256"]},
+        params: dict[str, Any] = {"ContentType": kind, "Metadata": {SHA256_META: sha256} if sha256 else {},
                                   **self.objects.put_params(catalog=op.is_catalog)}
         if op.is_catalog:
             return self._waiting.submit(self._send_and_check, op, params, part_md5s, progress, stop, True)
@@ -93,8 +100,9 @@ class VerifiedSends:
         try:
             sent = sending.result()
         except Exception as exc:
-            stored.set_exception(as_file_upload_error(exc))
+            stored.set_exception(self.first_write.failure(exc))
             return
+        self.first_write.stored()
         if sent.encryption.startswith("aws:kms"):  # SSE-KMS: the ETag is no MD5; only a HEAD tells
             headed = self._waiting.submit(self._stored_as_headed, op.destination, op.file)
             headed.add_done_callback(lambda done: _copy_outcome(done, stored))
@@ -106,14 +114,24 @@ class VerifiedSends:
         """Send and wait; what a HEAD shows when asked for (or the ETag is no MD5), else the ETag."""
         file = op.file
         assert file is not None
+        if is_multipart(file.size):
+            self._surveyed()
         try:
-            sent = self.writer.put(file, op.destination, params, part_md5s, params["Metadata"][SHA256_META],
+            sent = self.writer.put(file, op.destination, params, part_md5s, params["Metadata"].get(SHA256_META, ""),
                                    progress, stop)
         except Exception as exc:
-            raise as_file_upload_error(exc) from None
+            failure = self.first_write.failure(exc)
+            if isinstance(failure, UploaderError) and is_multipart(file.size):
+                self.writer.abandon(op.destination)  # the run stops for its access: nothing of it to resume
+            raise failure from None
+        self.first_write.stored()
+        if sent.encryption.startswith("aws:kms") and sent.digests:  # a bucket's default SSE-KMS: the ETag vouches
+            self.updates.add_sha256(op.destination, file, sent.digests["sha256"])  # for nothing; the SHA-256 will
         if head or sent.encryption.startswith("aws:kms"):
-            return replace(self._stored_as_headed(op.destination, file), resumed=sent.resumed)
-        return Stored(file.size, {multipart_etag_name(part_size(file.size)): sent.etag}, resumed=sent.resumed)
+            return replace(self._stored_as_headed(op.destination, file), resumed=sent.resumed,
+                           sent_digests=sent.digests)
+        return Stored(file.size, {multipart_etag_name(part_size(file.size)): sent.etag}, resumed=sent.resumed,
+                      sent_digests=sent.digests)
 
     def _stored_as_headed(self, key: str, file: LocalFile) -> Stored:
         return stored_as_headed(self.client, self.bucket, key, file, self.objects)

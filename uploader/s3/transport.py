@@ -23,7 +23,7 @@ import urllib.request
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlsplit
@@ -60,14 +60,15 @@ class Sent:
     etag: str
     encryption: str = ""  # x-amz-server-side-encryption, e.g. "aws:kms" (then the ETag is not an MD5)
     resumed: int = 0  # bytes an earlier attempt or run had already stored (a resumed multipart upload)
+    digests: Mapping[str, str] = field(default_factory=dict)  # of the file, computed from the bytes sent
 
 
 class TransportError(Exception):
     """A data request failed: S3's error code and message, or a connection failure (code empty)."""
 
-    def __init__(self, code: str, message: str, status: int | None = None) -> None:
+    def __init__(self, code: str, message: str, status: int | None = None, operation: str = "") -> None:
         super().__init__(f"{code}: {message}" if code else message)
-        self.code, self.message, self.status = code, message, status
+        self.code, self.message, self.status, self.operation = code, message, status, operation
 
 
 class Transport(Protocol):
@@ -90,6 +91,46 @@ def make_transport(client: S3Client, bucket: str, connections: int) -> Transport
     if wanted == "boto3" or _proxy_applies(client.meta.endpoint_url):
         return Boto3Transport(client, bucket, connections)
     return CrtTransport(client, bucket, connections)
+
+
+class DeferredTransport:
+    """A Transport built ahead of its first request, in the background: awscrt's client costs ~40 ms of CPU, spent
+    better while the first listing is on the wire than before it is sent. A dry run never builds it."""
+
+    name = "deferred"
+
+    def __init__(self, build: Callable[[], Transport]) -> None:
+        self._build = build
+        self._built: Future[Transport] | None = None
+        self._lock = threading.Lock()
+
+    def start(self, run: Callable[[Callable[[], Transport]], Future[Transport]]) -> None:
+        """Build it with `run` (e.g. a thread pool's submit) unless that has begun."""
+        with self._lock:
+            if self._built is None:
+                self._built = run(self._build)
+
+    def put_object(self, key: str, body: Body, md5_b64: str, params: Mapping[str, Any],
+                   progress: Callable[[int], None]) -> Future[Sent]:
+        return self._transport().put_object(key, body, md5_b64, params, progress)
+
+    def upload_part(self, key: str, upload_id: str, number: int, body: Body, md5_b64: str,
+                    params: Mapping[str, Any], progress: Callable[[int], None]) -> Future[Sent]:
+        return self._transport().upload_part(key, upload_id, number, body, md5_b64, params, progress)
+
+    def cancel_all(self) -> None:
+        with self._lock:
+            built = self._built
+        if built is not None and built.done() and built.exception() is None:
+            built.result().cancel_all()
+
+    def _transport(self) -> Transport:
+        with self._lock:
+            if self._built is None:  # never started ahead: built here, once
+                self._built = Future()
+                self._built.set_result(self._build())
+            built = self._built
+        return built.result()
 
 
 def _proxy_applies(endpoint_url: str) -> bool:
@@ -176,7 +217,7 @@ class CrtTransport:
                 answer.set_result(Sent(answered.get("etag", "").strip('"'),
                                        answered.get("x-amz-server-side-encryption", "")))
             else:
-                answer.set_exception(_crt_error(error, error_body, status_code))
+                answer.set_exception(_crt_error(error, error_body, status_code, operation))
 
         started = self._client.make_request(
             type=self._s3.S3RequestType.DEFAULT, operation_name=operation, request=request,
@@ -259,16 +300,17 @@ def _object_headers(params: Mapping[str, Any]) -> list[tuple[str, str]]:
     return headers
 
 
-def _crt_error(error: BaseException, body: bytes | None, status: int | None) -> TransportError:
+def _crt_error(error: BaseException, body: bytes | None, status: int | None, operation: str) -> TransportError:
     if body:
         try:
             root = ElementTree.fromstring(body)
-            return TransportError(root.findtext("Code") or str(status), root.findtext("Message") or "", status)
+            return TransportError(root.findtext("Code") or str(status), root.findtext("Message") or "", status,
+                                  operation)
         except ElementTree.ParseError:
             pass
     if status:
-        return TransportError(str(status), f"HTTP {status}", status)
-    return TransportError("", getattr(error, "name", "") or str(error))
+        return TransportError(str(status), f"HTTP {status}", status, operation)
+    return TransportError("", getattr(error, "name", "") or str(error), operation=operation)
 
 
 # -- boto3 --------------------------------------------------------------------------------------
@@ -315,7 +357,8 @@ class Boto3Transport:
         except botocore.exceptions.ClientError as exc:
             error = exc.response.get("Error", {})
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            raise TransportError(str(error.get("Code", status)), str(error.get("Message", "")), status) from None
+            raise TransportError(str(error.get("Code", status)), str(error.get("Message", "")), status,
+                                 exc.operation_name) from None
         except botocore.exceptions.BotoCoreError as exc:
             raise TransportError("", str(exc)) from None
         progress(body.length)

@@ -76,6 +76,14 @@ class InPlaceUpdates:
             self._proven.set()
         return stored
 
+    def add_sha256(self, key: str, file: LocalFile, sha256: str) -> None:
+        """Give an object stored before its SHA-256 was known (hashed while sent) that SHA-256, in place: where the
+        ETag is no MD5 (SSE-KMS), only the SHA-256 vouches for its bytes."""
+        try:
+            self._copy_onto_itself(key, file, sha256)
+        except Exception as exc:
+            raise as_file_upload_error(exc) from None
+
     def close(self, *, cancel: bool = False) -> None:
         if self._copier is None:
             return
@@ -100,7 +108,7 @@ class InPlaceUpdates:
         if "--sse" in self.objects.given:
             kept.pop("SSEKMSKeyId", None)  # the key of the encryption it had, not of the one asked for
         extra = {**kept, **grants, "MetadataDirective": "REPLACE", "ContentType": content_type(file.name),
-                 "Metadata": {**head.get("Metadata", {}), SHA256_META: sha256},
+                 "Metadata": {**head.get("Metadata", {}), **({SHA256_META: sha256} if sha256 else {})},
                  "CopySourceIfMatch": head["ETag"],  # the object compared, not one written meanwhile
                  **self.objects.put_params(catalog=False)}
         source: Any = {"Bucket": bucket, "Key": key}

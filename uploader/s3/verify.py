@@ -111,7 +111,8 @@ def stored_as_headed(client: S3Client, bucket: str, key: str, file: LocalFile, o
                    if kept.get(name) != value]:
         raise FileUploadError(f"the store did not keep {'; '.join(dropped)}: it ignores what was asked for; leave"
                               " the option out, or use a store that keeps it")
-    vouched = {"sha256": head.get("Metadata", {}).get(SHA256_META, "")}
+    sha256 = head.get("Metadata", {}).get(SHA256_META, "")  # none on a multipart upload hashed while sent
+    vouched = {"sha256": sha256} if sha256 else {}
     etag, size = head.get("ETag", "").strip('"'), int(head["ContentLength"])
     opaque = etag_is_opaque(head)  # with SSE-KMS or SSE-C the ETag is not an MD5
     if updated and not opaque:

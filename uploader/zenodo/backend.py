@@ -33,9 +33,17 @@ from uploader.engine.backend import SendsInThreads
 from uploader.engine.operations import Action, Operation, RemoteFile, Stored
 from uploader.errors import FileUploadError, InputError, NotPublished, UploaderError
 from uploader.local.plan import Dataset, LocalFile, UploadPlan
-from uploader.zenodo import drafts, identity, outcome
+from uploader.zenodo import drafts, identity, metadata, outcome
 from uploader.zenodo.client import ZenodoClient
 from uploader.zenodo.editing import MetadataEditor
+from uploader.zenodo.record_outcome import (
+    RecordOutcome,
+    community_states,
+    reserved_doi,
+    summary_of,
+    wanted_communities,
+    without_pending_communities,
+)
 from uploader.zenodo.records import DepositionFile, ZenodoDeposition
 from uploader.zenodo.resume import ResumeRecords
 from uploader.zenodo.settings import SANDBOX_API, ZenodoSettings
@@ -71,6 +79,8 @@ class ZenodoBackend(SendsInThreads):
         self._decided_against: set[str] = set()
         self._records = ResumeRecords(settings.cache_dir)
         self._resume_key = ""
+        self._published: ZenodoDeposition | None = None
+        self._communities: dict[str, dict[str, str]] = {}
 
     @property
     def overwrite(self) -> bool:
@@ -83,6 +93,9 @@ class ZenodoBackend(SendsInThreads):
 
     def digests_to_send(self, file: LocalFile) -> tuple[str, ...]:
         return ()  # the MD5 is computed while the file streams
+
+    def digests_while_sending(self, file: LocalFile) -> tuple[str, ...]:
+        return ()
 
     def check_access(self, plan: UploadPlan, *, dry_run: bool) -> None:
         _refuse_folders_and_empty_files(plan)
@@ -142,13 +155,15 @@ class ZenodoBackend(SendsInThreads):
             assert self.record is not None
             record = self.record
             if all(op.action is Action.SKIP for op in ops):
-                if not self.editor.changes(record.metadata):
+                wanted = without_pending_communities(self.client, record, self.editor.wanted)
+                if not metadata.changes(record.metadata, wanted):
                     return False  # the record already holds these files and this metadata: touch nothing
                 self._edit(record)  # metadata alone: same DOI
                 return False
             else:
                 self.target = self.client.new_version(record, lambda: drafts.open_draft(self.client, record,
                                                                                         wait=True))
+                _tell_reserved_doi(f"the new version draft {self.target.id}", self.target)
                 self.target = self.editor.update(self.target)
                 return True  # the new draft holds the latest version's files: decide against those
         self.target = self.editor.update(self.target)
@@ -194,6 +209,12 @@ class ZenodoBackend(SendsInThreads):
         found = self.target or self.record
         return ["--zenodo-id", str(found.id)] if found else []
 
+    def record_summary(self, *, dry_run: bool) -> RecordOutcome:
+        """The record's license, reserved DOI and communities (and, in a dry run, the metadata to send)."""
+        held = self._published or self.target or self.record
+        wanted = self.editor.wanted if held else self.settings.metadata  # a new deposition's defaults, or the change
+        return summary_of(wanted, held, self._published, self._communities, dry_run=dry_run)
+
     # -- which deposition ------------------------------------------------------------------
 
     def _aim_at(self, found: ZenodoDeposition) -> None:
@@ -232,6 +253,7 @@ class ZenodoBackend(SendsInThreads):
         self._records.remember(self._resume_key, self.target.id, title=title, api_url=self.settings.api_url)
         log.warning(f"created deposition {self.target.id} ({self.target.page}); if this run stops, resume with"
                     f" --zenodo-id {self.target.id}")
+        _tell_reserved_doi(f"deposition {self.target.id}", self.target)
 
     # -- finishing ------------------------------------------------------------------------
 
@@ -244,12 +266,21 @@ class ZenodoBackend(SendsInThreads):
             raise NotPublished(f"every file is in the draft {target.page}, but {refused}; add what is missing"
                                " (--title, --creators, --description) and re-run with --publish, or publish it on"
                                " the web page") from None
+        self._published = published
+        self._communities = community_states(self.client, published, wanted_communities(self.settings.metadata))
         return outcome.published_lines(published, target)
 
 
 def is_sandbox(api_url: str) -> bool:
     """Whether the API is Zenodo's sandbox (its uploads are trials: no markers for cartloader's pipeline)."""
     return urlsplit(api_url).hostname == urlsplit(SANDBOX_API).hostname
+
+
+def _tell_reserved_doi(what: str, draft: ZenodoDeposition) -> None:
+    doi = reserved_doi(draft)
+    if doi:
+        log.warning(f"{what} will be published under the DOI {doi} (reserved now: cite it, or write it into"
+                    " the catalog, before publishing)")
 
 
 def without_empty_files(dataset: Dataset) -> tuple[Dataset, list[str]]:

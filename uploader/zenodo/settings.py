@@ -17,20 +17,17 @@ from typing import Any
 from uploader.engine.settings import Given, flag, option, positive_int
 from uploader.errors import InputError, UsageError
 from uploader.local.hash_cache import default_cache_dir
-from uploader.zenodo.creators import creator_name_problems
 from uploader.zenodo.pacing import ZenodoTiming
+from uploader.zenodo.record_metadata import RECORD_OPTIONS, wanted_metadata
 from uploader.zenodo.records import ZenodoToken
 
 PRODUCTION_API = "https://zenodo.org/api"
 SANDBOX_API = "https://sandbox.zenodo.org/api"
 MAX_BYTES = 50 * 10**9  # per file always; per record unless Zenodo raised it (--max-record-bytes)
-UPLOAD_TYPES = ("dataset", "software", "publication", "poster", "presentation", "image", "video", "lesson",
-                "physicalobject", "other")
 DEFAULT_JOBS = 4
 ZENODO_TOKEN_ENV = "ZENODO_TOKEN"
 ZENODO_URL_ENV = "CARTLOAD_UPLOADER_ZENODO_URL"
 UPLOAD_METHODS = ("catalog", "all", "files")
-NO_DESCRIPTION = "No description provided."  # what cartloader gives a new deposition without --description
 log = logging.getLogger("uploader")
 
 
@@ -97,32 +94,8 @@ def _deposition_id(given: Given) -> int | None:
 
 
 def _metadata(given: Given) -> dict[str, Any]:
-    """The metadata fields the options give (only those: the rest of a deposition's metadata stays)."""
-    new_deposition = _deposition_id(given) is None
-    metadata: dict[str, Any] = {}
-    if given["--title"]:
-        metadata["title"] = given["--title"]
-    creators = [name.strip() for value in given["--creators"] or [] for name in value.split(";") if name.strip()]
-    if creators:
-        if problems := creator_name_problems(creators):
-            raise InputError(problems)
-        metadata["creators"] = [{"name": name} for name in creators]
-    if given["--description"]:
-        metadata["description"] = given["--description"]
-    elif new_deposition:
-        # As cartloader does, so that --publish works without --description, as it does there.
-        metadata["description"] = NO_DESCRIPTION
-        given.notes.append(f"no --description: the new deposition's description is cartloader's"
-                           f" \"{NO_DESCRIPTION}\"; change it with --description or on its web page")
-    upload_type = given["--upload-type"] or ("dataset" if new_deposition else None)
-    if upload_type:
-        if upload_type not in UPLOAD_TYPES:
-            raise UsageError(f"--upload-type {upload_type}: choose one of {', '.join(UPLOAD_TYPES)}")
-        metadata["upload_type"] = upload_type
-    if new_deposition and not (metadata.get("title") and metadata.get("creators")):
-        raise UsageError("a new deposition needs --title and --creators \"Family, Given\""
-                         " (or pass --zenodo-id to upload into an existing one)")
-    return metadata
+    """The metadata fields the options and --metadata FILE give (only those: the rest of a deposition stays)."""
+    return wanted_metadata(given.values, given.notes, new_deposition=_deposition_id(given) is None)
 
 
 def _new_only(given: Given) -> frozenset[str]:
@@ -169,8 +142,7 @@ class ZenodoSettings:
     files: FilesToUpload = option(_files_to_upload, "--upload-method", "--files", "--in-list",
                                   default=FilesToUpload())
     deposition_id: int | None = option(_deposition_id, "--zenodo-id", "--zenodo-deposition-id")
-    metadata: dict[str, Any] = option(_metadata, "--title", "--creators", "--description", "--upload-type",
-                                      default_factory=dict)  # only the fields the user passed
+    metadata: dict[str, Any] = option(_metadata, *RECORD_OPTIONS, default_factory=dict)  # only the fields given
     new_only: frozenset[str] = option(_new_only, default=frozenset())  # of `metadata`: for a new deposition only
     api_url: str = option(_api_url, "--zenodo-url", "--sandbox", required=True)
     token: ZenodoToken = option(_token, "--zenodo-token", "--token-file", required=True)
