@@ -55,7 +55,9 @@ Exit codes:
   5    uploaded, but readers cannot use it (only when that check is enforced)
   6    a failed update left a previously published dataset offline until a re-run completes
   130  interrupted (Ctrl-C, SIGTERM): finished files are kept; re-run to resume
-  141  the reader of the output went away (e.g. '--dry-run | head -1'), as for any Unix tool in a pipe
+
+When the reader of the output goes away ('--dry-run | head -1'), the run ends quietly with 141, as any
+Unix tool in a pipe does.
 
 Environment:
   CARTLOAD_UPLOADER_CACHE_DIR   where file hashes (and the deposition a Zenodo command made) are kept
