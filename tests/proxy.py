@@ -39,6 +39,12 @@ class Behaviour:
     http_status: int = 503  # "http-error": the status of the canned answer
     connections: int = 0  # how many connections have been accepted
     requests_seen: list[int] = field(default_factory=list)  # bytes sent upstream, per closed connection
+    outage_on: bytes = b""  # the first request holding these bytes begins an outage (see Proxy.outage_on)
+    outage_seconds: float = 0.0
+    outages: int = 0  # how many outages began
+    deny_on: bytes = b""  # requests holding these bytes are answered 403 AccessDenied, never forwarded
+    hold_answer_on: bytes = b""  # a request holding these bytes goes through; its answer is held back
+    held: int = 0  # how many answers are held back
     first_connection_at: float = 0.0  # time.time() of the first connection accepted (0: none yet)
     # A store's refusal: a new connection whose first request's head matches is answered (status, S3 error
     # document) after its body is read, and closed, as a store answers what it refuses.
@@ -73,6 +79,18 @@ class Proxy:
         """Change the behaviour for what comes next (and for stalls/black holes, for what is running)."""
         for name, value in changes.items():
             setattr(self.behaviour, name, value)
+
+    def outage_on(self, pattern: bytes, seconds: float) -> None:
+        """When a request holding `pattern` comes (once), cut it and every connection, and refuse new ones for
+        `seconds`: a server that goes away at that point of a run and comes back on the same port."""
+        self.set(outage_on=pattern, outage_seconds=seconds)
+
+    def _begin_outage(self) -> None:
+        behaviour = self.behaviour
+        behaviour.outage_on, behaviour.mode = b"", "refuse"
+        behaviour.outages += 1
+        self.cut_all()
+        self._loop.call_later(behaviour.outage_seconds, lambda: setattr(behaviour, "mode", "pass"))
 
     def cut_all(self) -> None:
         """Reset every open connection now."""
@@ -129,10 +147,10 @@ class Proxy:
             upstream_reader, upstream_writer = await asyncio.open_connection(*self.upstream)
             self._writers.add(upstream_writer)
             upstream_writer.write(head)
-            sent = [0]
+            sent, held = [0], [False]
             await asyncio.gather(
-                self._pump(client_reader, upstream_writer, sent, upstream=True),
-                self._pump(upstream_reader, client_writer, [0], upstream=False),
+                self._pump(client_reader, upstream_writer, sent, upstream=True, answer=client_writer, held=held),
+                self._pump(upstream_reader, client_writer, [0], upstream=False, held=held),
                 return_exceptions=True)
             behaviour.requests_seen.append(sent[0])
         finally:
@@ -142,7 +160,8 @@ class Proxy:
                     writer.close()
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, counter: list[int],
-                    upstream: bool) -> None:
+                    upstream: bool, answer: asyncio.StreamWriter | None = None,
+                    held: list[bool] | None = None) -> None:
         """Forward one direction; every chunk arrives `delay` seconds after it left, in order."""
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
         deliver = asyncio.ensure_future(self._deliver(queue, writer))
@@ -150,6 +169,20 @@ class Proxy:
             while True:
                 data = await reader.read(CHUNK)
                 behaviour = self.behaviour
+                if answer is not None and behaviour.deny_on and behaviour.deny_on in data:
+                    await _answer_denied(answer)
+                    writer.transport.abort()
+                    raise ConnectionResetError("denied by the proxy")
+                if upstream and behaviour.outage_on and behaviour.outage_on in data:
+                    self._begin_outage()
+                    writer.transport.abort()
+                    raise ConnectionResetError("an outage began")
+                if upstream and held is not None and behaviour.hold_answer_on and behaviour.hold_answer_on in data:
+                    held[0] = True
+                    behaviour.held += 1
+                    behaviour.hold_answer_on = b""  # once: the request sent again is answered
+                if not upstream and held and held[0]:
+                    await asyncio.sleep(3600)  # the answer never comes (the client gives up, or the test ends)
                 if behaviour.mode == "stall":
                     await _wait_while_stalled(self)
                 if upstream and behaviour.mode == "reset" and counter[0] + len(data) > behaviour.reset_after:
@@ -189,6 +222,17 @@ async def _drain_forever(reader: asyncio.StreamReader) -> None:
 async def _wait_while_stalled(proxy: Proxy) -> None:
     while proxy.behaviour.mode == "stall":
         await asyncio.sleep(0.05)
+
+
+async def _answer_denied(writer: asyncio.StreamWriter) -> None:
+    """An S3 AccessDenied answer, as a store gives one to an identity without that permission."""
+    body = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>'
+            b"<Message>Access Denied</Message></Error>")
+    writer.write(f"HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nContent-Length: {len(body)}\r\n"
+                 f"Connection: close\r\n\r\n".encode() + body)
+    with contextlib.suppress(Exception):
+        await writer.drain()
+    writer.close()
 
 
 async def _answer_with_error(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, status: int) -> None:

@@ -145,7 +145,8 @@ def broken_catalog(dataset: Path) -> None:
 
 @pytest.mark.parametrize(("extra", "env", "edit", "status", "error"), [
     ([], {}, None, 3, "no AWS credentials found"),
-    ([], {"AWS_ACCESS_KEY_ID": "AKIATEST", "AWS_SECRET_ACCESS_KEY": "secret-key", "AWS_MAX_ATTEMPTS": "1"}, None,
+    ([], {"AWS_ACCESS_KEY_ID": "AKIATEST", "AWS_SECRET_ACCESS_KEY": "secret-key", "AWS_MAX_ATTEMPTS": "1",
+      "CARTLOAD_UPLOADER_FIRST_CONTACT_SECONDS": "1"}, None,
      4, "cannot reach"),
     ([], {}, broken_catalog, 2, "catalog is not valid YAML"),
     (["--n-jobs", "lots"], {}, None, 2, "--n-jobs lots: must be a whole number"),

@@ -85,7 +85,8 @@ def test_files_under_a_symlinked_directory_are_checked_by_where_they_really_are(
 
 @pytest.mark.parametrize(
     ("name", "phrase"),
-    [("/abs.tsv", "absolute path"), ("../x.tsv", "leaves the dataset"), ("a//b.tsv", "leaves the dataset"),
+    [("/abs.tsv", "absolute path"), ("../x.tsv", "leaves the dataset"), ("a//b.tsv", "write it as 'a/b.tsv'"),
+     ("./b.tsv", "has a '.' or empty path part, which the remote would keep in the file's name"),
      ("a\nb.tsv", "control character"), ("bad\udcff.tsv", "not a valid UTF-8")],
 )
 def test_bad_names(data_dir, name, phrase):

@@ -295,14 +295,20 @@ def test_setup_viewer_access_merges_and_then_a_browser_can_read(dataset, bucket,
 
 
 @pytest.mark.e2e
-def test_quiet_keeps_only_what_fails_and_its_fix(dataset, bucket, cli_env):
-    result, _ = upload(dataset, bucket, cli_env, "--quiet")
+def test_quiet_prints_only_errors_the_fixes_are_in_the_report(dataset, bucket, cli_env):
+    result, report = upload(dataset, bucket, cli_env, "--quiet")
 
     assert result.code == 0, result.output
-    lines = result.stderr.strip().splitlines()
+    assert result.stderr == ""  # a check that is not enforced fails no run: not an error
+    assert report["viewer"]["fixes"][0].startswith("fix public read:")
+
+    enforced, _ = upload(dataset, bucket, cli_env, "--quiet", "--require-viewer-ready")
+
+    assert enforced.code == 5, enforced.output
+    lines = enforced.stderr.strip().splitlines()
     assert lines[0].startswith("fix public read:") and "put-bucket-policy" in lines[1]
     assert lines[-1].startswith("uploaded, but the viewer cannot read it yet")
-    assert "viewer check (" not in result.stderr and "viewer: " not in result.stderr
+    assert "viewer check (" not in enforced.stderr and "viewer: " not in enforced.stderr
 
 
 @pytest.mark.e2e

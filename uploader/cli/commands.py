@@ -6,6 +6,7 @@ turned into one-line messages by the entrypoint (cli.main).
 
 from __future__ import annotations
 
+import logging
 import shlex
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from uploader.engine.readiness import ReaderCheck, Readiness
 from uploader.engine.report import failure_lines, print_plan, report_document, share_line, summary, write_report
 from uploader.engine.runner import RunResult, run
 from uploader.engine.settings import RunSettings
+from uploader.engine.settle import UNKNOWN
 from uploader.errors import ExitStatus
 from uploader.local.catalog import Group, load_catalog
 from uploader.local.hash_cache import HashCache
@@ -47,7 +49,8 @@ def upload_aws(run: RunSettings, settings: S3Settings, resume_command: str) -> E
     if settings.shard is not None:
         plan = take_share(plan, settings.shard)
     backend = S3Backend(settings, run.n_jobs)
-    viewer = ViewerCheck(backend.client, settings.s3_dir, settings.viewer, settings.profile)
+    viewer = ViewerCheck(backend.client, settings.s3_dir, settings.viewer, settings.profile,
+                         outage_seconds=settings.stall_seconds)
     return execute(plan, backend, run, resume_command, settings.s3_dir.uri(), notes=settings.notes,
                    markers="aws", readers=viewer)
 
@@ -130,7 +133,9 @@ def execute(plan: UploadPlan, backend: Backend, common: RunSettings, resume_comm
     with the summary and its facts are the report's `record`.
     """
     warnings = [warning for dataset in plan.datasets for warning in dataset.warnings]
-    if not common.quiet:
+    if common.quiet:  # only errors: the backends' notes and warnings are in the report
+        logging.getLogger("uploader").setLevel(logging.ERROR)
+    else:
         for warning in warnings:
             say(f"warning: {warning}")
     result = run_with_hash_cache(plan, backend, common)
@@ -206,9 +211,16 @@ def tell_outcome(result: RunResult, quiet: bool, resume_command: str, readiness:
         for line in updated_lines(result):
             say(line)
         say(summary(result))
+    said = {op.destination: op.store_says for op in result.ops if op.is_catalog and op.store_says}
+    for catalog, word in said.items():  # an update cut short: what the store holds, as it says
+        say(f"catalog: {catalog}: {word} (the store's answer: this run's update of it was cut short)")
     for catalog in result.offline:
-        say(f"offline: {catalog} was withdrawn before files it names were replaced, and the new catalog is not"
-            " published yet: the dataset cannot be opened until a re-run completes")
+        if said.get(catalog, "").startswith(UNKNOWN):
+            say(f"offline?: {catalog} was withdrawn before files it names were replaced, and the store did not say"
+                " whether the new one is there: the dataset may not open until a re-run completes")
+        else:
+            say(f"offline: {catalog} was withdrawn before files it names were replaced, and the new catalog is not"
+                " published: the dataset cannot be opened until a re-run completes")
     if result.interrupted:
         say(f"interrupted: finished files are kept; resume with: {resume_command}")
     elif result.stalled:
@@ -218,8 +230,9 @@ def tell_outcome(result: RunResult, quiet: bool, resume_command: str, readiness:
     elif not result.ok:
         published = "the catalog is published" if result.catalogs_published else "the catalog was not published"
         say(f"some files failed and {published}; resume with: {resume_command}")
-    elif readiness is not None:
-        for line in ([] if quiet else readiness.lines) + readiness.fixes:
+    elif readiness is not None and not (quiet and not readiness.required):
+        # With --quiet, only an enforced check's failure is an error (told with its fixes); the report has them all.
+        for line in readiness.fixes if quiet else readiness.lines + readiness.fixes:
             say(line)
         if readiness.ready is False:  # the last line: the data is safe, but not yet usable
             say(f"uploaded, but {readiness.problem}")

@@ -8,6 +8,7 @@ is, with exit status 2.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import logging
 import os
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from uploader.zenodo.settings import PublishedRecordSettings, ZenodoSettings
 
 PROGRAM = "cartload-uploader"
+READER_GONE = 128 + signal.SIGPIPE  # 141: what a shell shows for a writer whose reader went away
 
 MAIN_USAGE = """cartload-uploader: publish a cartload output directory to S3 or Zenodo.
 
@@ -57,11 +59,18 @@ Exit codes:
   6    a failed update left a previously published dataset offline until a re-run completes
   130  interrupted (Ctrl-C, SIGTERM): finished files are kept; re-run to resume
 
+When the reader of the output goes away ('--dry-run | head -1'), the run ends quietly with 141, as any
+Unix tool in a pipe does.
+
 Environment:
   CARTLOAD_UPLOADER_CACHE_DIR   where file hashes (and the deposition a Zenodo command made) are kept
                                 (default ~/.cache/cartload-uploader)
   CARTLOAD_UPLOADER_DEBUG=1     show tracebacks for errors too
   CARTLOAD_UPLOADER_VIEWER_TIMEOUT  seconds each request of the viewer check may take (default 10)
+  CARTLOAD_UPLOADER_FIRST_CONTACT_SECONDS  how long an S3 store that has not answered once is waited for
+                                (default 10; once it answered, outages are ridden through for --stall-timeout)
+  CARTLOAD_UPLOADER_CATALOG_ASK_SECONDS  how long the store is asked what it holds of a catalog whose
+                                update was cut short (default 5)
   SLURM_ARRAY_TASK_*, JOB_COMPLETION_INDEX  which share upload_aws --shard auto takes
   AWS_*                         the usual AWS settings: profile, keys, endpoint, CA bundle, retries
   ZENODO_TOKEN                  the Zenodo token, when --zenodo-token FILE is not given
@@ -411,6 +420,8 @@ def main(argv: list[str] | None = None, invoked_as: str | None = None) -> int:
             return ExitStatus.OK
         args = read_command_line(SPECS[command], words, list(SPECS.values()))
         return COMMANDS[command](args, resume)
+    except BrokenPipeError:
+        return _reader_gone()
     except UploaderError as exc:
         _print_error(exc)
         if isinstance(exc, UsageError):
@@ -464,6 +475,19 @@ def _top_level(argv: list[str]) -> int:
     close = difflib.get_close_matches(first, list(COMMANDS), n=1, cutoff=0.6)
     suggestion = f" (did you mean {close[0]}?)" if close else f": use {', '.join(COMMANDS)}"
     raise UsageError(f"unknown command '{first}'{suggestion}")
+
+
+def _reader_gone() -> int:
+    """The reader of our output went away (`... --dry-run | head -1`): end quietly, as `cat` does.
+
+    The status is the one a shell shows for a program ended by SIGPIPE (141), as for every Unix tool in that
+    pipe; nothing more is written (the interpreter's own flush at exit would fail again).
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(devnull, stream.fileno())
+    return READER_GONE
 
 
 def _print_error(exc: UploaderError) -> None:

@@ -92,6 +92,10 @@ class Backend(Protocol):
     def read(self, remote: RemoteFile) -> bytes:
         """The content of a small remote file (a published catalog)."""
 
+    def now_at(self, name: str) -> RemoteFile | None:
+        """What the remote holds at `name` right now (one request), None if nothing; asked only where catalogs go
+        live, when a catalog's update was cut short. Raises when the remote does not tell."""
+
     def check_plan(self, ops: list[Operation]) -> None:
         """Refuse (UploaderError) a plan the remote cannot take (e.g. Zenodo's limits); dry runs too."""
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import random
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -46,6 +45,7 @@ from uploader.errors import CatalogInPlace, CatalogWaits, FileUploadError, Remot
 from uploader.local.digests import Cancelled, cached_digests, digests
 from uploader.local.hash_cache import HashCache
 from uploader.local.plan import LocalFile
+from uploader.retry import pause_before
 
 INTEGRITY_ATTEMPTS = 3  # a file whose bytes arrived wrong is sent again; HTTP-level retries are the backend's
 CANCEL_GRACE_SECONDS = 60
@@ -56,9 +56,6 @@ PREPARE_WORKERS = 4  # hashing is the slow part of preparing, and there are few 
 # took ~15 % more CPU).
 PREPARE_HERE_BELOW = 1024 * 1024
 POLL_SECONDS = 0.5
-# The pause before a transient failure is tried again: doubled each time, up to the cap, with jitter.
-RETRY_PAUSE = float(os.environ.get("CARTLOAD_UPLOADER_RETRY_PAUSE", "0.5"))
-RETRY_PAUSE_CAP = float(os.environ.get("CARTLOAD_UPLOADER_RETRY_PAUSE_CAP", "15"))
 # After this long without progress, say that the run is waiting (and every as long again).
 NOTICE_SECONDS = float(os.environ.get("CARTLOAD_UPLOADER_NOTICE_SECONDS", "10"))
 log = logging.getLogger("uploader")
@@ -130,7 +127,7 @@ class _Attempt:
 
     def pause(self) -> float:
         """Seconds to wait before the next attempt after a transient failure."""
-        return float(min(RETRY_PAUSE_CAP, RETRY_PAUSE * 2.0 ** self.pauses)) * (0.5 + random.random())
+        return pause_before(self.pauses)
 
     def take_back(self) -> None:
         self.progress.advance(-self.sent)  # the next attempt sends those bytes again
@@ -163,6 +160,7 @@ class Executor:
         if self.stop.is_set():
             raise FileUploadError("interrupted")
         if op.action is Action.DELETE:
+            op.in_doubt = True
             self.backend.delete(op)
             return _done(None)
         file = op.file
@@ -178,6 +176,7 @@ class Executor:
             raise FileUploadError(f"cannot read {file.path}: {exc.strerror}") from None
         if op.is_catalog:  # sent only when the decisions say so now (else CatalogWaits, CatalogInPlace)
             publish_or_wait(op, self.backend, self.cache)
+        op.in_doubt = True
         return _as_optional(self.backend.start_send(op, op.digests, attempt.advance, self.stop))
 
     def _digests_to_send(self, op: Operation, file: LocalFile) -> dict[str, str]:
@@ -195,6 +194,7 @@ class Executor:
             if stored is not None:
                 self._verify(op, stored)
             op.status = {Action.DELETE: Status.DELETED, Action.UPDATE: Status.UPDATED}.get(op.action, Status.UPLOADED)
+            op.in_doubt = False
             self.liveness.touch()
         except CatalogWaits as waits:
             op.status, op.error = Status.WAITING, waits.reason
@@ -202,6 +202,7 @@ class Executor:
             op.status, op.reason = Status.SKIPPED, there.reason
         except FileUploadError as exc:
             attempt.take_back()
+            op.in_doubt = exc.transient or self.stop.is_set()  # no answer, or one that tells nothing
             if self.stop.is_set():
                 op.status, op.error = Status.NOT_RUN, "interrupted"
                 return None

@@ -85,6 +85,10 @@ class Operation:
     # A catalog another --shard worker may publish or withdraw meanwhile: decided again, skipped if already
     # there as it is here, from the listing taken just before it would be published.
     recheck: bool = False
+    # A request for it went out and no answer tells what the remote did (interrupted, timed out, cut): for a
+    # catalog, the store is asked afterwards (engine/settle.py), and `store_says` holds its word.
+    in_doubt: bool = False
+    store_says: str = ""
 
     @property
     def size(self) -> int:

@@ -32,10 +32,14 @@ def print_plan(ops: list[Operation], stream: TextIO = sys.stdout, share: Share |
         print(f"{op.action.value:<8} {_size_shown(op):>14,d}  {op.destination}  ({op.reason})", file=stream)
     sending = [op for op in ops if op.transfers_bytes]
     updating = sum(op.action is Action.UPDATE for op in ops)
+    deleting = [op for op in ops if op.action is Action.DELETE and not op.is_catalog]
+    withdrawn = sum(op.action is Action.DELETE and op.is_catalog for op in ops)  # published again afterwards
     print(f"dry run: {len(sending)} file(s) to upload ({human_bytes(sum(op.size for op in sending))}), "
           + (f"{updating} to update in place, " if updating else "")
           + f"{sum(op.action is Action.SKIP for op in ops)} unchanged, "
-          f"{sum(op.action is Action.DELETE for op in ops)} to delete; nothing was changed", file=stream)
+          f"{len(deleting)} to delete ({human_bytes(sum(_size_shown(op) for op in deleting))})"
+          + (f", {withdrawn} live catalog(s) withdrawn first and published again" if withdrawn else "")
+          + "; nothing was changed", file=stream)
 
 
 def _size_shown(op: Operation) -> int:
@@ -135,6 +139,7 @@ def _file_entry(op: Operation) -> dict[str, Any]:
         "checksum": op.checksum,
         "resumed_bytes": op.resumed,
         "catalog": op.is_catalog,
+        **({"store_says": op.store_says} if op.store_says else {}),  # a catalog update cut short (settle.py)
     }
 
 

@@ -35,6 +35,7 @@ from uploader.engine.operations import Action, Operation, RemoteFile, Status
 from uploader.engine.progress import Progress
 from uploader.engine.readiness import Readiness
 from uploader.engine.settings import RunSettings
+from uploader.engine.settle import settle_catalogs_in_doubt
 from uploader.errors import ExitStatus, NotPublished, RemoteError, exit_status
 from uploader.local.hash_cache import HashCache
 from uploader.local.plan import UploadPlan
@@ -125,6 +126,7 @@ def run(plan: UploadPlan, backend: Backend, settings: RunSettings, cache: HashCa
         ops = _decide(plan, backend, settings, cache, liveness)
     result = RunResult(ops, 0.0)
     _execute(result, backend, settings, cache, liveness, make_progress)
+    settle_catalogs_in_doubt(ops, backend, cache)  # a catalog update cut short: the store says what is there
     result.elapsed = time.monotonic() - started
     if result.interrupted or result.stalled:
         for op in ops:

@@ -360,8 +360,13 @@ def _name_problem(name: str) -> str:
         return "contains a control character; rename the file"
     if name.startswith("/") or re.match(r"^[A-Za-z]:[\\/]", name):
         return "is an absolute path; the catalog must name files relative to --in-dir"
-    if not _is_safe_relative(name):
-        return "leaves the dataset directory ('..' or an empty path part); name files inside --in-dir"
+    parts = name.replace("\\", "/").split("/")
+    if ".." in parts:
+        return "leaves the dataset directory ('..'); name files inside --in-dir"
+    if "." in parts or "" in parts:
+        plain = "/".join(part for part in parts if part not in ("", "."))
+        return (f"has a '.' or empty path part, which the remote would keep in the file's name (so the viewer"
+                f" would not find it); write it as '{plain}'")
     return ""
 
 

@@ -55,6 +55,10 @@ def parse_shard(spec: str, environ: Mapping[str, str]) -> Shard:
                 raise UsageError(f"--shard {spec}: both {KUBERNETES_INDEX} and SLURM_ARRAY_TASK_ID are set; which one"
                                  " numbers this worker is unclear: give --shard I/N")
             return _from_kubernetes(environ[KUBERNETES_INDEX], count, spec)
+        if not _slurm_present(environ):
+            raise UsageError(f"--shard {spec}: {KUBERNETES_INDEX} is not set: this is not a pod of a Kubernetes"
+                             " indexed Job (nor a Slurm array task: SLURM_ARRAY_TASK_ID is not set); run it as"
+                             " one, or give --shard I/N")
         shard = _from_slurm(environ, spec)
         if shard.count != count:
             raise UsageError(f"--shard {spec}: the Slurm array has {shard.count} tasks, not {count}; give --shard auto"

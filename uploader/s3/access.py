@@ -34,7 +34,6 @@ from uploader.s3.settings import S3Settings
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
-OWN_KEY_MARK = ".cartload-uploader"  # the tool's own keys (leases, the old write check): never a dataset's file
 # Refusals that belong to one object, not to the run's access: told as that file's failure.
 ONE_OBJECT_CODES = {"KeyTooLongError", "EntityTooLarge", "EntityTooSmall", "InvalidObjectName", "NoSuchUpload",
                     "InvalidPart", "InvalidPartOrder", "PreconditionFailed"}

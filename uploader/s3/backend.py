@@ -28,7 +28,7 @@ from uploader.local.plan import CATALOG_NAME, Dataset, LocalFile, UploadPlan
 from uploader.local.pmtiles import is_pmtiles_name
 from uploader.redact import redact
 from uploader.s3.access import FirstWrite, check_bucket
-from uploader.s3.client import make_client, uploader_errors_for
+from uploader.s3.client import RideThroughOutages, make_client, uploader_errors_for
 from uploader.s3.leases import Leases
 from uploader.s3.options import send_request_payer_always
 from uploader.s3.reader import S3Reader
@@ -36,6 +36,7 @@ from uploader.s3.sends import VerifiedSends
 from uploader.s3.settings import S3Settings
 from uploader.s3.transport import DeferredTransport, make_transport
 from uploader.s3.updates import InPlaceUpdates
+from uploader.s3.verify import object_now_at
 from uploader.s3.writer import ObjectWriter, is_multipart, part_size
 
 if TYPE_CHECKING:
@@ -56,7 +57,8 @@ class S3Backend:
         self.settings = settings
         self.s3_dir = destination = settings.s3_dir
         self.objects = settings.objects
-        self.client: S3Client = make_client(settings, n_jobs)
+        self.outages = RideThroughOutages(settings.stall_seconds)
+        self.client: S3Client = make_client(settings, n_jobs, self.outages)
         self.reader = S3Reader(self.client, destination, settings)  # the read side, shared with verify_aws
         if payer := self.objects.given.get("--request-payer"):
             send_request_payer_always(self.client, payer)
@@ -112,6 +114,7 @@ class S3Backend:
 
         Write access is what the run's first write proves (access.FirstWrite): no probe of its own.
         """
+        self.s3_dir.check_keys(plan)  # keys S3 cannot hold: refused before any request
         self._bucket_there = self._waiting.submit(check_bucket, self.client, self.s3_dir.bucket, self.settings)
         if not dry_run:
             self._surveyed = self._waiting.submit(self._survey_uploads)
@@ -143,6 +146,10 @@ class S3Backend:
 
     def read(self, remote: RemoteFile) -> bytes:
         return self.reader.read(remote)
+
+    def now_at(self, name: str) -> RemoteFile | None:
+        """One HEAD: the object at `name` with what its ETag and stored SHA-256 vouch for; None if there is none."""
+        return object_now_at(self.client, self.s3_dir.bucket, name)
 
     def check_plan(self, ops: list[Operation]) -> None:
         """Any plan fits in a bucket."""
@@ -197,6 +204,7 @@ class S3Backend:
 
     def cancel(self) -> None:
         """Stop what is in flight; keep the unfinished uploads, and hand them to the next run at once."""
+        self.outages.stop()  # a request in an outage is not tried again: the run is ending
         self.writer.cancel()
         self.updates.close(cancel=True)
         # Releasing the lease is a request: a dead endpoint must not hold the interrupt (stale after a while).

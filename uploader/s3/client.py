@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
@@ -20,6 +21,7 @@ from urllib.parse import urlsplit
 from uploader import __version__
 from uploader.errors import AuthError, FileUploadError, RemoteError, UploaderError, UsageError
 from uploader.redact import redact
+from uploader.retry import pause_before
 from uploader.s3.addressing import is_aws_host, is_ip_address
 from uploader.s3.settings import S3Settings
 
@@ -35,15 +37,23 @@ TRANSIENT_CODES = {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTi
                    "IncompleteBody", "ClientDisconnected", "MalformedXML", "OperationAborted", "Throttling",
                    "ThrottlingException", "TooManyRequests"}
 
+# A control call that gets these would get them again: a skewed clock, or an XML body botocore built whole.
+NOT_FOR_CONTROL_CALLS = {"MalformedXML", "RequestTimeTooSkewed"}
+PASSING_STATUSES = {429, 500, 502, 503, 504}  # not 501 (Not Implemented): that answer is final
+# A store that has not answered once in this run may be the wrong address rather than a passing outage: its
+# requests are tried for this long at most (then the stall timeout applies, once it has answered).
+FIRST_CONTACT_SECONDS = float(os.environ.get("CARTLOAD_UPLOADER_FIRST_CONTACT_SECONDS", "10"))
 
-def make_client(settings: S3Settings, n_jobs: int = 8, *, sign_requests: bool = True) -> S3Client:
+def make_client(settings: S3Settings, n_jobs: int = 8, outages: RideThroughOutages | None = None, *,
+                sign_requests: bool = True) -> S3Client:
     """The run's one client (clients are thread-safe), pooling connections for `n_jobs` requests in flight;
-    configuration problems become one-line errors. `sign_requests` False: anonymous requests, as
+    configuration problems become one-line errors. `outages`: the client's ride-through of outages, for its
+    owner to stop when the run is interrupted. `sign_requests` False: anonymous requests, as
     `aws --no-sign-request` sends them (a public bucket; no credentials are looked for)."""
     import botocore.exceptions
 
     try:
-        return _build_client(settings, n_jobs, sign_requests)
+        return _build_client(settings, n_jobs, outages, sign_requests)
     except botocore.exceptions.ProfileNotFound as missing:
         given = f"--profile {settings.profile}" if settings.profile \
             else f"AWS_PROFILE {missing.kwargs.get('profile', '')}"
@@ -53,7 +63,8 @@ def make_client(settings: S3Settings, n_jobs: int = 8, *, sign_requests: bool = 
         raise UsageError(f"AWS configuration problem: {exc}; fix the file (or AWS_CONFIG_FILE)") from None
 
 
-def _build_client(settings: S3Settings, n_jobs: int = 8, sign_requests: bool = True) -> S3Client:
+def _build_client(settings: S3Settings, n_jobs: int = 8, outages: RideThroughOutages | None = None,
+                  sign_requests: bool = True) -> S3Client:
     # botocore's own session, as boto3's Session wraps it: importing boto3 (and the s3transfer it loads for
     # transfer methods never used here) cost ~40 ms before every run's first request.
     import botocore
@@ -84,7 +95,8 @@ def _build_client(settings: S3Settings, n_jobs: int = 8, sign_requests: bool = T
     if not os.environ.get("AWS_RESPONSE_CHECKSUM_VALIDATION"):
         options["response_checksum_validation"] = "when_required"
     if not os.environ.get("AWS_RETRY_MODE") and not os.environ.get("AWS_MAX_ATTEMPTS"):
-        options["retries"] = {"mode": "standard", "max_attempts": 5}
+        # botocore's own retries share a quota that a 2-second outage drains: ours (below) try instead.
+        options["retries"] = {"mode": "standard", "max_attempts": 0}  # retries, in botocore's Config: none
     if not sign_requests:
         options["signature_version"] = botocore.UNSIGNED
     region = session.get_config_variable("region") or "us-east-1"
@@ -117,10 +129,57 @@ def _build_client(settings: S3Settings, n_jobs: int = 8, sign_requests: bool = T
     # On 'before-call.s3', after botocore's own handler there that adds it: a body we hold whole needs no
     # '100-continue' round trip (the write probe's part, and every send when boto3 carries the bytes).
     client.meta.events.register_last("before-call.s3", _no_expect_header)
+    outages = outages or RideThroughOutages(settings.stall_seconds)
+    client.meta.events.register_first("needs-retry.s3", outages)  # type: ignore[arg-type]
     if sign_requests and session.get_credentials() is None:
         raise AuthError("no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY,"
                         " run 'aws configure', or pass --profile")
     return client
+
+
+class RideThroughOutages:
+    """The one place where a request is tried again: every call of the run's client (listings, HEADs, multipart
+    create/complete, deletes, leases, bucket settings, the write check) rides an outage through.
+
+    A request that failed for a passing reason (no answer at all, a cut connection, a timeout, a 5xx, 429 or
+    a throttling code) is tried again after a growing pause, for as long as `within` seconds have not passed
+    since its first failure: the run's --stall-timeout, so an outage the run rides through in one phase is
+    ridden through in every phase. Until the store has answered once, FIRST_CONTACT_SECONDS at most: a wrong
+    --endpoint-url fails in seconds. A botocore `needs-retry` handler: it answers the pause, or None.
+    """
+
+    def __init__(self, within: float) -> None:
+        self.within = within
+        self.answered = False  # the store has answered a request of this run (any HTTP answer)
+        self.stopped = False  # the run was interrupted: nothing more is tried again
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    def __call__(self, request_dict: dict[str, Any], attempts: int, response: Any = None,
+                 caught_exception: BaseException | None = None, **kwargs: Any) -> float | None:
+        self.answered = self.answered or response is not None
+        if self.stopped or not _passing_failure(response, caught_exception):
+            return None
+        context = request_dict.setdefault("context", {})
+        first_failed = context.setdefault("cartload_first_failure", time.monotonic())
+        limit = self.within if self.answered else min(self.within, FIRST_CONTACT_SECONDS)
+        if time.monotonic() - first_failed >= limit:
+            return None
+        return pause_before(attempts - 1)
+
+
+def _passing_failure(response: Any, caught: BaseException | None) -> bool:
+    """No answer (refused, reset, timed out), or an answer that says 'not now'."""
+    import botocore.exceptions as bx
+
+    if caught is not None:
+        return isinstance(caught, (bx.HTTPClientError, bx.ConnectionError)) and not isinstance(caught, bx.SSLError)
+    if response is None:
+        return False
+    status = int(response[0].status_code)
+    code = str(response[1].get("Error", {}).get("Code", ""))
+    return status in PASSING_STATUSES or code in TRANSIENT_CODES - NOT_FOR_CONTROL_CALLS
 
 
 def _no_expect_header(params: dict[str, Any], model: Any = None, **kwargs: Any) -> None:

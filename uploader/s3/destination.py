@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from uploader.errors import UsageError
-from uploader.local.plan import Dataset
+from uploader.errors import InputError, UsageError
+from uploader.local.plan import Dataset, UploadPlan
+from uploader.s3.own_keys import OWN_KEY_MARK, is_tool_key
+
+MAX_KEY_BYTES = 1024  # S3's limit on a key, in UTF-8 bytes
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,22 @@ class S3Destination:
     def key(self, dataset: Dataset, name: str) -> str:
         """The object key of a file: exactly <prefix>/<dataset subdir>/<catalog file name>."""
         return "/".join(part for part in (self.prefix, dataset.subdir, name) if part)
+
+    def check_keys(self, plan: UploadPlan) -> None:
+        """Every key the plan writes fits S3 and is not one of the tool's own; InputError before anything is sent."""
+        problems = []
+        for dataset in plan.datasets:
+            for file in dataset.all_files:
+                key = self.key(dataset, file.name)
+                where = f"{dataset.in_dir / file.name}"
+                if (size := len(key.encode("utf-8"))) > MAX_KEY_BYTES:
+                    problems.append(f"{where}: its S3 key is {size:,d} bytes, over S3's limit of {MAX_KEY_BYTES:,d};"
+                                    " shorten the file name (and the catalog's entry) or the --s3-dir prefix")
+                elif is_tool_key(key, self.prefix):
+                    problems.append(f"{where}: names beginning with '{OWN_KEY_MARK}' are kept for this tool's own"
+                                    " bookkeeping on the bucket; rename the file (and the catalog's entry)")
+        if problems:
+            raise InputError(problems)
 
     def dataset_prefix(self, dataset: Dataset) -> str:
         base = "/".join(part for part in (self.prefix, dataset.subdir) if part)

@@ -38,16 +38,16 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 from uploader.errors import FileUploadError
+from uploader.s3.own_keys import LEASES_DIR, WRITE_CHECK_NAME, is_tool_key
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
-LEASES = ".cartload-uploader/runs"
 LEASE_REFRESH = float(os.environ.get("CARTLOAD_UPLOADER_LEASE_REFRESH", "60"))  # seconds between heartbeats
 LEASE_STALE = float(os.environ.get("CARTLOAD_UPLOADER_LEASE_STALE", "600"))  # no heartbeat for this long: dead
 ABORT_AFTER = float(os.environ.get("CARTLOAD_UPLOADER_ABORT_AFTER_DAYS", "7"))  # days, for uploads no lease names
 WRITE_CHECK_STALE = float(os.environ.get("CARTLOAD_UPLOADER_WRITE_CHECK_STALE", "300"))  # seconds
-WRITE_CHECK = ".cartload-uploader-write-check"  # the key older versions' write check started an upload of
+WRITE_CHECK = WRITE_CHECK_NAME  # the key older versions' write check started an upload of
 log = logging.getLogger("uploader")
 
 
@@ -224,10 +224,10 @@ class Leases:
             self._delete(key)
 
     def _lease_key(self, run: str) -> str:
-        return "/".join(part for part in (self.prefix, LEASES, f"{run}.json") if part)
+        return "/".join(part for part in (self.prefix, LEASES_DIR, f"{run}.json") if part)
 
     def _read_leases(self) -> list[Holder]:
-        prefix = "/".join(part for part in (self.prefix, LEASES) if part) + "/"
+        prefix = "/".join(part for part in (self.prefix, LEASES_DIR) if part) + "/"
         holders = []
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
             for item in page.get("Contents", []):
@@ -251,7 +251,7 @@ class Leases:
             for upload in page.get("Uploads", []):
                 if upload["Key"].rsplit("/", 1)[-1] == WRITE_CHECK:
                     write_checks.append(dict(upload))
-                elif "/.cartload-uploader" not in f"/{upload['Key']}":
+                elif not is_tool_key(upload["Key"], self.prefix):
                     found.append(dict(upload))
         return found, write_checks
 

@@ -17,9 +17,9 @@ from uploader.errors import FileUploadError
 from uploader.local.content_types import content_type
 from uploader.local.digests import multipart_etag_name
 from uploader.local.plan import LocalFile
-from uploader.s3.access import OWN_KEY_MARK
 from uploader.s3.client import as_file_upload_error
 from uploader.s3.options import ObjectOptions, canned_acl_of, stored_values
+from uploader.s3.own_keys import is_tool_key
 from uploader.s3.writer import is_multipart, part_size
 
 if TYPE_CHECKING:
@@ -59,13 +59,29 @@ def _listed_range(client: S3Client, bucket: str, prefix: str, after: str | None,
             key = item["Key"]
             if upto is not None and key > upto:
                 return found  # the next range's
-            # The tool's own keys (write check, leases under .cartload-uploader/): not compared, never deleted.
-            if not any(part.startswith(OWN_KEY_MARK) for part in key[len(prefix):].split("/")):
+            if not is_tool_key(key, prefix):  # the tool's own: not compared, never verified, never deleted
                 size, etag = item["Size"], item.get("ETag", "").strip('"')
                 found[key] = RemoteFile(key, size, digests_of_etag(etag, size))
             if key == upto:
                 return found  # no page more to ask for
     return found
+
+
+def object_now_at(client: S3Client, bucket: str, key: str) -> RemoteFile | None:
+    """What a HEAD shows of `key` (its ETag's digests and stored SHA-256), or None when there is no such object."""
+    import botocore.exceptions
+
+    try:
+        head = client.head_object(Bucket=bucket, Key=key)
+    except botocore.exceptions.ClientError as exc:
+        if str(exc.response.get("Error", {}).get("Code", "")) in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+    size = int(head["ContentLength"])
+    vouched = {} if etag_is_opaque(head) else digests_of_etag(head.get("ETag", "").strip('"'), size)
+    if stored := head.get("Metadata", {}).get(SHA256_META):
+        vouched["sha256"] = stored
+    return RemoteFile(key, size, vouched)
 
 
 def stored_as_headed(client: S3Client, bucket: str, key: str, file: LocalFile, objects: ObjectOptions, *,

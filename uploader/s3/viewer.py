@@ -24,7 +24,9 @@ from uploader.engine.operations import PUBLISHED, Operation
 from uploader.engine.readiness import Readiness
 from uploader.local.content_types import content_type
 from uploader.local.pmtiles import HEADER_SIZE, is_pmtiles_name
+from uploader.retry import until_answered
 from uploader.s3.addressing import is_aws_host, uses_virtual_hosts
+from uploader.s3.client import PASSING_STATUSES
 from uploader.s3.destination import S3Destination
 from uploader.s3.settings import ViewerSettings
 from uploader.s3.viewer_access import BucketAccess
@@ -74,12 +76,14 @@ class ViewerCheck:
     """The reader check of upload_aws (see readiness.ReaderCheck): links, checks, fixes, and the opt-in setup."""
 
     def __init__(self, client: S3Client, destination: S3Destination, options: ViewerSettings,
-                 profile: str | None = None) -> None:
+                 profile: str | None = None, outage_seconds: float = 120.0) -> None:
         self.client = client
+        self.outage_seconds = outage_seconds  # an outage is ridden through this long (the run's --stall-timeout)
         self.s3_dir = destination
         self.bucket = destination.bucket
         self.options = options
         self.access = BucketAccess(client, destination.bucket, options.origin, profile)
+        self.access.setting_up = options.setup
         self._region = ""
 
     def __call__(self, ops: list[Operation]) -> Readiness | None:
@@ -114,7 +118,8 @@ class ViewerCheck:
         report["failures"] = [_one_line(check) for check in failed]
         report["warnings"] = [_one_line(check) for check in warnings]
         report["fixes"] = fixes
-        return Readiness(not failed, lines, _problem(failed), report, self.options.require_ready, fixes)
+        return Readiness(not failed, lines, _problem(failed, self.options.setup), report, self.options.require_ready,
+                         fixes)
 
     def checks(self, datasets: list[Published]) -> list[Check]:
         """Every dataset's requests, all at once (they wait on the network, not the CPU): a few round trips."""
@@ -164,7 +169,9 @@ class ViewerCheck:
         origin = self.options.origin
 
         def request(method: str, key: str, **headers: str) -> Future[Answer]:
-            return pool.submit(send, method, self.object_url(key), {"Origin": origin, **headers}, self.options.timeout)
+            url = self.object_url(key)
+            return pool.submit(until_answered, lambda: send(method, url, {"Origin": origin, **headers},
+                                                            self.options.timeout), _not_answered, self.outage_seconds)
 
         catalog = request("GET", dataset.catalog_key)
         ranged = [request("GET", archive.key, Range=f"bytes=0-{HEADER_SIZE - 1}") for archive in dataset.archives]
@@ -232,14 +239,19 @@ def _one_line(check: Check) -> str:
     return f"{check.dataset + ': ' if check.dataset else ''}{check.name}: {check.detail}"
 
 
-def _problem(failed: list[Check]) -> str:
-    """One line: what fails, each cause once, and what to do."""
+def _not_answered(answer: Answer) -> bool:
+    """No answer, or a store's 'not now' (5xx but 501, 429): worth asking again, as the uploads would."""
+    return bool(answer.error) or answer.status in PASSING_STATUSES
+
+
+def _problem(failed: list[Check], set_up: bool = False) -> str:
+    """One line: what fails, each cause once, and what to do (`set_up`: this run tried --setup-viewer-access)."""
     if not failed:
         return ""
     causes = list(dict.fromkeys(check.cause for check in failed))
     needs = {check.needs for check in failed}
     advice = "apply the fixes above" if needs - {""} else "see the table above"
-    if needs & {"policy", "cors"}:
+    if needs & {"policy", "cors"} and not set_up:
         advice += ", or re-run with --setup-viewer-access"
     return f"the viewer cannot read it yet: {'; '.join(causes)}; {advice}"
 

@@ -38,6 +38,7 @@ class BucketAccess:
         self.bucket = bucket
         self.origin = origin
         self.profile = profile
+        self.setting_up = False  # this run applies what is missing (--setup-viewer-access): no hint to re-run with it
 
     # -- the fixes --------------------------------------------------------------------------
 
@@ -49,7 +50,7 @@ class BucketAccess:
             lines += self._policy_fix(prefixes)
         if "cors" in needs:
             lines += self._cors_fix()
-        if needs & {"policy", "cors"}:
+        if needs & {"policy", "cors"} and not self.setting_up:  # not in the run that just tried it
             lines.append("or let this tool apply what is missing (merged, nothing replaced): re-run with"
                          " --setup-viewer-access")
         if "repair" in needs:
@@ -72,11 +73,14 @@ class BucketAccess:
         if merged is None:
             lines = [f"fix public read: the bucket policy already lets anyone read {where}, yet anonymous reads are"
                      " denied: Block Public Access (RestrictPublicBuckets) or an account setting overrides it"]
+        elif unreadable:  # a put-bucket-policy of our statement alone would replace the bucket's whole policy
+            ours = next(s for s in merged["Statement"] if s.get("Sid") == POLICY_SID)
+            lines = [f"fix public read: let anyone read {where}. The bucket policy could not be read ({unreadable}),"
+                     " so no command is given (one would replace the whole policy): ask the bucket owner to add"
+                     " this statement to it:", "  " + _compact(ours)]
         else:
             count = len(_as_list(existing.get("Statement")))
             kept = f"keeps its {count} existing statement(s)" if count else "is the bucket's first policy"
-            if unreadable:
-                kept = f"the bucket's own policy could not be read ({unreadable}): merge this statement into it"
             lines = [f"fix public read: let anyone read {where} (the policy below {kept}):",
                      "  " + self._aws("put-bucket-policy", "--policy", _compact(merged))]
         if self._public_access_blocked() is not False and is_aws_host(urlsplit(self.client.meta.endpoint_url)
@@ -92,9 +96,11 @@ class BucketAccess:
         if merged is None:
             return [f"fix CORS: a rule of the bucket already allows {self.origin}, yet the browser's"
                     " requests are refused: check the store's CORS support"]
+        if unreadable:  # a put-bucket-cors of our rule alone would replace every rule the bucket has
+            return [f"fix CORS: allow {self.origin} to read with Range and see ETag. The bucket's CORS rules could"
+                    f" not be read ({unreadable}), so no command is given (one would replace them all): ask the"
+                    " bucket owner to add this rule first among them:", "  " + _compact(merged[0])]
         kept = f"keeps its {len(rules)} existing rule(s)" if rules else "is the bucket's first"
-        if unreadable:
-            kept = f"the bucket's own rules could not be read ({unreadable}): add this rule to them"
         return [f"fix CORS: allow {self.origin} to read with Range and see ETag (the configuration below"
                 f" {kept}):", "  " + self._aws("put-bucket-cors", "--cors-configuration",
                                                _compact({"CORSRules": merged}))]

@@ -126,6 +126,9 @@ class ZenodoBackend(SendsInThreads):
     def read(self, remote: RemoteFile) -> bytes:
         raise NotImplementedError("a Zenodo draft's catalog is never live: nothing needs reading")
 
+    def now_at(self, name: str) -> RemoteFile | None:
+        raise NotImplementedError("a Zenodo draft's catalog is never live: an update cut short needs no asking")
+
     def check_plan(self, ops: list[Operation]) -> None:
         """Zenodo's limits, counting the files already there that stay, before anything is created."""
         self._decided_against = set(self._remote)
