@@ -211,16 +211,7 @@ def tell_outcome(result: RunResult, quiet: bool, resume_command: str, readiness:
         for line in updated_lines(result):
             say(line)
         say(summary(result))
-    said = {op.destination: op.store_says for op in result.ops if op.is_catalog and op.store_says}
-    for catalog, word in said.items():  # an update cut short: what the store holds, as it says
-        say(f"catalog: {catalog}: {word} (the store's answer: this run's update of it was cut short)")
-    for catalog in result.offline:
-        if said.get(catalog, "").startswith(UNKNOWN):
-            say(f"offline?: {catalog} was withdrawn before files it names were replaced, and the store did not say"
-                " whether the new one is there: the dataset may not open until a re-run completes")
-        else:
-            say(f"offline: {catalog} was withdrawn before files it names were replaced, and the new catalog is not"
-                " published: the dataset cannot be opened until a re-run completes")
+    tell_catalogs_in_doubt(result)
     if result.interrupted:
         say(f"interrupted: finished files are kept; resume with: {resume_command}")
     elif result.stalled:
@@ -236,6 +227,20 @@ def tell_outcome(result: RunResult, quiet: bool, resume_command: str, readiness:
             say(line)
         if readiness.ready is False:  # the last line: the data is safe, but not yet usable
             say(f"uploaded, but {readiness.problem}")
+
+
+def tell_catalogs_in_doubt(result: RunResult) -> None:
+    """What the store holds for each catalog whose update was cut short, and each dataset left offline."""
+    said = {op.destination: op.store_says for op in result.ops if op.is_catalog and op.store_says}
+    for catalog, word in said.items():
+        say(f"catalog: {catalog}: {word} (the store's answer: this run's update of it was cut short)")
+    for catalog in result.offline:
+        if said.get(catalog, "").startswith(UNKNOWN):
+            say(f"offline?: {catalog} was withdrawn before files it names were replaced, and the store did not say"
+                " whether the new one is there: the dataset may not open until a re-run completes")
+        else:
+            say(f"offline: {catalog} was withdrawn before files it names were replaced, and the new catalog is not"
+                " published: the dataset cannot be opened until a re-run completes")
 
 
 def updated_lines(result: RunResult) -> list[str]:

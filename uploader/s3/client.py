@@ -65,17 +65,60 @@ def make_client(settings: S3Settings, n_jobs: int = 8, outages: RideThroughOutag
 
 def _build_client(settings: S3Settings, n_jobs: int = 8, outages: RideThroughOutages | None = None,
                   sign_requests: bool = True) -> S3Client:
-    # botocore's own session, as boto3's Session wraps it: importing boto3 (and the s3transfer it loads for
-    # transfer methods never used here) cost ~40 ms before every run's first request.
-    import botocore
-    import botocore.session
     from botocore.config import Config
 
+    session = _session(settings.profile)
+    options = _client_options(settings, n_jobs, sign_requests)
+    region = session.get_config_variable("region") or "us-east-1"
+    style = settings.addressing_style
+    configured = (session.get_scoped_config().get("s3") or {}).get("addressing_style")
+
+    def prefer_path_style(host: str) -> bool:
+        # S3-compatible stores on custom endpoints rarely resolve bucket sub-domains (botocore would
+        # choose path-style there too, but say so rather than rely on it).
+        return style == "auto" and not configured and not is_aws_host(host)
+
+    def create() -> S3Client:  # botocore types every client as a BaseClient; this one is S3's
+        return cast("S3Client", session.create_client("s3", endpoint_url=settings.endpoint_url,
+                                                      region_name=region, config=Config(**options)))
+
+    # An endpoint given on the command line or in the environment is known before the client exists:
+    # build it once (a client costs a tenth of a second); one from a config file is only known after.
+    known = _endpoint_known_before(settings)
+    if known and prefer_path_style(urlsplit(known).hostname or ""):
+        options["s3"]["addressing_style"] = "path"
+    client = create()
+    host = urlsplit(client.meta.endpoint_url).hostname or ""
+    if style == "virtual" and is_ip_address(host):
+        raise UsageError(f"--addressing-style virtual: the endpoint {client.meta.endpoint_url} is an IP address, which"
+                         " has no bucket sub-domains; use its host name, or --addressing-style path")
+    if "addressing_style" not in options["s3"] and prefer_path_style(host):
+        options["s3"]["addressing_style"] = "path"
+        client = create()
+    _register_handlers(client, outages or RideThroughOutages(settings.stall_seconds))
+    if sign_requests and session.get_credentials() is None:
+        raise AuthError("no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY,"
+                        " run 'aws configure', or pass --profile")
+    return client
+
+
+def _session(profile: str | None) -> Any:
+    """botocore's own session, as boto3's Session wraps it: importing boto3 (and the s3transfer it loads for
+    transfer methods never used here) cost ~40 ms before every run's first request."""
+    import botocore.session
+
     session = botocore.session.get_session()
-    if settings.profile:
-        session.set_config_variable("profile", settings.profile)
+    if profile:
+        session.set_config_variable("profile", profile)
     # Timestamps (LastModified) are never used: parsing them with dateutil was a third of a listing's cost.
     session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=str)
+    return session
+
+
+def _client_options(settings: S3Settings, n_jobs: int, sign_requests: bool) -> dict[str, Any]:
+    """botocore's Config for the run's client: what is safe on every store, unless AWS_* says otherwise."""
+    import botocore
+
     options: dict[str, Any] = {
         "max_pool_connections": 2 * n_jobs + 4,
         # Given whole, the User-Agent is built once; botocore's own is rebuilt twice per request
@@ -99,42 +142,16 @@ def _build_client(settings: S3Settings, n_jobs: int = 8, outages: RideThroughOut
         options["retries"] = {"mode": "standard", "max_attempts": 0}  # retries, in botocore's Config: none
     if not sign_requests:
         options["signature_version"] = botocore.UNSIGNED
-    region = session.get_config_variable("region") or "us-east-1"
-    style = settings.addressing_style
-    if style != "auto":
-        options["s3"]["addressing_style"] = style
-    configured = (session.get_scoped_config().get("s3") or {}).get("addressing_style")
+    if settings.addressing_style != "auto":
+        options["s3"]["addressing_style"] = settings.addressing_style
+    return options
 
-    def prefer_path_style(host: str) -> bool:
-        # S3-compatible stores on custom endpoints rarely resolve bucket sub-domains (botocore would
-        # choose path-style there too, but say so rather than rely on it).
-        return style == "auto" and not configured and not is_aws_host(host)
 
-    # An endpoint given on the command line or in the environment is known before the client exists:
-    # build it once (a client costs a tenth of a second); one from a config file is only known after.
-    known = _endpoint_known_before(settings)
-    if known and prefer_path_style(urlsplit(known).hostname or ""):
-        options["s3"]["addressing_style"] = "path"
-    # botocore types every client as a BaseClient; this one is S3's.
-    client = cast("S3Client", session.create_client("s3", endpoint_url=settings.endpoint_url, region_name=region,
-                                                    config=Config(**options)))
-    host = urlsplit(client.meta.endpoint_url).hostname or ""
-    if style == "virtual" and is_ip_address(host):
-        raise UsageError(f"--addressing-style virtual: the endpoint {client.meta.endpoint_url} is an IP address, which"
-                         " has no bucket sub-domains; use its host name, or --addressing-style path")
-    if "addressing_style" not in options["s3"] and prefer_path_style(host):
-        options["s3"]["addressing_style"] = "path"
-        client = cast("S3Client", session.create_client("s3", endpoint_url=settings.endpoint_url,
-                                                        region_name=region, config=Config(**options)))
+def _register_handlers(client: S3Client, outages: RideThroughOutages) -> None:
     # On 'before-call.s3', after botocore's own handler there that adds it: a body we hold whole needs no
     # '100-continue' round trip (the write probe's part, and every send when boto3 carries the bytes).
     client.meta.events.register_last("before-call.s3", _no_expect_header)
-    outages = outages or RideThroughOutages(settings.stall_seconds)
     client.meta.events.register_first("needs-retry.s3", outages)  # type: ignore[arg-type]
-    if sign_requests and session.get_credentials() is None:
-        raise AuthError("no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY,"
-                        " run 'aws configure', or pass --profile")
-    return client
 
 
 class RideThroughOutages:

@@ -27,6 +27,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
+from typing import Any
 from urllib.parse import urlsplit
 
 from uploader.engine.backend import SendsInThreads
@@ -135,10 +136,7 @@ class ZenodoBackend(SendsInThreads):
         problems = outcome.limit_problems(self._remote, ops, self.settings.max_record_bytes)
         changes_files = any(op.action is not Action.SKIP for op in ops)
         if self._edit_open() and changes_files:
-            assert self.target is not None
-            problems.append(f"record {self.target.id} has an unpublished metadata edit open, and files can only"
-                            f" change in a new version: publish or discard the edit on {self.target.page}, then"
-                            " re-run")
+            problems.append(_edit_holds_files_back(self.target))
         if problems:
             raise InputError(problems)
         where = self.target or self.record
@@ -173,11 +171,7 @@ class ZenodoBackend(SendsInThreads):
              stop: threading.Event) -> Stored:
         assert self.target is not None and op.file is not None
         answer, sent_md5 = self.client.put_file(self.target, op.file, progress, stop)
-        stored_as = str(answer.get("key", op.destination))
-        if stored_as != op.destination:
-            raise FileUploadError(f"Zenodo stored it as '{stored_as}', not '{op.destination}'")
-        stored_md5 = str(answer.get("checksum", "")).removeprefix("md5:")
-        return Stored(int(answer.get("size", op.file.size)), {"md5": stored_md5}, sent_digests={"md5": sent_md5})
+        return _stored(answer, op.destination, op.file.size, sent_md5)
 
     def delete(self, op: Operation) -> None:
         assert self.target is not None and op.remote is not None
@@ -246,30 +240,54 @@ class ZenodoBackend(SendsInThreads):
         return self.target is not None and self.target.submitted
 
     def _create(self) -> None:
-        sent_at = datetime.now(timezone.utc)
+        self.target = _created(self.client, self.settings.metadata)
         title = str(self.settings.metadata.get("title", ""))
-        self.target = self.client.create(self.settings.metadata, lambda: drafts.made_by_a_lost_create(
-            self.client, title, sent_at, self.settings.metadata))
         self._records.remember(self._resume_key, self.target.id, title=title, api_url=self.settings.api_url)
-        log.warning(f"created deposition {self.target.id} ({self.target.page}); if this run stops, resume with"
-                    f" --zenodo-id {self.target.id}")
-        _tell_reserved_doi(f"deposition {self.target.id}", self.target)
 
     # -- finishing ------------------------------------------------------------------------
 
     def _publish(self) -> list[str]:
         assert self.target is not None
-        target = self.target
-        try:
-            published = self.client.publish(target)
-        except UploaderError as refused:
-            raise NotPublished(f"every file is in the draft {target.page}, but {refused}; correct what Zenodo"
-                               " names (--title, --creators, --description, --metadata FILE ...) and re-run with"
-                               f" --publish --zenodo-id {target.id} (this draft is published, no second one made),"
-                               " or publish it on the web page") from None
-        self._published = published
+        self._published = published = _published(self.client, self.target)
         self._communities = community_states(self.client, published, wanted_communities(self.settings.metadata))
-        return outcome.published_lines(published, target)
+        return outcome.published_lines(published, self.target)
+
+
+def _edit_holds_files_back(record: ZenodoDeposition | None) -> str:
+    assert record is not None
+    return (f"record {record.id} has an unpublished metadata edit open, and files can only change in a new version:"
+            f" publish or discard the edit on {record.page}, then re-run")
+
+
+def _stored(answer: dict[str, Any], name: str, size: int, sent_md5: str) -> Stored:
+    """What Zenodo says it stored for a file sent as `name`: under that name, or the send failed."""
+    stored_as = str(answer.get("key", name))
+    if stored_as != name:
+        raise FileUploadError(f"Zenodo stored it as '{stored_as}', not '{name}'")
+    stored_md5 = str(answer.get("checksum", "")).removeprefix("md5:")
+    return Stored(int(answer.get("size", size)), {"md5": stored_md5}, sent_digests={"md5": sent_md5})
+
+
+def _created(client: ZenodoClient, metadata: dict[str, Any]) -> ZenodoDeposition:
+    """A new deposition, told with its id (for a resume) and its reserved DOI; a lost answer is looked for, never
+    sent twice."""
+    sent_at = datetime.now(timezone.utc)
+    title = str(metadata.get("title", ""))
+    made = client.create(metadata, lambda: drafts.made_by_a_lost_create(client, title, sent_at, metadata))
+    log.warning(f"created deposition {made.id} ({made.page}); if this run stops, resume with --zenodo-id {made.id}")
+    _tell_reserved_doi(f"deposition {made.id}", made)
+    return made
+
+
+def _published(client: ZenodoClient, draft: ZenodoDeposition) -> ZenodoDeposition:
+    """The draft published; Zenodo's refusal told with the way on (this draft, named: no second one made)."""
+    try:
+        return client.publish(draft)
+    except UploaderError as refused:
+        raise NotPublished(f"every file is in the draft {draft.page}, but {refused}; correct what Zenodo"
+                           " names (--title, --creators, --description, --metadata FILE ...) and re-run with"
+                           f" --publish --zenodo-id {draft.id} (this draft is published, no second one made),"
+                           " or publish it on the web page") from None
 
 
 def is_sandbox(api_url: str) -> bool:

@@ -149,19 +149,6 @@ class ZenodoClient:
             self.http.wait(min(self.timing.backoff_delay(attempt), 10.0, max(0.0, deadline - time.monotonic())))
         raise AssertionError("unreachable")
 
-    # -- a published record's communities (the RDM records API: the deposit API shows only those accepted) ---
-
-    def record_communities(self, record_id: int) -> list[dict[str, Any]]:
-        """The communities the record is in (invenio-rdm-records resources/config.py record_communities)."""
-        answer = self.http.call("GET", f"/records/{record_id}/communities", what="the record's communities").json()
-        return list(answer.get("hits", {}).get("hits", []))
-
-    def record_requests(self, record_id: int) -> list[dict[str, Any]]:
-        """The requests about the record, their receivers expanded (resources/config.py record_requests)."""
-        answer = self.http.call("GET", f"/records/{record_id}/requests", what="the record's requests",
-                                params={"expand": "true", "size": 100}).json()
-        return list(answer.get("hits", {}).get("hits", []))
-
     # -- files --------------------------------------------------------------------------------
 
     def files(self, deposition: ZenodoDeposition, *, earn: bool = True) -> list[DepositionFile]:

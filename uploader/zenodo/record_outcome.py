@@ -73,7 +73,7 @@ def community_states(client: ZenodoClient, published: ZenodoDeposition,
     if not wanted:
         return {}
     try:
-        accepted = {_slug(c) for c in client.record_communities(published.id)}
+        accepted = {_slug(c) for c in client.records.record_communities(published.id)}
         submitted = _submitted(client, published)
     except UploaderError as exc:
         return {c: {"status": "unknown", "reason": f"could not read the record's requests ({exc})"} for c in wanted}
@@ -99,7 +99,7 @@ def without_pending_communities(client: ZenodoClient, record: ZenodoDeposition,
 
 def _submitted(client: ZenodoClient, record: ZenodoDeposition) -> set[str]:
     """The communities the record's inclusion requests await."""
-    return {_slug(r.get("expanded", {}).get("receiver", {})) for r in client.record_requests(record.id)
+    return {_slug(r.get("expanded", {}).get("receiver", {})) for r in client.records.record_requests(record.id)
             if r.get("type") == "community-inclusion" and r.get("status") == "submitted"}
 
 

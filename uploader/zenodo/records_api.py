@@ -42,3 +42,16 @@ class RecordsApi:
         response = self.http.call("GET", path, what=f"the full metadata of deposition {deposition.id}",
                                   headers=RDM_JSON)
         return dict(response.json().get("metadata") or {})
+
+    # A published record's communities: the deposit API shows only those that accepted it.
+
+    def record_communities(self, record_id: int) -> list[dict[str, Any]]:
+        """The communities the record is in (invenio-rdm-records resources/config.py record_communities)."""
+        answer = self.http.call("GET", f"/records/{record_id}/communities", what="the record's communities").json()
+        return list(answer.get("hits", {}).get("hits", []))
+
+    def record_requests(self, record_id: int) -> list[dict[str, Any]]:
+        """The requests about the record, their receivers expanded (resources/config.py record_requests)."""
+        answer = self.http.call("GET", f"/records/{record_id}/requests", what="the record's requests",
+                                params={"expand": "true", "size": 100}).json()
+        return list(answer.get("hits", {}).get("hits", []))
